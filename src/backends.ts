@@ -1,0 +1,19 @@
+/** Opens the metadata store and blob store a configuration names. */
+import { join } from 'node:path';
+import type { Config } from './config.js';
+import type { MetadataStore } from './metadata/store.js';
+import { SqliteMetadataStore } from './metadata/sqlite/sqlite-store.js';
+import type { BlobStore } from './storage/blob-store.js';
+import { FilesystemBlobStore } from './storage/filesystem.js';
+
+export interface Backends {
+  metadata: MetadataStore;
+  storage: BlobStore;
+}
+
+export async function openBackends(config: Config): Promise<Backends> {
+  const storage = new FilesystemBlobStore(config.data);
+  await storage.init();
+  const metadata = new SqliteMetadataStore(join(config.data, 'metadata.db'));
+  return { metadata, storage };
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/** The `berth` command line. */
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
+import { serve } from './serve.js';
+
+const program = new Command();
+
+program
+  .name('berth')
+  .description(
+    'Berth: a container image registry (OCI Distribution v1.1, Docker Registry HTTP API v2)\n' +
+      'that never lies about what it stores. Metadata in SQLite, blobs on local disk by default.',
+  )
+  .version('0.1.0')
+  .showHelpAfterError();
+
+/** Options every command that opens the registry's data shares. */
+function withCommonOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML configuration file (env: BERTH_CONFIG)')
+    .option('-d, --data <dir>', 'data directory: metadata.db and blobs (env: BERTH_DATA; default ./data)')
+    .addOption(
+      new Option('--log-level <level>', 'log level; warn and above turns the per-request log off (env: BERTH_LOG_LEVEL; default info)').choices([
+        'trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent',
+      ]),
+    );
+}
+
+withCommonOptions(program.command('serve'))
+  .description('run the registry server')
+  .option('-a, --addr <host:port>', 'address to listen on (env: BERTH_ADDR; default 0.0.0.0:5000)')
+  .option('--no-deletes', 'refuse DELETE of manifests, tags and blobs (env: BERTH_DELETES=false)')
+  .addHelpText(
+    'after',
+    `
+Settings come from defaults, then the --config file, then BERTH_* environment
+variables, then flags. A config file looks like:
+
+  addr: 0.0.0.0:5000
+  data: /var/lib/berth
+  deletes: true
+  log:
+    level: info        # trace|debug|info|warn|error|fatal|silent
+  gc:
+    enabled: true      # background collector inside serve
+    interval: 10m
+    blobGrace: 1h      # unreferenced blobs are kept this long
+    manifestGrace: 1h  # manifests without tag or parent are kept this long
+    untagged: true     # collect untagged manifests at all
+    uploadTimeout: 24h # abandoned uploads are purged after this
+
+Endpoints: /v2/ (the registry API), /healthz.`,
+  )
+  .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
+    // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.
+    const explicit = program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource('deletes') === 'cli';
+    await serve(loadConfig({ ...opts, deletes: explicit ? opts.deletes : undefined }));
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`berth: ${e.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`berth: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,33 @@
+/** `berth serve`: the registry server. */
+import type { AddressInfo } from 'node:net';
+import { openBackends } from '../backends.js';
+import { parseAddr, type Config } from '../config.js';
+import { buildServer } from '../http/server.js';
+import { createLogger } from '../log.js';
+import { Registry } from '../registry/registry.js';
+
+export async function serve(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  const { metadata, storage } = await openBackends(config);
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
+  const app = buildServer({ registry, logger });
+
+  const { host, port } = parseAddr(config.addr);
+  await app.listen({ host, port });
+  const address = app.server.address() as AddressInfo;
+  // Logged at warn so that it shows with request logging off (--log-level warn).
+  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes }, 'listening');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.warn({ signal }, 'shutting down');
+    await app.close();
+    await metadata.close();
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}

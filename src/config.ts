@@ -1,0 +1,136 @@
+/**
+ * Configuration: defaults, then a YAML file, then environment variables,
+ * then command-line flags; each later source overrides the earlier ones.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+
+export interface GcConfig {
+  /** Run the background collector inside `berth serve`. */
+  enabled: boolean;
+  /** Time between background runs, ms. */
+  interval: number;
+  /** How long an unreferenced blob is kept after it was last uploaded, mounted or said to exist, ms. */
+  blobGrace: number;
+  /** How long a manifest without tag or parent is kept, ms. */
+  manifestGrace: number;
+  /** Whether untagged manifests are collected at all. */
+  untagged: boolean;
+  /** Upload sessions idle for longer than this are purged, ms. */
+  uploadTimeout: number;
+}
+
+export interface Config {
+  /** HOST:PORT to listen on. */
+  addr: string;
+  /** Data directory: the SQLite database and the blobs. */
+  data: string;
+  logLevel: LogLevel;
+  /** Whether DELETE of manifests, tags and blobs is allowed. */
+  deletes: boolean;
+  gc: GcConfig;
+}
+
+export const DEFAULT_CONFIG: Config = {
+  addr: '0.0.0.0:5000',
+  data: './data',
+  logLevel: 'info',
+  deletes: true,
+  gc: {
+    enabled: true,
+    interval: 10 * 60_000,
+    blobGrace: 60 * 60_000,
+    manifestGrace: 60 * 60_000,
+    untagged: true,
+    uploadTimeout: 24 * 60 * 60_000,
+  },
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses `0`, `90s`, `30m`, `1h`, `2d` (or a bare number of seconds) into milliseconds. */
+export function parseDuration(value: string | number, what = 'duration'): number {
+  if (typeof value === 'number') return value * 1000;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new ConfigError(`invalid ${what} "${value}": use a number with ms, s, m, h or d (e.g. 30m)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+export function parseBoolean(value: string | boolean, what: string): boolean {
+  if (typeof value === 'boolean') return value;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ConfigError(`invalid ${what} "${value}": use true or false`);
+}
+
+export function parseAddr(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`invalid address "${addr}": use HOST:PORT, e.g. 0.0.0.0:5000`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function checkLogLevel(level: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`invalid log level "${level}": one of ${LOG_LEVELS.join(', ')}`);
+  return level as LogLevel;
+}
+
+/** Settings given on the command line; undefined means "not given". */
+export interface ConfigOverrides {
+  config?: string;
+  addr?: string;
+  data?: string;
+  logLevel?: string;
+  deletes?: boolean;
+}
+
+export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Config = structuredClone(DEFAULT_CONFIG);
+  const file = flags.config ?? env.BERTH_CONFIG;
+  if (file) applyFile(config, file);
+  if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
+  if (env.BERTH_DATA) config.data = env.BERTH_DATA;
+  if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
+  if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
+  if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
+  if (flags.addr) config.addr = flags.addr;
+  if (flags.data) config.data = flags.data;
+  if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
+  if (flags.deletes !== undefined) config.deletes = flags.deletes;
+  parseAddr(config.addr);
+  config.data = resolve(config.data);
+  return config;
+}
+
+function applyFile(config: Config, file: string): void {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return;
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
+  const d = doc as Record<string, unknown>;
+  const known = new Set(['addr', 'data', 'log', 'deletes', 'gc']);
+  for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
+  if (d.addr !== undefined) config.addr = String(d.addr);
+  if (d.data !== undefined) config.data = String(d.data);
+  if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
+  const log = d.log as Record<string, unknown> | undefined;
+  if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
+  const gc = d.gc as Record<string, unknown> | undefined;
+  if (gc) {
+    if (gc.enabled !== undefined) config.gc.enabled = parseBoolean(gc.enabled as string, 'gc.enabled');
+    if (gc.untagged !== undefined) config.gc.untagged = parseBoolean(gc.untagged as string, 'gc.untagged');
+    if (gc.interval !== undefined) config.gc.interval = parseDuration(gc.interval as string, 'gc.interval');
+    if (gc.blobGrace !== undefined) config.gc.blobGrace = parseDuration(gc.blobGrace as string, 'gc.blobGrace');
+    if (gc.manifestGrace !== undefined) config.gc.manifestGrace = parseDuration(gc.manifestGrace as string, 'gc.manifestGrace');
+    if (gc.uploadTimeout !== undefined) config.gc.uploadTimeout = parseDuration(gc.uploadTimeout as string, 'gc.uploadTimeout');
+  }
+}

@@ -1,0 +1,71 @@
+/** GET, HEAD and DELETE /v2/<name>/blobs/<digest>. */
+import type { ByteRange } from '../../storage/blob-store.js';
+import { RegistryError } from '../../registry/errors.js';
+import { parseDigest } from '../../registry/reference.js';
+import type { Handler } from './handler.js';
+
+export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
+  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  reply
+    .code(200)
+    .header('Content-Length', blob.size)
+    .header('Content-Type', 'application/octet-stream')
+    .header('Docker-Content-Digest', blob.digest)
+    .header('Accept-Ranges', 'bytes')
+    .header('ETag', `"${blob.digest}"`)
+    .send();
+};
+
+export const getBlob: Handler = async ({ req, reply, registry, repository, reference }) => {
+  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  const range = parseRange(req.headers.range, blob.size);
+  const stream = await registry.blobs.open(blob, range);
+  reply
+    .header('Content-Type', 'application/octet-stream')
+    .header('Docker-Content-Digest', blob.digest)
+    .header('Accept-Ranges', 'bytes')
+    .header('ETag', `"${blob.digest}"`)
+    .header('Cache-Control', 'max-age=31536000');
+  if (range) {
+    reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`).header('Content-Length', range.end - range.start + 1);
+  } else {
+    reply.code(200).header('Content-Length', blob.size);
+  }
+  return reply.send(stream);
+};
+
+export const deleteBlob: Handler = async ({ reply, registry, repository, reference }) => {
+  await registry.blobs.delete(repository, parseDigest(reference));
+  reply.code(202).header('Content-Length', 0).send();
+};
+
+/**
+ * A single `bytes=` range (RFC 9110). Malformed or multi-range headers are
+ * ignored (the whole blob is sent); a range past the end is 416.
+ */
+export function parseRange(header: string | undefined, size: number): ByteRange | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) throw unsatisfiable(size);
+    start = Math.max(size - suffix, 0);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  }
+  if (start >= size) throw unsatisfiable(size);
+  return { start, end };
+}
+
+function unsatisfiable(size: number): RegistryError {
+  return new RegistryError('SIZE_INVALID', 'requested range not satisfiable', {
+    status: 416,
+    headers: { 'Content-Range': `bytes */${size}` },
+  });
+}

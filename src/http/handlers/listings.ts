@@ -1,0 +1,29 @@
+/** GET /v2/<name>/tags/list, /v2/_catalog and /v2/<name>/referrers/<digest>. */
+import { MediaType } from '../../registry/media-types.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../../registry/listings.js';
+import { parseDigest } from '../../registry/reference.js';
+import { nextLink, pagination, type Handler } from './handler.js';
+
+export const listTags: Handler = async ({ reply, registry, repository, query }) => {
+  const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+  const page = await registry.listings.tags(repository, last, n);
+  if (page.more) reply.header('Link', nextLink(`/v2/${repository}/tags/list`, n, page.items[page.items.length - 1]!));
+  reply.code(200).type('application/json').send(JSON.stringify({ name: repository, tags: page.items }));
+};
+
+export const listCatalog: Handler = async ({ reply, registry, query }) => {
+  const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+  const page = await registry.listings.repositories(last, n);
+  if (page.more) reply.header('Link', nextLink('/v2/_catalog', n, page.items[page.items.length - 1]!));
+  reply.code(200).type('application/json').send(JSON.stringify({ repositories: page.items }));
+};
+
+export const listReferrers: Handler = async ({ reply, registry, repository, reference, query }) => {
+  const artifactType = query.get('artifactType') ?? undefined;
+  const manifests = await registry.listings.referrers(repository, parseDigest(reference), artifactType);
+  if (artifactType !== undefined) reply.header('OCI-Filters-Applied', 'artifactType');
+  reply
+    .code(200)
+    .type(MediaType.OciIndex)
+    .send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
+};

@@ -1,0 +1,32 @@
+/** GET, HEAD, PUT and DELETE /v2/<name>/manifests/<reference>. */
+import { parseManifestReference } from '../../registry/reference.js';
+import { readLimited } from '../request-body.js';
+import type { Handler, RequestContext } from './handler.js';
+
+async function fetchManifest({ req, reply, registry, repository, reference }: RequestContext, withBody: boolean): Promise<void> {
+  const manifest = await registry.manifests.get(repository, parseManifestReference(reference), req.headers.accept);
+  reply
+    .code(200)
+    .header('Content-Type', manifest.mediaType)
+    .header('Content-Length', manifest.size)
+    .header('Docker-Content-Digest', manifest.digest)
+    .header('ETag', `"${manifest.digest}"`);
+  reply.send(withBody ? manifest.body : undefined);
+}
+
+export const getManifest: Handler = (c) => fetchManifest(c, true);
+export const headManifest: Handler = (c) => fetchManifest(c, false);
+
+export const putManifest: Handler = async ({ req, reply, registry, repository, reference }) => {
+  const ref = parseManifestReference(reference);
+  const body = await readLimited(req.raw, registry.ctx.options.maxManifestBytes);
+  const pushed = await registry.manifests.put(repository, ref, body, req.headers['content-type']);
+  reply.code(201).header('Location', `/v2/${repository}/manifests/${pushed.digest}`).header('Docker-Content-Digest', pushed.digest);
+  if (pushed.subject) reply.header('OCI-Subject', pushed.subject);
+  reply.header('Content-Length', 0).send();
+};
+
+export const deleteManifest: Handler = async ({ reply, registry, repository, reference }) => {
+  await registry.manifests.delete(repository, parseManifestReference(reference));
+  reply.code(202).header('Content-Length', 0).send();
+};

@@ -1,0 +1,82 @@
+/** POST, GET, PATCH, PUT and DELETE of /v2/<name>/blobs/uploads/. */
+import type { FastifyReply } from 'fastify';
+import type { UploadRecord } from '../../metadata/store.js';
+import { RegistryError } from '../../registry/errors.js';
+import { isValidRepositoryName, parseDigest } from '../../registry/reference.js';
+import { uploadRange } from '../../registry/uploads.js';
+import { hasBody, uploadBody } from '../request-body.js';
+import type { Handler } from './handler.js';
+
+function uploadLocation(repository: string, id: string): string {
+  return `/v2/${repository}/blobs/uploads/${id}`;
+}
+
+function replyUpload(reply: FastifyReply, repository: string, upload: UploadRecord, status: number): void {
+  reply
+    .code(status)
+    .header('Location', uploadLocation(repository, upload.id))
+    .header('Range', uploadRange(upload.offset))
+    .header('Docker-Upload-UUID', upload.id)
+    .header('Content-Length', 0)
+    .send();
+}
+
+function replyBlobCreated(reply: FastifyReply, repository: string, digest: string): void {
+  reply
+    .code(201)
+    .header('Location', `/v2/${repository}/blobs/${digest}`)
+    .header('Docker-Content-Digest', digest)
+    .header('Content-Length', 0)
+    .send();
+}
+
+/** POST: a monolithic upload (?digest=), a mount (?mount=[&from=]), or a new session. */
+export const startUpload: Handler = async ({ req, reply, registry, repository, query }) => {
+  const mount = query.get('mount');
+  const digestParam = query.get('digest');
+  if (mount !== null) {
+    const from = query.get('from') ?? undefined;
+    const digest = parseDigest(mount);
+    // An invalid `from` cannot hold the blob: fall back to an upload, as for an unknown one.
+    const source = from !== undefined && !isValidRepositoryName(from) ? undefined : from;
+    const result =
+      from !== undefined && source === undefined
+        ? { mounted: false as const, upload: await registry.uploads.start(repository) }
+        : await registry.uploads.mount(repository, digest, source);
+    if (result.mounted) return replyBlobCreated(reply, repository, result.blob.digest);
+    return replyUpload(reply, repository, result.upload, 202);
+  }
+  if (digestParam !== null) {
+    const blob = await registry.uploads.monolithic(repository, parseDigest(digestParam), uploadBody(req.raw));
+    return replyBlobCreated(reply, repository, blob.digest);
+  }
+  const upload = await registry.uploads.start(repository);
+  replyUpload(reply, repository, upload, 202);
+};
+
+export const getUpload: Handler = async ({ reply, registry, repository, reference }) => {
+  const upload = await registry.uploads.status(repository, reference);
+  replyUpload(reply, repository, upload, 204);
+};
+
+export const patchUpload: Handler = async ({ req, reply, registry, repository, reference }) => {
+  const upload = await registry.uploads.append(repository, reference, uploadBody(req.raw));
+  replyUpload(reply, repository, upload, 202);
+};
+
+export const putUpload: Handler = async ({ req, reply, registry, repository, reference, query }) => {
+  const digestParam = query.get('digest');
+  if (digestParam === null) {
+    req.raw.resume();
+    throw new RegistryError('DIGEST_INVALID', 'the digest parameter is required to finish an upload');
+  }
+  const digest = parseDigest(digestParam);
+  const body = hasBody(req.raw) ? uploadBody(req.raw) : undefined;
+  const blob = await registry.uploads.finish(repository, reference, digest, body);
+  replyBlobCreated(reply, repository, blob.digest);
+};
+
+export const deleteUpload: Handler = async ({ reply, registry, repository, reference }) => {
+  await registry.uploads.cancel(repository, reference);
+  reply.code(204).header('Content-Length', 0).send();
+};

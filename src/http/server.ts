@@ -1,0 +1,131 @@
+/**
+ * The HTTP edge: maps the wire protocol onto registry operations. Bodies are
+ * handed to the registry as streams (never parsed or buffered by the
+ * framework); every failure leaves as the spec's JSON error.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+import { isRegistryError, RegistryError } from '../registry/errors.js';
+import { parseRepositoryName } from '../registry/reference.js';
+import type { Registry } from '../registry/registry.js';
+import { deleteBlob, getBlob, headBlob } from './handlers/blobs.js';
+import type { Handler } from './handlers/handler.js';
+import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
+import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
+import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { matchRoute, type RouteName } from './routes.js';
+
+const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+
+const HANDLERS: Record<RouteName, Partial<Record<string, Handler>>> = {
+  base: { GET: async ({ reply }) => void reply.code(200).type('application/json').send('{}'), HEAD: async ({ reply }) => void reply.code(200).send() },
+  catalog: { GET: listCatalog },
+  tags: { GET: listTags },
+  manifest: { GET: getManifest, HEAD: headManifest, PUT: putManifest, DELETE: deleteManifest },
+  blob: { GET: getBlob, HEAD: headBlob, DELETE: deleteBlob },
+  uploadStart: { POST: startUpload },
+  upload: { GET: getUpload, PATCH: patchUpload, PUT: putUpload, DELETE: deleteUpload },
+  referrers: { GET: listReferrers },
+};
+
+export interface ServerOptions {
+  registry: Registry;
+  logger: Logger;
+  /** Extra routes outside /v2/ (health, admin), registered by the caller. */
+  extraRoutes?: (app: FastifyInstance) => void;
+}
+
+export function buildServer({ registry, logger, extraRoutes }: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // Manifests are read by Berth itself with their own limit; blobs are streams.
+    bodyLimit: Number.MAX_SAFE_INTEGER,
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+  });
+
+  // Never let the framework parse or buffer a body: handlers stream req.raw.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info(
+      {
+        method: req.method,
+        path: req.url,
+        status: reply.statusCode,
+        bytesIn: Number(req.headers['content-length'] ?? 0),
+        bytesOut: Number(reply.getHeader('content-length') ?? 0),
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
+  });
+
+  const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
+    reply.headers(API_VERSION_HEADER);
+    const url = req.raw.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    try {
+      const match = matchRoute(req.method, path);
+      if (match.kind === 'not-found') throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 });
+      if (match.kind === 'method-not-allowed') {
+        throw new RegistryError('UNSUPPORTED', `method ${req.method} is not allowed here`, { headers: { Allow: match.allowed.join(', ') } });
+      }
+      const handler = HANDLERS[match.route][req.method]!;
+      const repository = match.route === 'base' || match.route === 'catalog' ? '' : parseRepositoryName(match.repository);
+      await handler({ req, reply, registry, repository, reference: match.reference, query });
+    } catch (e) {
+      sendError(req, reply, e);
+    }
+    return reply;
+  };
+
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2', handler: dispatch });
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/v2/*', handler: dispatch });
+
+  app.get('/healthz', async (_req, reply) => reply.code(200).type('application/json').send('{"status":"ok"}'));
+  extraRoutes?.(app);
+
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 })));
+  // Errors the framework itself raises (malformed requests it rejected before dispatch).
+  app.setErrorHandler((error, req, reply) => sendError(req, reply, error));
+  return app;
+}
+
+function sendError(req: FastifyRequest, reply: FastifyReply, e: unknown): void {
+  if (reply.sent) {
+    req.log.warn({ err: e }, 'error after the response started');
+    req.raw.destroy();
+    return;
+  }
+  let error: RegistryError;
+  if (isRegistryError(e)) {
+    error = e;
+  } else {
+    const status = (e as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) {
+      error = new RegistryError('UNSUPPORTED', (e as Error).message, { status });
+    } else {
+      req.log.error({ err: e }, 'unexpected error');
+      reply.code(500).type('application/json').send(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'internal error', detail: { requestId: req.id } }] }));
+      return;
+    }
+  }
+  // A refused request's body is not read; drain it so the connection stays usable.
+  if (!req.raw.readableEnded) req.raw.resume();
+  reply.code(error.status).headers(error.headers).type('application/json');
+  if (req.method === 'HEAD') reply.send();
+  else reply.send(JSON.stringify(error.toJSON()));
+}

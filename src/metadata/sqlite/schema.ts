@@ -1,0 +1,92 @@
+/**
+ * SQLite schema, as numbered migrations applied in order and recorded in
+ * `PRAGMA user_version`. A database newer than this code is refused, so an
+ * old binary never writes to a schema it does not understand.
+ */
+export const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE repositories (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+  );
+
+  -- One row per digest: blobs are stored once, however many repositories hold them.
+  -- state 0 = live, 1 = being deleted by GC (treated as absent by every reader).
+  CREATE TABLE blobs (
+    digest       TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    storage_key  TEXT NOT NULL,
+    state        INTEGER NOT NULL DEFAULT 0,
+    last_seen    INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- A blob is readable through a repository only while it is linked to it.
+  CREATE TABLE repository_blobs (
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest         TEXT NOT NULL,
+    last_seen      INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX repository_blobs_by_digest ON repository_blobs(digest);
+
+  CREATE TABLE manifests (
+    id             INTEGER PRIMARY KEY,
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest         TEXT NOT NULL,
+    media_type     TEXT NOT NULL,
+    artifact_type  TEXT,
+    subject        TEXT,
+    annotations    TEXT,
+    size           INTEGER NOT NULL,
+    body           BLOB NOT NULL,
+    created_at     INTEGER NOT NULL,
+    -- Set while the manifest has no tag and no parent index: a GC candidate since then.
+    untagged_at    INTEGER,
+    UNIQUE (repository_id, digest)
+  );
+  CREATE INDEX manifests_by_subject ON manifests(repository_id, subject) WHERE subject IS NOT NULL;
+  CREATE INDEX manifests_untagged ON manifests(untagged_at) WHERE untagged_at IS NOT NULL;
+
+  CREATE TABLE manifest_blobs (
+    manifest_id  INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    digest       TEXT NOT NULL,
+    PRIMARY KEY (manifest_id, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_blobs_by_digest ON manifest_blobs(digest);
+
+  CREATE TABLE manifest_children (
+    manifest_id    INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    repository_id  INTEGER NOT NULL,
+    child_digest   TEXT NOT NULL,
+    PRIMARY KEY (manifest_id, child_digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_children_by_child ON manifest_children(repository_id, child_digest);
+
+  CREATE TABLE tags (
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    manifest_id    INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX tags_by_manifest ON tags(manifest_id);
+
+  CREATE TABLE uploads (
+    id          TEXT PRIMARY KEY,
+    repository  TEXT NOT NULL,
+    "offset"    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX uploads_by_update ON uploads(updated_at);
+
+  -- Blobs whose liveness may have changed since 'since': the only ones GC examines,
+  -- so a collection costs what the garbage costs, not what the registry holds.
+  CREATE TABLE gc_blob_queue (
+    digest  TEXT PRIMARY KEY,
+    since   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX gc_blob_queue_by_since ON gc_blob_queue(since);
+  `,
+];

@@ -1,0 +1,382 @@
+/**
+ * The embedded MetadataStore: SQLite in WAL mode, so that `berth gc` and
+ * `berth fsck` running as separate processes share the database with
+ * `berth serve`. Writes run in IMMEDIATE transactions, which SQLite
+ * serializes across processes: a check and the write it guards can never be
+ * interleaved with another writer's (consistency contract, invariant 2).
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { RegistryError } from '../../registry/errors.js';
+import type {
+  BlobRecord,
+  CommitBlobResult,
+  ManifestRecord,
+  MetadataStore,
+  NewManifest,
+  Page,
+  ReferrerDescriptor,
+  UploadRecord,
+} from '../store.js';
+import { MIGRATIONS } from './schema.js';
+
+const LIVE = 0;
+
+type Row = Record<string, unknown>;
+
+export class SqliteMetadataStore implements MetadataStore {
+  readonly db: Database.Database;
+  private readonly stmt: ReturnType<typeof prepareStatements>;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: a 201 promises the metadata survives a power cut, not only a crash.
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 10000');
+    migrate(this.db);
+    this.stmt = prepareStatements(this.db);
+  }
+
+  // Blobs --------------------------------------------------------------------
+
+  async findBlob(repository: string, digest: string): Promise<BlobRecord | undefined> {
+    return toBlob(this.stmt.findBlobInRepo.get(repository, digest) as Row | undefined);
+  }
+
+  async findAnyBlob(digest: string): Promise<BlobRecord | undefined> {
+    return toBlob(this.stmt.findBlob.get(digest) as Row | undefined);
+  }
+
+  async touchBlob(digest: string, now: number): Promise<void> {
+    this.stmt.touchBlob.run(now, digest);
+  }
+
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+    return this.db
+      .transaction(() => {
+        const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
+        if (!row) return undefined;
+        const repoId = this.ensureRepository(repository, now);
+        this.stmt.linkBlob.run(repoId, digest, now);
+        this.stmt.touchBlob.run(now, digest);
+        return toBlob({ ...row, last_seen: now });
+      })
+      .immediate();
+  }
+
+  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
+        if (changed) this.stmt.enqueueBlob.run(digest, 0);
+        return changed;
+      })
+      .immediate();
+  }
+
+  // Uploads ------------------------------------------------------------------
+
+  async createUpload(id: string, repository: string, now: number): Promise<void> {
+    this.stmt.createUpload.run(id, repository, now, now);
+  }
+
+  async findUpload(id: string): Promise<UploadRecord | undefined> {
+    const row = this.stmt.findUpload.get(id) as Row | undefined;
+    if (!row) return undefined;
+    return {
+      id: row.id as string,
+      repository: row.repository as string,
+      offset: row.offset as number,
+      createdAt: row.created_at as number,
+      updatedAt: row.updated_at as number,
+    };
+  }
+
+  async advanceUpload(id: string, from: number, to: number, now: number): Promise<boolean> {
+    return this.stmt.advanceUpload.run(to, now, id, from).changes > 0;
+  }
+
+  async deleteUpload(id: string): Promise<boolean> {
+    return this.stmt.deleteUpload.run(id).changes > 0;
+  }
+
+  async commitBlob(
+    uploadId: string | undefined,
+    repository: string,
+    blob: Omit<BlobRecord, 'lastSeen'>,
+    now: number,
+  ): Promise<CommitBlobResult> {
+    return this.db
+      .transaction((): CommitBlobResult => {
+        if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
+          // Another request finished or cancelled this upload first.
+          throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+        }
+        const repoId = this.ensureRepository(repository, now);
+        const existing = this.stmt.findBlobAnyState.get(blob.digest) as Row | undefined;
+        let result: CommitBlobResult = 'stored';
+        if (existing && existing.state === LIVE) {
+          result = 'already-present';
+          this.stmt.touchBlob.run(now, blob.digest);
+        } else {
+          // New, or being deleted by GC: this upload's object becomes the blob.
+          // GC deletes by the key it marked, so it cannot remove this one.
+          this.stmt.upsertBlob.run(blob.digest, blob.size, blob.storageKey, now);
+        }
+        this.stmt.linkBlob.run(repoId, blob.digest, now);
+        this.stmt.enqueueBlob.run(blob.digest, now);
+        return result;
+      })
+      .immediate();
+  }
+
+  // Manifests and tags -------------------------------------------------------
+
+  async findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    return toManifest(this.stmt.findManifestByDigest.get(repository, digest) as Row | undefined);
+  }
+
+  async findManifestByTag(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    return toManifest(this.stmt.findManifestByTag.get(repository, tag) as Row | undefined);
+  }
+
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+    this.db
+      .transaction(() => {
+        const repoId = this.ensureRepository(repository, now);
+        const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
+        if (missingBlobs.length > 0) {
+          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'manifest references blobs unknown to the repository', {
+            detail: { digests: missingBlobs.slice(0, 20) },
+          });
+        }
+        const missingChildren = m.children.filter((d) => !this.stmt.manifestId.get(repoId, d));
+        if (missingChildren.length > 0) {
+          throw new RegistryError('MANIFEST_UNKNOWN', 'index references manifests unknown to the repository', {
+            detail: { digests: missingChildren.slice(0, 20) },
+          });
+        }
+        let id = (this.stmt.manifestId.get(repoId, m.digest) as Row | undefined)?.id as number | undefined;
+        if (id === undefined) {
+          const held = tag !== undefined || this.stmt.hasParent.get(repoId, m.digest) !== undefined;
+          id = Number(
+            this.stmt.insertManifest.run(
+              repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
+              m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, held ? null : now,
+            ).lastInsertRowid,
+          );
+          for (const d of m.blobs) {
+            this.stmt.insertManifestBlob.run(id, d);
+            this.stmt.touchLink.run(now, repoId, d);
+          }
+          for (const d of m.children) {
+            this.stmt.insertManifestChild.run(id, repoId, d);
+            this.stmt.holdManifest.run(repoId, d);
+          }
+        }
+        if (tag !== undefined) {
+          const previous = this.stmt.tagTarget.get(repoId, tag) as Row | undefined;
+          this.stmt.upsertTag.run(repoId, tag, id, now);
+          this.stmt.holdManifestById.run(id);
+          if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
+        }
+      })
+      .immediate();
+  }
+
+  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
+        if (!row) return false;
+        this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
+        return true;
+      })
+      .immediate();
+  }
+
+  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
+        if (!row) return false;
+        this.stmt.deleteTag.run(row.repository_id, tag);
+        this.releaseIfOrphan(row.manifest_id as number, now);
+        return true;
+      })
+      .immediate();
+  }
+
+  async repositoryExists(repository: string): Promise<boolean> {
+    return this.stmt.repositoryId.get(repository) !== undefined;
+  }
+
+  async listTags(repository: string, last: string | undefined, limit: number): Promise<Page> {
+    const rows = this.stmt.listTags.all(repository, last ?? '', limit + 1) as Row[];
+    return page(rows.map((r) => r.name as string), limit);
+  }
+
+  async listRepositories(last: string | undefined, limit: number): Promise<Page> {
+    const rows = this.stmt.listRepositories.all(last ?? '', limit + 1) as Row[];
+    return page(rows.map((r) => r.name as string), limit);
+  }
+
+  async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
+    const rows = this.stmt.listReferrers.all(repository, subject) as Row[];
+    return rows
+      .filter((r) => artifactType === undefined || r.artifact_type === artifactType)
+      .map((r) => {
+        const d: ReferrerDescriptor = { mediaType: r.media_type as string, digest: r.digest as string, size: r.size as number };
+        if (r.artifact_type) d.artifactType = r.artifact_type as string;
+        if (r.annotations) d.annotations = JSON.parse(r.annotations as string);
+        return d;
+      });
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  // Internals ----------------------------------------------------------------
+
+  /** Must run inside a transaction. */
+  private ensureRepository(name: string, now: number): number {
+    const row = this.stmt.repositoryId.get(name) as Row | undefined;
+    if (row) return row.id as number;
+    return Number(this.stmt.insertRepository.run(name, now).lastInsertRowid);
+  }
+
+  /** Deletes a manifest; its blobs, children and referrers become GC candidates. Inside a transaction. */
+  private deleteManifestRow(id: number, repoId: number, digest: string, now: number): void {
+    const blobs = this.stmt.manifestBlobs.all(id) as Row[];
+    const children = this.stmt.manifestChildren.all(id) as Row[];
+    this.stmt.deleteManifest.run(id);
+    for (const b of blobs) this.stmt.enqueueBlob.run(b.digest, now);
+    for (const c of children) {
+      const child = this.stmt.manifestId.get(repoId, c.child_digest) as Row | undefined;
+      if (child) this.releaseIfOrphan(child.id as number, now);
+    }
+    this.stmt.releaseReferrers.run(now, repoId, digest);
+  }
+
+  /** Marks a manifest as a GC candidate if it has no tag and no parent left. Inside a transaction. */
+  private releaseIfOrphan(id: number, now: number): void {
+    this.stmt.releaseIfOrphan.run(now, id, id, id);
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
+
+function page(items: string[], limit: number): Page {
+  return { items: items.slice(0, limit), more: items.length > limit };
+}
+
+function toBlob(row: Row | undefined): BlobRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, size: row.size as number, storageKey: row.storage_key as string, lastSeen: row.last_seen as number };
+}
+
+function toManifest(row: Row | undefined): ManifestRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
+}
+
+function prepareStatements(db: Database.Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    repositoryId: p(`SELECT id FROM repositories WHERE name = ?`),
+    insertRepository: p(`INSERT INTO repositories (name, created_at) VALUES (?, ?)`),
+
+    findBlob: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = ? AND state = ${LIVE}`),
+    findBlobAnyState: p(`SELECT state FROM blobs WHERE digest = ?`),
+    findBlobInRepo: p(`
+      SELECT b.digest, b.size, b.storage_key, b.last_seen
+      FROM repositories r
+      JOIN repository_blobs l ON l.repository_id = r.id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    blobLinkedLive: p(`
+      SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
+      WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    touchBlob: p(`UPDATE blobs SET last_seen = ? WHERE digest = ? AND state = ${LIVE}`),
+    upsertBlob: p(`
+      INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES (?, ?, ?, ${LIVE}, ?)
+      ON CONFLICT (digest) DO UPDATE SET size = excluded.size, storage_key = excluded.storage_key,
+        state = ${LIVE}, last_seen = excluded.last_seen`),
+    linkBlob: p(`
+      INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES (?, ?, ?)
+      ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`),
+    touchLink: p(`UPDATE repository_blobs SET last_seen = ? WHERE repository_id = ? AND digest = ?`),
+    unlinkBlob: p(`
+      DELETE FROM repository_blobs
+      WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?`),
+    enqueueBlob: p(`
+      INSERT INTO gc_blob_queue (digest, since) VALUES (?, ?)
+      ON CONFLICT (digest) DO UPDATE SET since = max(since, excluded.since)`),
+
+    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES (?, ?, 0, ?, ?)`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at FROM uploads WHERE id = ?`),
+    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ? WHERE id = ? AND "offset" = ?`),
+    deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
+
+    manifestId: p(`SELECT id FROM manifests WHERE repository_id = ? AND digest = ?`),
+    manifestIdByName: p(`
+      SELECT m.id, m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE r.name = ? AND m.digest = ?`),
+    findManifestByDigest: p(`
+      SELECT m.digest, m.media_type, m.size, m.body FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE r.name = ? AND m.digest = ?`),
+    findManifestByTag: p(`
+      SELECT m.digest, m.media_type, m.size, m.body
+      FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+      WHERE r.name = ? AND t.name = ?`),
+    insertManifest: p(`
+      INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, body, created_at, untagged_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertManifestBlob: p(`INSERT OR IGNORE INTO manifest_blobs (manifest_id, digest) VALUES (?, ?)`),
+    insertManifestChild: p(`INSERT OR IGNORE INTO manifest_children (manifest_id, repository_id, child_digest) VALUES (?, ?, ?)`),
+    hasParent: p(`SELECT 1 FROM manifest_children WHERE repository_id = ? AND child_digest = ? LIMIT 1`),
+    holdManifest: p(`UPDATE manifests SET untagged_at = NULL WHERE repository_id = ? AND digest = ?`),
+    holdManifestById: p(`UPDATE manifests SET untagged_at = NULL WHERE id = ?`),
+    releaseIfOrphan: p(`
+      UPDATE manifests SET untagged_at = ? WHERE id = ? AND untagged_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM tags WHERE manifest_id = ?)
+        AND NOT EXISTS (SELECT 1 FROM manifest_children c JOIN manifests m ON m.id = ?
+                        WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`),
+    releaseReferrers: p(`UPDATE manifests SET untagged_at = coalesce(untagged_at, ?) WHERE repository_id = ? AND subject = ?`),
+    manifestBlobs: p(`SELECT digest FROM manifest_blobs WHERE manifest_id = ?`),
+    manifestChildren: p(`SELECT child_digest FROM manifest_children WHERE manifest_id = ?`),
+    deleteManifest: p(`DELETE FROM manifests WHERE id = ?`),
+    tagTarget: p(`SELECT manifest_id FROM tags WHERE repository_id = ? AND name = ?`),
+    tagTargetByName: p(`
+      SELECT t.repository_id, t.manifest_id FROM tags t JOIN repositories r ON r.id = t.repository_id
+      WHERE r.name = ? AND t.name = ?`),
+    upsertTag: p(`
+      INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at`),
+    deleteTag: p(`DELETE FROM tags WHERE repository_id = ? AND name = ?`),
+    listTags: p(`
+      SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+      WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`),
+    listRepositories: p(`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`),
+    listReferrers: p(`
+      SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+      FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE r.name = ? AND m.subject = ? ORDER BY m.id`),
+  };
+}

@@ -1,0 +1,45 @@
+/** Reading and deleting blobs. Existence is answered by metadata alone (invariant 1). */
+import type { Readable } from 'node:stream';
+import type { BlobRecord } from '../metadata/store.js';
+import type { ByteRange } from '../storage/blob-store.js';
+import type { RegistryContext } from './context.js';
+import { RegistryError } from './errors.js';
+import type { Digest } from './reference.js';
+
+export class Blobs {
+  constructor(private readonly ctx: RegistryContext) {}
+
+  /**
+   * The blob as the repository holds it. Answering "it exists" renews the
+   * blob's grace period (invariant 5), so a client that skips the upload
+   * because of this answer can still reference the blob in its manifest.
+   */
+  async stat(repository: string, digest: Digest): Promise<BlobRecord> {
+    const blob = await this.ctx.metadata.findBlob(repository, digest.value);
+    if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
+    const now = this.ctx.now();
+    if (now - blob.lastSeen >= this.ctx.options.touchInterval) await this.ctx.metadata.touchBlob(blob.digest, now);
+    return blob;
+  }
+
+  /** Opens the bytes of a blob that `stat` returned. Missing bytes are drift: BLOB_UNKNOWN, never a 500. */
+  async open(blob: BlobRecord, range?: ByteRange): Promise<Readable> {
+    try {
+      return await this.ctx.storage.openBlob(blob.storageKey, range);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new RegistryError('BLOB_UNKNOWN', 'blob bytes are missing from storage (run berth fsck)', {
+          detail: { digest: blob.digest },
+        });
+      }
+      throw e;
+    }
+  }
+
+  async delete(repository: string, digest: Digest): Promise<void> {
+    if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
+    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {
+      throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
+    }
+  }
+}

@@ -1,0 +1,30 @@
+/** What every registry operation is written against: the two ports, the options and a clock. */
+import type { MetadataStore } from '../metadata/store.js';
+import type { BlobStore } from '../storage/blob-store.js';
+
+export interface RegistryOptions {
+  /** Whether DELETE of manifests, tags and blobs is allowed. */
+  deleteEnabled: boolean;
+  /** Largest manifest accepted, in bytes. */
+  maxManifestBytes: number;
+  /**
+   * How stale a blob's "last seen" time may get before a HEAD renews it.
+   * GC adds this to its grace period, so the promise "exists means you may
+   * reference it for a grace period" holds (invariant 5) while hot HEADs do
+   * not each cost a database write.
+   */
+  touchInterval: number;
+}
+
+export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
+  deleteEnabled: true,
+  maxManifestBytes: 4 * 1024 * 1024,
+  touchInterval: 1000,
+};
+
+export interface RegistryContext {
+  metadata: MetadataStore;
+  storage: BlobStore;
+  options: RegistryOptions;
+  now(): number;
+}

@@ -1,0 +1,116 @@
+/** Manifests: push with validation of everything referenced, pull with content negotiation, delete. */
+import { createHash } from 'node:crypto';
+import type { ManifestRecord } from '../metadata/store.js';
+import type { RegistryContext } from './context.js';
+import { RegistryError } from './errors.js';
+import { parseManifest } from './manifest.js';
+import { manifestKind, MediaType } from './media-types.js';
+import { parseDigest, type ManifestReference } from './reference.js';
+
+export interface PushedManifest {
+  digest: string;
+  subject?: string;
+}
+
+export class Manifests {
+  constructor(private readonly ctx: RegistryContext) {}
+
+  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<PushedManifest> {
+    const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+    const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`;
+    if (reference.kind === 'digest' && reference.digest.value !== digest) {
+      throw new RegistryError('DIGEST_INVALID', 'manifest digest does not match its content', {
+        detail: { expected: reference.digest.value, actual: digest },
+      });
+    }
+    const parsed = parseManifest(body, contentType);
+    await this.ctx.metadata.putManifest(
+      repository,
+      {
+        digest,
+        mediaType: parsed.mediaType,
+        size: body.length,
+        body,
+        artifactType: parsed.artifactType,
+        subject: parsed.subject,
+        annotations: parsed.annotations,
+        blobs: parsed.blobs,
+        children: parsed.children,
+      },
+      reference.kind === 'tag' ? reference.tag : undefined,
+      this.ctx.now(),
+    );
+    return { digest, subject: parsed.subject };
+  }
+
+  /**
+   * The manifest for a reference, as the client can accept it. A client that
+   * accepts only image manifests and asks for a tag that names an index gets
+   * the linux/amd64 image of it (as Docker's registry does); one that accepts
+   * neither gets MANIFEST_UNKNOWN rather than a type it cannot read.
+   */
+  async get(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord> {
+    const manifest = await this.find(repository, reference);
+    const accepted = acceptedTypes(accept);
+    if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
+    if (reference.kind === 'tag' && manifestKind(manifest.mediaType) === 'index') {
+      const child = defaultPlatformChild(manifest.body);
+      if (child) {
+        const image = await this.ctx.metadata.findManifestByDigest(repository, child);
+        if (image && accepted.has(image.mediaType)) return image;
+      }
+    }
+    throw new RegistryError('MANIFEST_UNKNOWN', 'manifest is not available in any of the accepted media types', {
+      detail: { mediaType: manifest.mediaType },
+    });
+  }
+
+  async delete(repository: string, reference: ManifestReference): Promise<void> {
+    if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
+    const now = this.ctx.now();
+    const deleted =
+      reference.kind === 'tag'
+        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now)
+        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now);
+    if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN');
+  }
+
+  private async find(repository: string, reference: ManifestReference): Promise<ManifestRecord> {
+    const manifest =
+      reference.kind === 'tag'
+        ? await this.ctx.metadata.findManifestByTag(repository, reference.tag)
+        : await this.ctx.metadata.findManifestByDigest(repository, reference.digest.value);
+    if (!manifest) {
+      const known = await this.ctx.metadata.repositoryExists(repository);
+      throw new RegistryError(known ? 'MANIFEST_UNKNOWN' : 'NAME_UNKNOWN', undefined, {
+        detail: reference.kind === 'tag' ? { tag: reference.tag } : { digest: reference.digest.value },
+      });
+    }
+    return manifest;
+  }
+}
+
+/** Media types named in an Accept header; 'any' when absent or a wildcard. */
+function acceptedTypes(accept: string | undefined): Set<string> | 'any' {
+  if (!accept) return 'any';
+  const types = new Set<string>();
+  for (const part of accept.split(',')) {
+    const type = part.split(';')[0]!.trim().toLowerCase();
+    if (type === '*/*' || type === 'application/*') return 'any';
+    if (type) types.add(type);
+  }
+  // Clients that name no manifest type at all (e.g. "application/json") are not negotiating.
+  if (![...types].some((t) => manifestKind(t) || t === MediaType.DockerSchema1 || t === MediaType.DockerSchema1Signed)) return 'any';
+  return types;
+}
+
+function defaultPlatformChild(body: Buffer): string | undefined {
+  try {
+    const index = JSON.parse(body.toString('utf8')) as { manifests?: { digest?: string; platform?: { os?: string; architecture?: string } }[] };
+    const match = index.manifests?.find((m) => m.platform?.os === 'linux' && m.platform?.architecture === 'amd64');
+    if (match?.digest) return parseDigest(match.digest).value;
+  } catch {
+    // A stored index always parses; if not, there is simply no default.
+  }
+  return undefined;
+}

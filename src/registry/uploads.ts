@@ -1,0 +1,198 @@
+/**
+ * Blob uploads: monolithic (POST with digest), POST then PUT, chunked PATCH
+ * with strict offsets, streamed PATCH, status, cancel, and cross-repository
+ * mount. An upload becomes a blob only when its digest is verified and its
+ * bytes are durable; a request cut off mid-body leaves the upload as it was.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
+import { blobKey } from '../storage/blob-store.js';
+import type { RegistryContext } from './context.js';
+import { digestStream, UploadDigests } from './digester.js';
+import { RegistryError } from './errors.js';
+import type { Digest } from './reference.js';
+
+/** A byte range declared by a chunk's Content-Range (inclusive). */
+export interface ChunkRange {
+  start: number;
+  end: number;
+}
+
+export interface UploadBody {
+  stream: Readable;
+  /** Content-Length, when the client declared one. */
+  length?: number;
+  range?: ChunkRange;
+}
+
+export type MountResult = { mounted: true; blob: BlobRecord } | { mounted: false; upload: UploadRecord };
+
+export class Uploads {
+  private readonly digests = new UploadDigests();
+  /** Uploads with a request in flight in this process: a second concurrent chunk is refused. */
+  private readonly busy = new Set<string>();
+
+  constructor(private readonly ctx: RegistryContext) {}
+
+  async start(repository: string): Promise<UploadRecord> {
+    const id = randomUUID();
+    const now = this.ctx.now();
+    await this.ctx.storage.createUpload(id);
+    await this.ctx.metadata.createUpload(id, repository, now);
+    return { id, repository, offset: 0, createdAt: now, updatedAt: now };
+  }
+
+  /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
+  async mount(repository: string, digest: Digest, from: string | undefined): Promise<MountResult> {
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now());
+    if (blob) return { mounted: true, blob };
+    return { mounted: false, upload: await this.start(repository) };
+  }
+
+  async status(repository: string, id: string): Promise<UploadRecord> {
+    const upload = await this.ctx.metadata.findUpload(id);
+    if (!upload || upload.repository !== repository) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+    return upload;
+  }
+
+  /** PATCH: append a chunk (strict offset when Content-Range is given) or a stream. */
+  async append(repository: string, id: string, body: UploadBody): Promise<UploadRecord> {
+    return this.exclusive(id, async () => {
+      const upload = await this.status(repository, id);
+      const offset = await this.appendBody(upload, body);
+      return { ...upload, offset };
+    });
+  }
+
+  /** PUT ?digest=: append the final chunk if any, verify the digest, make it a blob. */
+  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined): Promise<BlobRecord> {
+    return this.exclusive(id, async () => {
+      const upload = await this.status(repository, id);
+      const offset = body ? await this.appendBody(upload, body) : upload.offset;
+      await this.verify(id, offset, digest);
+      return this.commit(id, repository, digest, offset, true);
+    });
+  }
+
+  /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
+  async monolithic(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
+    const id = randomUUID();
+    await this.ctx.storage.createUpload(id);
+    try {
+      const hash = createHash('sha256');
+      const length = await this.receive(id, 0, body, (c) => hash.update(c));
+      const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, this.ctx.storage.readUpload(id, length));
+      if (actual !== digest.hex) throw digestMismatch(digest, actual);
+      return await this.commit(id, repository, digest, length, false);
+    } catch (e) {
+      await this.ctx.storage.deleteUpload(id).catch(() => {});
+      throw e;
+    }
+  }
+
+  async cancel(repository: string, id: string): Promise<void> {
+    await this.status(repository, id);
+    this.digests.forget(id);
+    if (!(await this.ctx.metadata.deleteUpload(id))) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+    await this.ctx.storage.deleteUpload(id);
+  }
+
+  // Internals ----------------------------------------------------------------
+
+  private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
+    if (this.busy.has(id)) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { status: 416 });
+    }
+    this.busy.add(id);
+    try {
+      return await work();
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  /** Appends a request body at the upload's offset and records the new offset. */
+  private async appendBody(upload: UploadRecord, body: UploadBody): Promise<number> {
+    if (body.range && body.range.start !== upload.offset) {
+      body.stream.resume(); // drain what the client sends; it is refused
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'chunk does not start at the upload offset', {
+        status: 416,
+        detail: { offset: upload.offset, start: body.range.start },
+        headers: rangeHeaders(upload),
+      });
+    }
+    const hash = await this.digests.take(upload.id, upload.offset, () => this.ctx.storage.readUpload(upload.id, upload.offset));
+    const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
+    const offset = upload.offset + received;
+    if (!(await this.ctx.metadata.advanceUpload(upload.id, upload.offset, offset, this.ctx.now()))) {
+      // Another process appended concurrently: ours loses, its bytes are truncated by the next append.
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload was modified concurrently', { status: 416, headers: rangeHeaders(upload) });
+    }
+    this.digests.keep(upload.id, offset, hash);
+    return offset;
+  }
+
+  /** Streams a body into storage, enforcing its declared length and range. */
+  private async receive(id: string, offset: number, body: UploadBody, onChunk: (c: Buffer) => void): Promise<number> {
+    let received: number;
+    try {
+      received = await this.ctx.storage.appendUpload(id, offset, body.stream, onChunk);
+    } catch (e) {
+      this.digests.forget(id);
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
+    }
+    const expected = body.range ? body.range.end - body.range.start + 1 : body.length;
+    if (expected !== undefined && received !== expected) {
+      throw new RegistryError('SIZE_INVALID', 'body length does not match Content-Length or Content-Range', {
+        detail: { expected, received },
+      });
+    }
+    return received;
+  }
+
+  private async verify(id: string, length: number, digest: Digest): Promise<void> {
+    let actual: string;
+    if (digest.algorithm === 'sha256') {
+      const hash = await this.digests.take(id, length, () => this.ctx.storage.readUpload(id, length));
+      actual = hash.copy().digest('hex');
+      this.digests.keep(id, length, hash);
+    } else {
+      actual = await digestStream(digest.algorithm, this.ctx.storage.readUpload(id, length));
+    }
+    if (actual !== digest.hex) throw digestMismatch(digest, actual);
+  }
+
+  /** Bytes first (durable, under a key only this upload uses), then metadata. */
+  private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean): Promise<BlobRecord> {
+    const key = blobKey(digest.value, id);
+    await this.ctx.storage.commitUpload(id, size, key);
+    this.digests.forget(id);
+    const now = this.ctx.now();
+    let result: CommitBlobResult;
+    try {
+      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now);
+    } catch (e) {
+      await this.ctx.storage.deleteBlob(key).catch(() => {});
+      throw e;
+    }
+    // Already stored: keep the one copy (content is addressed, stored once).
+    if (result === 'already-present') await this.ctx.storage.deleteBlob(key);
+    return { digest: digest.value, size, storageKey: key, lastSeen: now };
+  }
+}
+
+function digestMismatch(expected: Digest, actual: string): RegistryError {
+  return new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
+    detail: { expected: expected.value, actual: `${expected.algorithm}:${actual}` },
+  });
+}
+
+/** The spec's Range header for an upload: the inclusive range of bytes received. */
+export function uploadRange(offset: number): string {
+  return `0-${Math.max(offset - 1, 0)}`;
+}
+
+function rangeHeaders(upload: UploadRecord): Record<string, string> {
+  return { Range: uploadRange(upload.offset), 'Docker-Upload-UUID': upload.id };
+}

@@ -1,0 +1,59 @@
+/**
+ * The BlobStore port: bytes only, never existence (that is the metadata
+ * store's job). Blobs are immutable objects under keys chosen by the caller;
+ * uploads are append-only objects that become blobs without copying.
+ */
+import type { Readable } from 'node:stream';
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+}
+
+export interface BlobStore {
+  /** Creates an empty upload object. */
+  createUpload(uploadId: string): Promise<void>;
+  /**
+   * Appends a stream to an upload whose acknowledged length is `offset`.
+   * Bytes past `offset` left by an interrupted request are discarded first,
+   * so a request cut off mid-body never leaves partial bytes behind.
+   * Resolves with the number of bytes appended; rejects when the stream fails.
+   */
+  appendUpload(uploadId: string, offset: number, body: Readable, onChunk: (chunk: Buffer) => void): Promise<number>;
+  /** Reads an upload's first `length` bytes (to recompute its hash in another process). */
+  readUpload(uploadId: string, length: number): Readable;
+  /**
+   * Makes an upload's first `length` bytes durable and turns them into the
+   * blob object `key`, without copying them.
+   */
+  commitUpload(uploadId: string, length: number, key: string): Promise<void>;
+  deleteUpload(uploadId: string): Promise<void>;
+  listUploads(): AsyncIterable<string>;
+
+  /** Reads a blob, or a range of it. Rejects with code ENOENT when the object is gone. */
+  openBlob(key: string, range?: ByteRange): Promise<Readable>;
+  statBlob(key: string): Promise<StoredObject | undefined>;
+  deleteBlob(key: string): Promise<void>;
+  /** Moves a blob aside where it is never served (fsck: digest mismatch). */
+  quarantineBlob(key: string): Promise<void>;
+  listBlobs(): AsyncIterable<StoredObject>;
+}
+
+/** The storage key of a blob committed by a given upload: unique per upload (invariant 3). */
+export function blobKey(digest: string, uploadId: string): string {
+  const [algorithm, hex] = digest.split(':') as [string, string];
+  return `${algorithm}/${hex.slice(0, 2)}/${hex}.${uploadId}`;
+}
+
+/** The digest a blob key was made for, or undefined for a foreign file. */
+export function digestOfKey(key: string): string | undefined {
+  const m = /^(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)\.[A-Za-z0-9_-]+$/.exec(key);
+  return m ? `${m[1]}:${m[2]}` : undefined;
+}

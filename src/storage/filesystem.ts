@@ -1,0 +1,146 @@
+/**
+ * BlobStore on a local directory:
+ *   <root>/blobs/<algorithm>/<xx>/<hex>.<upload-id>   committed blobs
+ *   <root>/uploads/<upload-id>                         uploads in progress
+ *   <root>/quarantine/…                                blobs fsck found corrupt
+ * Commit is fsync + rename within one file system: durable and copy-free.
+ */
+import { createReadStream, createWriteStream, constants as fsc } from 'node:fs';
+import { mkdir, open, opendir, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
+
+const READ_BUFFER = 1024 * 1024;
+
+export class FilesystemBlobStore implements BlobStore {
+  private readonly blobsDir: string;
+  private readonly uploadsDir: string;
+  private readonly quarantineDir: string;
+
+  constructor(root: string) {
+    this.blobsDir = join(root, 'blobs');
+    this.uploadsDir = join(root, 'uploads');
+    this.quarantineDir = join(root, 'quarantine');
+  }
+
+  async init(): Promise<void> {
+    await Promise.all([this.blobsDir, this.uploadsDir, this.quarantineDir].map((d) => mkdir(d, { recursive: true })));
+  }
+
+  private uploadPath(uploadId: string): string {
+    return join(this.uploadsDir, uploadId);
+  }
+
+  private blobPath(key: string): string {
+    return join(this.blobsDir, key);
+  }
+
+  async createUpload(uploadId: string): Promise<void> {
+    const fh = await open(this.uploadPath(uploadId), fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+    await fh.close();
+  }
+
+  async appendUpload(uploadId: string, offset: number, body: Readable, onChunk: (chunk: Buffer) => void): Promise<number> {
+    const path = this.uploadPath(uploadId);
+    const st = await stat(path);
+    if (st.size !== offset) await truncate(path, offset);
+    let written = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        written += chunk.length;
+        onChunk(chunk);
+        done(null, chunk);
+      },
+    });
+    await pipeline(body, counter, createWriteStream(path, { flags: 'r+', start: offset, highWaterMark: READ_BUFFER }));
+    return written;
+  }
+
+  readUpload(uploadId: string, length: number): Readable {
+    if (length === 0) return createReadStream('/dev/null');
+    return createReadStream(this.uploadPath(uploadId), { start: 0, end: length - 1, highWaterMark: READ_BUFFER });
+  }
+
+  async commitUpload(uploadId: string, length: number, key: string): Promise<void> {
+    const source = this.uploadPath(uploadId);
+    const fh = await open(source, 'r+');
+    try {
+      const st = await fh.stat();
+      if (st.size !== length) await fh.truncate(length);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    const target = this.blobPath(key);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(source, target);
+    await fsyncDirectory(dirname(target));
+  }
+
+  async deleteUpload(uploadId: string): Promise<void> {
+    await rm(this.uploadPath(uploadId), { force: true });
+  }
+
+  async *listUploads(): AsyncIterable<string> {
+    for (const name of await readdir(this.uploadsDir)) yield name;
+  }
+
+  async openBlob(key: string, range?: ByteRange): Promise<Readable> {
+    // Open first so a missing file is an error here, not after headers are sent.
+    const fh = await open(this.blobPath(key), 'r');
+    return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
+  }
+
+  async statBlob(key: string): Promise<StoredObject | undefined> {
+    try {
+      const st = await stat(this.blobPath(key));
+      return { key, size: st.size };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async deleteBlob(key: string): Promise<void> {
+    await rm(this.blobPath(key), { force: true });
+  }
+
+  async quarantineBlob(key: string): Promise<void> {
+    const target = join(this.quarantineDir, key);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(this.blobPath(key), target);
+  }
+
+  async *listBlobs(): AsyncIterable<StoredObject> {
+    yield* walk(this.blobsDir, this.blobsDir);
+  }
+}
+
+async function* walk(root: string, dir: string): AsyncIterable<StoredObject> {
+  let handle;
+  try {
+    handle = await opendir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for await (const entry of handle) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(root, path);
+    else if (entry.isFile()) yield { key: relative(root, path).split(sep).join('/'), size: (await stat(path)).size };
+  }
+}
+
+/** A rename is durable only once its directory entry is: fsync the directory. */
+async function fsyncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
