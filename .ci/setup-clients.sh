@@ -79,11 +79,18 @@ fi
 # --- 3. dockerd ----------------------------------------------------------------
 docker_ok() { timeout 10 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
+pidfile="$rundir/dockerd.pid"
+dlog="$state/dockerd.log"
+# Our dockerd, by its pid file (not by name: never touch someone else's).
+dockerd_running() {
+  local p
+  p=$(cat "$pidfile" 2>/dev/null || true)
+  [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = dockerd ]
+}
+
 if ! docker_ok; then
-  pidfile="$rundir/dockerd.pid"
-  dlog="$state/dockerd.log"
   pid=$(cat "$pidfile" 2>/dev/null || true)
-  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
+  if dockerd_running; then
     say "dockerd (pid $pid) is running but not answering yet; waiting"
   else
     rm -f "$pidfile"
@@ -104,9 +111,15 @@ if ! docker_ok; then
       --storage-driver=vfs \
       --iptables=false --ip-forward=false --ip-masq=false --bridge=none \
       </dev/null >"$dlog" 2>&1 &
+    pid=$!
   fi
   deadline=$(( $(date +%s) + docker_wait ))
   until docker_ok; do
+    if ! kill -0 "$pid" 2>/dev/null && ! dockerd_running; then
+      say "dockerd exited; log tail:"
+      tail -n 40 "$dlog" >&2 || true
+      die "dockerd failed to start"
+    fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
       say "dockerd did not answer within ${docker_wait}s; log tail:"
       tail -n 40 "$dlog" >&2 || true

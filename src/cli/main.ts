@@ -2,6 +2,7 @@
 /** The `berth` command line. */
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
+import { fsckCommand, gcCommand, type FsckFlags, type GcFlags } from './lifecycle.js';
 import { serve } from './serve.js';
 
 const program = new Command();
@@ -56,6 +57,39 @@ Endpoints: /v2/ (the registry API), /healthz.`,
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.
     const explicit = program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource('deletes') === 'cli';
     await serve(loadConfig({ ...opts, deletes: explicit ? opts.deletes : undefined }));
+  });
+
+withCommonOptions(program.command('gc'))
+  .description('collect garbage: untagged manifests, unreferenced blobs, abandoned uploads')
+  .option('-n, --dry-run', 'report what would be deleted, delete nothing')
+  .option('-v, --verbose', 'list each manifest and blob deleted')
+  .option('-g, --grace <duration>', 'grace period for blobs and untagged manifests, overriding the config (0, 30m, 1h)')
+  .option('--json', 'print the report as JSON')
+  .addHelpText(
+    'after',
+    `
+Safe to run at any time, while \`berth serve\` runs, and from several places at
+once: every deletion is re-checked in the metadata transaction that makes it.
+Takes the same --config and --data as serve. Exit status 0 on success.`,
+  )
+  .action(async (opts: GcFlags) => {
+    process.exitCode = await gcCommand(opts);
+  });
+
+withCommonOptions(program.command('fsck'))
+  .description('check metadata against stored bytes, both ways (and repair with --repair)')
+  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes')
+  .option('--quick', 'compare sizes only; do not hash every blob')
+  .option('--min-age <duration>', 'ignore stored objects younger than this (a commit may be under way)', '10m')
+  .option('--json', 'print the report as JSON')
+  .addHelpText(
+    'after',
+    `
+Exit status: 0 when clean, 1 when problems were found (with --repair they were
+also repaired: a second run then exits 0), 2 on a usage or configuration error.`,
+  )
+  .action(async (opts: FsckFlags) => {
+    process.exitCode = await fsckCommand(opts);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -2,6 +2,8 @@
 import type { AddressInfo } from 'node:net';
 import { openBackends } from '../backends.js';
 import { parseAddr, type Config } from '../config.js';
+import { GcService } from '../gc/service.js';
+import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
@@ -10,7 +12,8 @@ export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const { metadata, storage } = await openBackends(config);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
-  const app = buildServer({ registry, logger });
+  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
+  const app = buildServer({ registry, logger, extraRoutes: adminRoutes(gc, metadata) });
 
   const { host, port } = parseAddr(config.addr);
   await app.listen({ host, port });
@@ -18,12 +21,15 @@ export async function serve(config: Config): Promise<void> {
   // Logged at warn so that it shows with request logging off (--log-level warn).
   logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes }, 'listening');
 
+  gc.startBackground();
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.warn({ signal }, 'shutting down');
     await app.close();
+    await gc.stop();
     await metadata.close();
     logger.flush();
     process.exit(0);

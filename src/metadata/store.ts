@@ -109,5 +109,85 @@ export interface MetadataStore {
   listRepositories(last: string | undefined, limit: number): Promise<Page>;
   listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]>;
 
+  // Lifecycle (GC and fsck) --------------------------------------------------
+  // Each method re-validates its condition in the transaction that acts on it,
+  // so any number of collectors, in any processes, can run at once.
+
+  /** Manifests without tag or parent since at most `cutoff`. */
+  listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]>;
+  /**
+   * Deletes the manifest if it is still garbage: no tag, no parent index, no
+   * live subject, and a candidate since at most `cutoff`. Its blobs become
+   * blob candidates; its children and referrers become manifest candidates.
+   */
+  deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined>;
+  /** Blobs whose liveness may have changed at or before `cutoff`. */
+  listBlobCandidates(cutoff: number, limit: number): Promise<string[]>;
+  /**
+   * Removes the blob's repository links that no manifest of their repository
+   * references and that were last seen at or before `cutoff`; then, if
+   * nothing links or references the blob and it was last seen at or before
+   * `cutoff`, marks it as being deleted and returns it (invariant 2).
+   */
+  claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }>;
+  /** Blobs marked as being deleted (by this or a crashed collector). */
+  listDeletingBlobs(limit: number): Promise<BlobRecord[]>;
+  /** Forgets a blob being deleted once its bytes are gone, unless an upload has since replaced it. */
+  finishBlobDeletion(digest: string, storageKey: string): Promise<void>;
+  /** Deletes upload sessions idle since before `cutoff`; returns their ids. */
+  expireUploads(cutoff: number, limit: number): Promise<string[]>;
+  /** Deletes repositories left with no manifest, tag or blob. */
+  deleteEmptyRepositories(): Promise<number>;
+
+  /** Live blobs in digest order after `after` (fsck). */
+  listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
+  /** The storage key metadata holds for a digest in any state, if any (fsck: is an object known?). */
+  storageKeyOf(digest: string): Promise<string | undefined>;
+  /** Whether an upload session exists (fsck: is an upload object known?). */
+  uploadExists(id: string): Promise<boolean>;
+  /**
+   * Makes a blob whose bytes are missing unknown: its record and links go,
+   * so clients are told to upload it again (invariant 7).
+   */
+  forgetBlob(digest: string, storageKey: string): Promise<boolean>;
+
+  recordRun(run: LifecycleRun): Promise<void>;
+  runTotals(): Promise<LifecycleTotals[]>;
+
+  /**
+   * Runs `fn` against a view of the store whose changes are all discarded
+   * at the end: how `gc --dry-run` computes exactly what a real run would do.
+   */
+  dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T>;
+
   close(): Promise<void>;
+}
+
+export interface ManifestRef {
+  repository: string;
+  digest: string;
+}
+
+export interface LifecycleRun {
+  kind: 'gc' | 'fsck';
+  trigger: 'background' | 'admin' | 'cli';
+  startedAt: number;
+  durationMs: number;
+  manifestsDeleted: number;
+  blobsDeleted: number;
+  bytesReclaimed: number;
+  uploadsPurged: number;
+  problems: number;
+}
+
+export interface LifecycleTotals {
+  kind: string;
+  runs: number;
+  manifestsDeleted: number;
+  blobsDeleted: number;
+  bytesReclaimed: number;
+  uploadsPurged: number;
+  problems: number;
+  durationMs: number;
+  lastRunAt: number;
 }

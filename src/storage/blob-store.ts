@@ -15,6 +15,8 @@ export interface ByteRange {
 export interface StoredObject {
   key: string;
   size: number;
+  /** Last modification, ms since the epoch (fsck leaves recent objects alone: a commit may be under way). */
+  modifiedAt: number;
 }
 
 export interface BlobStore {
@@ -35,7 +37,7 @@ export interface BlobStore {
    */
   commitUpload(uploadId: string, length: number, key: string): Promise<void>;
   deleteUpload(uploadId: string): Promise<void>;
-  listUploads(): AsyncIterable<string>;
+  listUploads(): AsyncIterable<StoredObject>;
 
   /** Reads a blob, or a range of it. Rejects with code ENOENT when the object is gone. */
   openBlob(key: string, range?: ByteRange): Promise<Readable>;

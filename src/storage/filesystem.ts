@@ -84,8 +84,11 @@ export class FilesystemBlobStore implements BlobStore {
     await rm(this.uploadPath(uploadId), { force: true });
   }
 
-  async *listUploads(): AsyncIterable<string> {
-    for (const name of await readdir(this.uploadsDir)) yield name;
+  async *listUploads(): AsyncIterable<StoredObject> {
+    for (const name of await readdir(this.uploadsDir)) {
+      const st = await stat(join(this.uploadsDir, name)).catch(() => undefined);
+      if (st?.isFile()) yield { key: name, size: st.size, modifiedAt: st.mtimeMs };
+    }
   }
 
   async openBlob(key: string, range?: ByteRange): Promise<Readable> {
@@ -97,7 +100,7 @@ export class FilesystemBlobStore implements BlobStore {
   async statBlob(key: string): Promise<StoredObject | undefined> {
     try {
       const st = await stat(this.blobPath(key));
-      return { key, size: st.size };
+      return { key, size: st.size, modifiedAt: st.mtimeMs };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
@@ -130,7 +133,10 @@ async function* walk(root: string, dir: string): AsyncIterable<StoredObject> {
   for await (const entry of handle) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) yield* walk(root, path);
-    else if (entry.isFile()) yield { key: relative(root, path).split(sep).join('/'), size: (await stat(path)).size };
+    else if (entry.isFile()) {
+      const st = await stat(path).catch(() => undefined); // deleted meanwhile: skip
+      if (st) yield { key: relative(root, path).split(sep).join('/'), size: st.size, modifiedAt: st.mtimeMs };
+    }
   }
 }
 

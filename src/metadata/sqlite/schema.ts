@@ -88,5 +88,19 @@ export const MIGRATIONS: string[] = [
     since   INTEGER NOT NULL
   ) WITHOUT ROWID;
   CREATE INDEX gc_blob_queue_by_since ON gc_blob_queue(since);
+
+  -- One row per finished GC or fsck run, from any process: the monitoring counters.
+  CREATE TABLE lifecycle_runs (
+    id                 INTEGER PRIMARY KEY,
+    kind               TEXT NOT NULL,          -- 'gc' | 'fsck'
+    trigger            TEXT NOT NULL,          -- 'background' | 'admin' | 'cli'
+    started_at         INTEGER NOT NULL,
+    duration_ms        INTEGER NOT NULL,
+    manifests_deleted  INTEGER NOT NULL DEFAULT 0,
+    blobs_deleted      INTEGER NOT NULL DEFAULT 0,
+    bytes_reclaimed    INTEGER NOT NULL DEFAULT 0,
+    uploads_purged     INTEGER NOT NULL DEFAULT 0,
+    problems           INTEGER NOT NULL DEFAULT 0
+  );
   `,
 ];

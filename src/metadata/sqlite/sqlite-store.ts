@@ -17,6 +17,9 @@ import type {
   NewManifest,
   Page,
   ReferrerDescriptor,
+  LifecycleRun,
+  LifecycleTotals,
+  ManifestRef,
   UploadRecord,
 } from '../store.js';
 import { MIGRATIONS } from './schema.js';
@@ -63,6 +66,7 @@ export class SqliteMetadataStore implements MetadataStore {
         const repoId = this.ensureRepository(repository, now);
         this.stmt.linkBlob.run(repoId, digest, now);
         this.stmt.touchBlob.run(now, digest);
+        this.stmt.enqueueBlob.run(digest, now);
         return toBlob({ ...row, last_seen: now });
       })
       .immediate();
@@ -237,6 +241,140 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
+  // Lifecycle ----------------------------------------------------------------
+
+  async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
+    return (this.stmt.manifestCandidates.all(cutoff, limit) as Row[]).map((r) => ({ repository: r.name as string, digest: r.digest as string }));
+  }
+
+  async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
+    return this.db
+      .transaction(() => {
+        const row = this.stmt.manifestForGc.get(ref.repository, ref.digest) as Row | undefined;
+        if (!row || row.untagged_at === null || (row.untagged_at as number) > cutoff) return undefined;
+        const id = row.id as number;
+        const repoId = row.repository_id as number;
+        const held =
+          this.stmt.isTagged.get(id) !== undefined ||
+          this.stmt.hasParent.get(repoId, ref.digest) !== undefined ||
+          (row.subject !== null && this.stmt.manifestId.get(repoId, row.subject) !== undefined);
+        if (held) {
+          // Live through a tag, a parent or its subject: no longer a candidate until that changes.
+          this.stmt.holdManifestById.run(id);
+          return undefined;
+        }
+        this.deleteManifestRow(id, repoId, ref.digest, now);
+        return toManifest(row);
+      })
+      .immediate();
+  }
+
+  async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
+    return (this.stmt.blobCandidates.all(cutoff, limit) as Row[]).map((r) => r.digest as string);
+  }
+
+  async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
+    return this.db
+      .transaction(() => {
+        const linksRemoved = this.stmt.deleteDanglingLinks.run(digest, cutoff).changes;
+        const row = this.stmt.blobForGc.get(digest) as Row | undefined;
+        if (!row || row.state !== LIVE || this.stmt.isReferenced.get(digest) !== undefined) {
+          // Gone, already being deleted, or referenced: a manifest deletion re-queues it.
+          this.stmt.dequeueBlob.run(digest);
+          return { linksRemoved };
+        }
+        const newestLink = (this.stmt.newestLink.get(digest) as Row).newest as number | null;
+        const newest = Math.max(newestLink ?? 0, row.last_seen as number);
+        if (newestLink !== null || newest > cutoff) {
+          // Recently linked, uploaded or said to exist: look again once that is old enough.
+          this.stmt.requeueBlob.run(newest, digest);
+          return { linksRemoved };
+        }
+        this.stmt.markDeleting.run(digest);
+        this.stmt.dequeueBlob.run(digest);
+        return { blob: toBlob(row), linksRemoved };
+      })
+      .immediate();
+  }
+
+  async listDeletingBlobs(limit: number): Promise<BlobRecord[]> {
+    return (this.stmt.deletingBlobs.all(limit) as Row[]).map((r) => toBlob(r)!);
+  }
+
+  async finishBlobDeletion(digest: string, storageKey: string): Promise<void> {
+    this.stmt.deleteDeletingBlob.run(digest, storageKey);
+  }
+
+  async expireUploads(cutoff: number, limit: number): Promise<string[]> {
+    return this.db
+      .transaction(() => {
+        const ids = (this.stmt.staleUploads.all(cutoff, limit) as Row[]).map((r) => r.id as string);
+        for (const id of ids) this.stmt.deleteUpload.run(id);
+        return ids;
+      })
+      .immediate();
+  }
+
+  async deleteEmptyRepositories(): Promise<number> {
+    return this.stmt.deleteEmptyRepositories.run().changes;
+  }
+
+  async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
+    return (this.stmt.listBlobs.all(after, limit) as Row[]).map((r) => toBlob(r)!);
+  }
+
+  async storageKeyOf(digest: string): Promise<string | undefined> {
+    return (this.stmt.storageKeyOf.get(digest) as Row | undefined)?.storage_key as string | undefined;
+  }
+
+  async uploadExists(id: string): Promise<boolean> {
+    return this.stmt.findUpload.get(id) !== undefined;
+  }
+
+  async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        if (this.stmt.forgetBlob.run(digest, storageKey).changes === 0) return false;
+        this.stmt.deleteLinks.run(digest);
+        this.stmt.dequeueBlob.run(digest);
+        return true;
+      })
+      .immediate();
+  }
+
+  async recordRun(run: LifecycleRun): Promise<void> {
+    this.stmt.recordRun.run(
+      run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
+      run.bytesReclaimed, run.uploadsPurged, run.problems,
+    );
+  }
+
+  async runTotals(): Promise<LifecycleTotals[]> {
+    return (this.stmt.runTotals.all() as Row[]).map((r) => ({
+      kind: r.kind as string,
+      runs: r.runs as number,
+      manifestsDeleted: r.manifests_deleted as number,
+      blobsDeleted: r.blobs_deleted as number,
+      bytesReclaimed: r.bytes_reclaimed as number,
+      uploadsPurged: r.uploads_purged as number,
+      problems: r.problems as number,
+      durationMs: r.duration_ms as number,
+      lastRunAt: r.last_run_at as number,
+    }));
+  }
+
+  async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
+    // A second connection, so the rolled-back transaction holds no other caller's work.
+    const view = new SqliteMetadataStore(this.db.name);
+    view.db.exec('BEGIN IMMEDIATE');
+    try {
+      return await fn(view);
+    } finally {
+      view.db.exec('ROLLBACK');
+      view.db.close();
+    }
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }
@@ -378,5 +516,42 @@ function prepareStatements(db: Database.Database) {
       SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
       FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.subject = ? ORDER BY m.id`),
+
+    manifestCandidates: p(`
+      SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= ? ORDER BY m.untagged_at LIMIT ?`),
+    manifestForGc: p(`
+      SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
+      FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`),
+    isTagged: p(`SELECT 1 FROM tags WHERE manifest_id = ? LIMIT 1`),
+    blobCandidates: p(`SELECT digest FROM gc_blob_queue WHERE since <= ? ORDER BY since LIMIT ?`),
+    deleteDanglingLinks: p(`
+      DELETE FROM repository_blobs AS l WHERE l.digest = ? AND l.last_seen <= ? AND NOT EXISTS (
+        SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        WHERE mb.digest = l.digest AND m.repository_id = l.repository_id)`),
+    blobForGc: p(`SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = ?`),
+    isReferenced: p(`SELECT 1 FROM manifest_blobs WHERE digest = ? LIMIT 1`),
+    newestLink: p(`SELECT max(last_seen) AS newest FROM repository_blobs WHERE digest = ?`),
+    requeueBlob: p(`UPDATE gc_blob_queue SET since = ? WHERE digest = ?`),
+    dequeueBlob: p(`DELETE FROM gc_blob_queue WHERE digest = ?`),
+    markDeleting: p(`UPDATE blobs SET state = 1 WHERE digest = ? AND state = ${LIVE}`),
+    deletingBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE state = 1 LIMIT ?`),
+    deleteDeletingBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ? AND state = 1`),
+    staleUploads: p(`SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at LIMIT ?`),
+    deleteEmptyRepositories: p(`
+      DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+        AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
+    listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
+    storageKeyOf: p(`SELECT storage_key FROM blobs WHERE digest = ?`),
+    forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
+    deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
+    recordRun: p(`
+      INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
+        bytes_reclaimed, uploads_purged, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    runTotals: p(`
+      SELECT kind, count(*) AS runs, sum(manifests_deleted) AS manifests_deleted, sum(blobs_deleted) AS blobs_deleted,
+        sum(bytes_reclaimed) AS bytes_reclaimed, sum(uploads_purged) AS uploads_purged, sum(problems) AS problems,
+        sum(duration_ms) AS duration_ms, max(started_at) AS last_run_at
+      FROM lifecycle_runs GROUP BY kind`),
   };
 }

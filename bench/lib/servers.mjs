@@ -1,0 +1,273 @@
+// Start/stop the servers under test and watch their resident memory.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import http from 'node:http';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function getStatus(url, timeoutMs = 2000) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+function readKb(pid, field) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(s);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** pid plus all of its descendants (servers may fork workers). */
+function processTree(rootPid) {
+  const children = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  const out = [rootPid];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]) ?? []));
+  return out;
+}
+
+/** utime+stime (+cutime+cstime) of a process, in clock ticks; 0 if it is gone. */
+export function cpuTicks(pid, withChildren = false) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after "comm": state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14)
+    let t = Number(f[11]) + Number(f[12]);
+    if (withChildren) t += Number(f[13]) + Number(f[14]);
+    return t;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Machine-wide CPU accounting, to tell how much CPU went to processes that are
+ * neither the servers nor this harness and its load generators.
+ */
+export function cpuSnapshot(servers) {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3] + (f[4] ?? 0);
+  let ours = cpuTicks(process.pid, true);
+  for (const s of servers) for (const pid of s.tree.length ? s.tree : s.pid ? [s.pid] : []) ours += cpuTicks(pid, true);
+  return { total, busy: total - idle, ours };
+}
+
+/** Share of all CPU time between two snapshots used by other processes. */
+export function foreignShare(a, b) {
+  const total = b.total - a.total;
+  if (total <= 0) return 0;
+  return Math.max(0, (b.busy - a.busy - (b.ours - a.ours)) / total);
+}
+
+export class ServerProcess {
+  /**
+   * @param {{name: string, command: string, args: string[], cwd: string, env?: object,
+   *          port: number, dataDir: string, logFile: string}} o
+   */
+  constructor(o) {
+    Object.assign(this, o);
+    this.url = `http://127.0.0.1:${o.port}`;
+    this.child = null;
+    this.exited = null;
+    this.peakRssKb = 0; // max over samples of the summed VmRSS of the process tree
+    this.hwmKb = 0; // VmHWM of the main process (kernel-tracked peak)
+    this.tree = [];
+    this.treeAt = 0;
+  }
+
+  get pid() {
+    return this.child?.pid;
+  }
+
+  async start({ timeoutMs = 30_000 } = {}) {
+    const log = fs.openSync(this.logFile, 'a');
+    this.child = spawn(this.command, this.args, {
+      cwd: this.cwd,
+      env: this.env ?? process.env,
+      stdio: ['ignore', log, log],
+    });
+    fs.closeSync(log);
+    this.child.on('exit', (code, signal) => (this.exited = { code, signal }));
+    this.child.on('error', (e) => (this.exited = { code: null, signal: null, error: e }));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.exited) throw new Error(`${this.name} exited during startup (${this.describeExit()})\n${this.logTail()}`);
+      const status = await getStatus(`${this.url}/v2/`);
+      if (status === 200 || status === 401) {
+        if (status === 401) throw new Error(`${this.name}: GET /v2/ answers 401; the benchmark needs a server without auth`);
+        this.sample();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${this.name} did not answer GET ${this.url}/v2/ with 200 within ${timeoutMs} ms\n${this.logTail()}`);
+  }
+
+  describeExit() {
+    const e = this.exited;
+    if (!e) return 'running';
+    if (e.error) return e.error.message;
+    return e.signal ? `signal ${e.signal}` : `exit code ${e.code}`;
+  }
+
+  logTail(lines = 30) {
+    try {
+      const s = fs.readFileSync(this.logFile, 'utf8').trimEnd().split('\n');
+      return `--- last lines of ${this.logFile} ---\n` + s.slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Check the process is still up; throws with its log otherwise. */
+  assertAlive() {
+    if (this.exited) throw new Error(`${this.name} has died (${this.describeExit()})\n${this.logTail()}`);
+  }
+
+  sample() {
+    if (!this.child || this.exited) return;
+    const now = Date.now();
+    if (now - this.treeAt > 2000) {
+      this.tree = processTree(this.child.pid);
+      this.treeAt = now;
+    }
+    let rss = 0;
+    for (const pid of this.tree) rss += readKb(pid, 'VmRSS');
+    this.peakRssKb = Math.max(this.peakRssKb, rss);
+    this.hwmKb = Math.max(this.hwmKb, readKb(this.child.pid, 'VmHWM'));
+  }
+
+  /** Peak resident memory in MiB: the larger of the kernel's VmHWM and our polled tree sum. */
+  peakRssMiB() {
+    return Math.max(this.peakRssKb, this.hwmKb) / 1024;
+  }
+
+  async stop() {
+    if (!this.child || this.exited) return;
+    this.sample();
+    const done = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await done;
+    clearTimeout(t);
+  }
+
+  /** Synchronous best-effort kill, for process exit handlers. */
+  killNow() {
+    if (this.child && !this.exited) {
+      try {
+        this.child.kill('SIGKILL');
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+}
+
+/** Environment for a child without REGISTRY_* overrides that the reference registry would honour. */
+function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_') && !k.startsWith('BERTH_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export async function referenceServer({ tmpRoot, bin }) {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'reference-'));
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir);
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  fs.writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${dataDir}`,
+      '  cache:',
+      '    blobdescriptor: inmemory',
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  return new ServerProcess({
+    name: 'reference',
+    command: bin,
+    args: ['serve', config],
+    cwd: dir,
+    env: cleanEnv(),
+    port,
+    dataDir,
+    logFile: path.join(dir, 'server.log'),
+  });
+}
+
+/**
+ * Berth. `cmdTemplate`, when given, is a shell command with {port}, {addr} and {data}
+ * placeholders; it is run with `exec` so that its pid is the server's.
+ */
+export async function berthServer({ tmpRoot, repoRoot, cmdTemplate }) {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'berth-'));
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir);
+  const port = await freePort();
+  const addr = `127.0.0.1:${port}`;
+  let command;
+  let args;
+  if (cmdTemplate) {
+    command = 'sh';
+    args = ['-c', 'exec ' + cmdTemplate.replaceAll('{port}', String(port)).replaceAll('{addr}', addr).replaceAll('{data}', dataDir)];
+  } else {
+    command = process.execPath;
+    args = [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn'];
+  }
+  return new ServerProcess({
+    name: 'berth',
+    command,
+    args,
+    cwd: repoRoot,
+    env: cleanEnv({ NODE_ENV: 'production' }),
+    port,
+    dataDir,
+    logFile: path.join(dir, 'server.log'),
+  });
+}

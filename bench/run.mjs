@@ -1,0 +1,658 @@
+#!/usr/bin/env node
+// Berth benchmark: runs the same workloads against Berth and the reference
+// registry (CNCF distribution 2.8.2, Debian's `docker-registry`), alternating
+// between them within each round, and prints medians and ratios.
+//
+//   npm run bench -- [--rounds 3] [--only push,head] [--size-mib 512] [--quick]
+//                    [--servers berth,reference] [--berth-cmd '...'] [--out FILE]
+//
+// See bench/README.md.
+import { parseArgs } from 'node:util';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RegistryClient, OCI_MANIFEST, pool, sha256 } from './lib/client.mjs';
+import { berthServer, referenceServer, cpuSnapshot, foreignShare } from './lib/servers.mjs';
+import {
+  run,
+  which,
+  median,
+  percentile,
+  makeRandomBlob,
+  removeBlobFiles,
+  curlPushMonolithic,
+  curlPushChunked,
+  curlPull,
+  runWrk,
+  runAb,
+  liveChildren,
+} from './lib/tools.mjs';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// ------------------------------------------------------------------ options
+
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    'size-mib': { type: 'string' },
+    'chunk-mib': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    servers: { type: 'string', default: 'berth,reference' },
+    'berth-cmd': { type: 'string' },
+    'registry-bin': { type: 'string' },
+    'no-build': { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    connections: { type: 'string', default: '32' },
+    'wrk-threads': { type: 'string', default: '2' },
+    'small-images': { type: 'string' },
+    'small-concurrency': { type: 'string', default: '16' },
+    tags: { type: 'string' },
+    'pull-repeats': { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'string' },
+    'keep-tmp': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+
+if (opt.help) {
+  console.log(`usage: node bench/run.mjs [options]
+  --rounds N              rounds per workload (default 3; 1 with --quick)
+  --only a,b              workloads to run (ids or prefixes: ${'push, pull, head, manifest, tags-list, small-images'})
+  --size-mib N            size of the big blob (default 512; 32 with --quick)
+  --chunk-mib N           chunk size for the chunked push (default 16; 8 with --quick)
+  --quick                 small sizes, short wrk runs, 1 round: a smoke run
+  --servers LIST          berth,reference (default both)
+  --berth-cmd CMD         shell command to start Berth; {addr} {port} {data} are substituted
+  --registry-bin PATH     reference registry binary (default: docker-registry on PATH)
+  --no-build              do not run \`npm run build\` first
+  --duration S            seconds per wrk run (default 10; 3 with --quick)
+  --connections N         wrk connections (default 32)
+  --wrk-threads N         wrk threads (default 2)
+  --small-images N        images in the small-image push workload (default 500; 64 with --quick)
+  --small-concurrency N   images in flight (default 16)
+  --tags N                tags in the seeded repository (default 1000; 100 with --quick)
+  --pull-repeats N        pulls per measurement (default 3; 1 with --quick)
+  --out FILE              also write the report (markdown) to FILE
+  --json FILE             also write raw results as JSON
+  --keep-tmp              keep the temporary directory (server logs, data)`);
+  process.exit(0);
+}
+
+function intOpt(name, dflt, quickDflt) {
+  const v = opt[name];
+  if (v === undefined) return opt.quick && quickDflt !== undefined ? quickDflt : dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) die(`--${name} must be a positive integer, got ${v}`);
+  return n;
+}
+
+function die(msg, code = 2) {
+  console.error(`bench: ${msg}`);
+  process.exit(code);
+}
+
+const cfg = {
+  rounds: intOpt('rounds', 3, 1),
+  sizeMiB: intOpt('size-mib', 512, 32),
+  chunkMiB: intOpt('chunk-mib', 16, 8),
+  durationS: intOpt('duration', 10, 3),
+  connections: intOpt('connections', 32),
+  wrkThreads: intOpt('wrk-threads', 2),
+  smallImages: intOpt('small-images', 500, 64),
+  smallConcurrency: intOpt('small-concurrency', 16),
+  tagCount: intOpt('tags', 1000, 100),
+  pullRepeats: intOpt('pull-repeats', 3, 1),
+};
+const MiB = 1 << 20;
+
+const serverNames = opt.servers.split(',').map((s) => s.trim()).filter(Boolean);
+for (const s of serverNames) if (s !== 'berth' && s !== 'reference') die(`unknown server ${s} (berth, reference)`);
+if (serverNames.length === 0) die('no servers');
+
+// ------------------------------------------------------------------ workloads
+//
+// Each workload yields one or more figures. `target` is the minimum ratio
+// Berth/reference (higher is better) from the issue; latency figures have none.
+
+const SEED_REPO = 'bench/seed';
+
+const WORKLOADS = [
+  {
+    id: 'push-mono',
+    figures: [{ id: 'push-mono', label: `push ${cfg.sizeMiB} MiB blob, monolithic (curl -T)`, unit: 'MB/s', target: 1.2 }],
+    async beforeRound(ctx) {
+      ctx.monoBlob = makeRandomBlob(ctx.tmp, 'mono', cfg.sizeMiB * MiB);
+    },
+    async measure(server, ctx, round) {
+      const repo = `bench/mono-r${round}`;
+      const r = await curlPushMonolithic(server.url, repo, ctx.monoBlob);
+      await verifyBlob(server, repo, ctx.monoBlob);
+      return { 'push-mono': r.bytes / r.seconds / 1e6 };
+    },
+    afterRound(ctx) {
+      removeBlobFiles(ctx.monoBlob);
+    },
+  },
+  {
+    id: 'push-chunked',
+    figures: [{ id: 'push-chunked', label: `push ${cfg.sizeMiB} MiB blob, ${cfg.chunkMiB} MiB chunks (PATCH)`, unit: 'MB/s', target: 1.5 }],
+    async beforeRound(ctx) {
+      ctx.chunkBlob = makeRandomBlob(ctx.tmp, 'chunked', cfg.sizeMiB * MiB, cfg.chunkMiB * MiB);
+    },
+    async measure(server, ctx, round) {
+      const repo = `bench/chunked-r${round}`;
+      const r = await curlPushChunked(server.url, repo, ctx.chunkBlob);
+      await verifyBlob(server, repo, ctx.chunkBlob);
+      return { 'push-chunked': r.bytes / r.seconds / 1e6 };
+    },
+    afterRound(ctx) {
+      removeBlobFiles(ctx.chunkBlob);
+    },
+  },
+  {
+    id: 'pull-1',
+    needs: ['pullBlob'],
+    figures: [{ id: 'pull-1', label: `pull ${cfg.sizeMiB} MiB blob, single (curl)`, unit: 'MB/s', target: 1.0 }],
+    async measure(server, ctx) {
+      const r = await curlPull(server.url, 'bench/pull', ctx.pullBlob, { parallel: 1, repeats: cfg.pullRepeats });
+      return { 'pull-1': r.bytes / r.seconds / 1e6 };
+    },
+  },
+  {
+    id: 'pull-4',
+    needs: ['pullBlob'],
+    figures: [{ id: 'pull-4', label: `pull ${cfg.sizeMiB} MiB blob, 4 in parallel (curl -Z)`, unit: 'MB/s', target: 1.0 }],
+    async measure(server, ctx) {
+      const r = await curlPull(server.url, 'bench/pull', ctx.pullBlob, { parallel: 4, repeats: cfg.pullRepeats });
+      return { 'pull-4': r.bytes / r.seconds / 1e6 };
+    },
+  },
+  {
+    id: 'head',
+    needs: ['seed'],
+    figures: [
+      { id: 'head', label: `HEAD blob, ${cfg.connections} connections (ab -k -i)`, unit: 'req/s', target: 10 },
+      { id: 'head-p99', label: '  HEAD blob p99 latency', unit: 'ms', lowerIsBetter: true },
+    ],
+    async measure(server, ctx) {
+      const seed = ctx.seed.get(server.name);
+      const layer = seed.layers[0];
+      const url = `${server.url}/v2/${SEED_REPO}/blobs/${layer.digest}`;
+      const res = await ctx.client(server).request('HEAD', url);
+      if (res.status !== 200) throw new Error(`HEAD blob: HTTP ${res.status}`);
+      if (Number(res.headers['content-length']) !== layer.size) throw new Error(`HEAD blob: Content-Length ${res.headers['content-length']}, expected ${layer.size}`);
+      const w = await ab(server, ctx, url, { method: 'HEAD' });
+      return { head: w.rps, 'head-p99': w.p99 };
+    },
+  },
+  ...['tag', 'digest'].map((by) => ({
+    id: `manifest-${by}`,
+    needs: ['seed'],
+    figures: [
+      { id: `manifest-${by}`, label: `GET manifest by ${by} (wrk, Accept)`, unit: 'req/s', target: 10 },
+      { id: `manifest-${by}-p99`, label: `  GET manifest by ${by} p99 latency`, unit: 'ms', lowerIsBetter: true },
+    ],
+    async measure(server, ctx) {
+      const seed = ctx.seed.get(server.name);
+      const ref = by === 'tag' ? 'tag-0000' : seed.digest;
+      const url = `${server.url}/v2/${SEED_REPO}/manifests/${ref}`;
+      const headers = { Accept: seed.mediaType };
+      const res = await ctx.client(server).request('GET', url, { headers });
+      if (res.status !== 200) throw new Error(`GET manifest: HTTP ${res.status}`);
+      if (sha256(res.body) !== seed.digest) throw new Error('GET manifest: body does not match the pushed manifest');
+      if ((res.headers['content-type'] ?? '').split(';')[0] !== seed.mediaType) throw new Error(`GET manifest: Content-Type ${res.headers['content-type']}, expected ${seed.mediaType}`);
+      const w = await wrk(server, ctx, url, { headers });
+      return { [`manifest-${by}`]: w.rps, [`manifest-${by}-p99`]: w.p99 };
+    },
+  })),
+  {
+    id: 'tags-list',
+    needs: ['seed'],
+    figures: [
+      { id: 'tags-list', label: `GET tags/list, ${cfg.tagCount} tags (wrk)`, unit: 'req/s', target: 5 },
+      { id: 'tags-list-p99', label: '  GET tags/list p99 latency', unit: 'ms', lowerIsBetter: true },
+    ],
+    async measure(server, ctx) {
+      const url = `${server.url}/v2/${SEED_REPO}/tags/list`;
+      const res = await ctx.client(server).request('GET', url);
+      if (res.status !== 200) throw new Error(`GET tags/list: HTTP ${res.status}`);
+      const tags = JSON.parse(res.body.toString()).tags ?? [];
+      if (tags.length !== cfg.tagCount) {
+        throw new Error(`GET tags/list returned ${tags.length} tags, expected ${cfg.tagCount}${res.headers.link ? ' (paginated: Link header present)' : ''}`);
+      }
+      const w = await wrk(server, ctx, url);
+      return { 'tags-list': w.rps, 'tags-list-p99': w.p99 };
+    },
+  },
+  {
+    id: 'small-images',
+    figures: [
+      { id: 'small-images', label: `push ${cfg.smallImages} small images, ${cfg.smallConcurrency} at a time (Node)`, unit: 'images/s', target: 5 },
+      { id: 'small-images-p99', label: '  small image push p99 latency', unit: 'ms', lowerIsBetter: true },
+    ],
+    async measure(server, ctx, round) {
+      const repo = `bench/small-r${round}`;
+      const client = new RegistryClient(server.url, { maxSockets: cfg.smallConcurrency });
+      const lat = [];
+      let last;
+      try {
+        const t0 = process.hrtime.bigint();
+        await pool(cfg.smallImages, cfg.smallConcurrency, async (i) => {
+          const s = process.hrtime.bigint();
+          const img = await client.pushRandomImage(repo, `img-${i}`, { layers: 3, layerSize: 4096 });
+          lat.push(Number(process.hrtime.bigint() - s) / 1e6);
+          if (i === cfg.smallImages - 1) last = img;
+        });
+        const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        // Light correctness check: the last image's manifest reads back.
+        const res = await client.request('GET', `/v2/${repo}/manifests/img-${cfg.smallImages - 1}`, { headers: { Accept: OCI_MANIFEST } });
+        if (res.status !== 200 || sha256(res.body) !== last.digest) throw new Error(`small images: manifest read-back failed (HTTP ${res.status})`);
+        return { 'small-images': cfg.smallImages / seconds, 'small-images-p99': percentile(lat, 99) };
+      } finally {
+        client.close();
+      }
+    },
+  },
+];
+
+const ALL_FIGURES = [
+  ...WORKLOADS.flatMap((w) => w.figures),
+  { id: 'peak-rss', label: 'peak resident memory, whole run', unit: 'MiB', lowerIsBetter: true, berthMax: 150 },
+];
+
+let selected = WORKLOADS;
+if (opt.only) {
+  const wanted = opt.only.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const w of wanted) {
+    if (!WORKLOADS.some((x) => x.id === w || x.id.startsWith(w + '-'))) die(`--only: unknown workload ${w} (${WORKLOADS.map((x) => x.id).join(', ')})`);
+  }
+  selected = WORKLOADS.filter((x) => wanted.some((w) => x.id === w || x.id.startsWith(w + '-')));
+}
+
+// ------------------------------------------------------------------ helpers
+
+async function verifyBlob(server, repo, blob) {
+  const res = await ctx.client(server).request('HEAD', `/v2/${repo}/blobs/${blob.digest}`);
+  if (res.status !== 200) throw new Error(`after push, HEAD blob: HTTP ${res.status}`);
+  if (Number(res.headers['content-length']) !== blob.size) throw new Error(`after push, HEAD blob: Content-Length ${res.headers['content-length']}, expected ${blob.size}`);
+}
+
+async function wrk(server, ctx, url, o = {}) {
+  const w = await runWrk(url, { ...o, connections: cfg.connections, threads: cfg.wrkThreads, durationS: cfg.durationS, tmpDir: ctx.tmp });
+  if (w.non2xx > 0) throw new Error(`wrk: ${w.non2xx} of ${w.requests} responses were not 2xx/3xx`);
+  if (w.socketErrors) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: wrk ${w.socketErrors}`);
+  return w;
+}
+
+async function ab(server, ctx, url, o = {}) {
+  const a = await runAb(url, { ...o, connections: cfg.connections, durationS: cfg.durationS });
+  if (a.non2xx > 0) throw new Error(`ab: ${a.non2xx} of ${a.requests} responses were not 2xx`);
+  if (a.failed > 0) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: ab reports ${a.failed} failed requests of ${a.requests}`);
+  if (a.keepAlive < a.requests * 0.99) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: only ${a.keepAlive} of ${a.requests} requests reused a connection (HTTP/1.0 keep-alive)`);
+  return a;
+}
+
+function fmt(v) {
+  if (v === undefined || Number.isNaN(v)) return '—';
+  if (Math.abs(v) >= 100) return Math.round(v).toLocaleString('en-US');
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+async function firstLine(cmd, args) {
+  try {
+    const r = await run(cmd, args, { timeoutMs: 10_000 });
+    return (r.stdout || r.stderr).trim().split('\n')[0];
+  } catch {
+    return 'n/a';
+  }
+}
+
+/** Share of CPU time not idle over `ms` (whole machine), from /proc/stat. */
+async function cpuBusy(ms = 2000) {
+  const read = () => {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
+}
+
+async function machineInfo(registryBin) {
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const mhz = /^cpu MHz\s*:\s*(.*)$/m.exec(cpuinfo)?.[1];
+  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  const commit = await firstLine('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']);
+  const dirty = await run('git', ['-C', repoRoot, 'status', '--porcelain', '--', 'src'], { timeoutMs: 10_000 }).then((r) => r.stdout.trim() !== '', () => false);
+  return {
+    date: new Date().toISOString(),
+    cpu: `${model}${mhz ? ` (${Math.round(Number(mhz))} MHz)` : ''}`,
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    curl: await firstLine('curl', ['--version']),
+    wrk: (await firstLine('wrk', ['-v'])).replace(/ Copyright.*/, ''),
+    ab: (await firstLine('ab', ['-V'])).replace(/ <\$Revision.*/, '').replace('This is ', ''),
+    reference: registryBin ? await firstLine(registryBin, ['--version']) : 'n/a',
+    berth: `${commit}${dirty ? ' (uncommitted changes in src/)' : ''}`,
+    loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    busyBefore: await cpuBusy(),
+  };
+}
+
+// ------------------------------------------------------------------ setup
+
+const servers = [];
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-'));
+const ctx = {
+  tmp: tmpRoot,
+  notes: new Set(),
+  seed: new Map(),
+  clients: new Map(),
+  client(server) {
+    if (!this.clients.has(server.name)) this.clients.set(server.name, new RegistryClient(server.url, { maxSockets: 16 }));
+    return this.clients.get(server.name);
+  },
+};
+
+let cleanedUp = false;
+function cleanupSync() {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  for (const s of servers) s.killNow();
+  for (const c of liveChildren) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* ignore */
+    }
+  }
+  if (opt['keep-tmp']) console.error(`bench: kept ${tmpRoot}`);
+  else fs.rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+}
+process.on('exit', cleanupSync);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+process.on('uncaughtException', (e) => {
+  console.error(`bench: ${e.stack ?? e}`);
+  process.exit(1);
+});
+process.on('unhandledRejection', (e) => {
+  console.error(`bench: ${e?.stack ?? e}`);
+  process.exit(1);
+});
+
+/** Make sure `cmd` is on PATH, installing Debian package `pkg` (as root) if it is not. */
+async function ensureCommand(cmd, pkg) {
+  let bin = await which(cmd);
+  if (bin) return bin;
+  if (process.getuid?.() !== 0) die(`${cmd} is missing: install it (sudo apt-get install -y ${pkg})`);
+  console.error(`bench: ${cmd} is missing; apt-get install -y ${pkg} …`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', pkg], { timeoutMs: 600_000, env });
+  for (let attempt = 1; attempt <= 20; attempt++) {
+    let r = await install();
+    if (r.code !== 0 && /Unable to locate package|has no installation candidate/.test(r.stderr)) {
+      await run('apt-get', ['update'], { timeoutMs: 600_000, env });
+      r = await install();
+    }
+    if (r.code === 0) break;
+    if (/Could not get lock|dpkg was interrupted|lock-frontend|is locked/.test(r.stderr)) {
+      console.error(`bench: apt is locked, retrying in 15 s (${attempt}/20)…`);
+      await new Promise((res) => setTimeout(res, 15_000));
+      continue;
+    }
+    die(`apt-get install ${pkg} failed:\n${r.stderr}`);
+  }
+  bin = await which(cmd);
+  if (!bin) die(`${cmd} is still missing after apt-get install ${pkg}`);
+  return bin;
+}
+
+async function ensureTools() {
+  await ensureCommand('curl', 'curl');
+  await ensureCommand('wrk', 'wrk');
+  await ensureCommand('ab', 'apache2-utils');
+}
+
+async function ensureReferenceBinary() {
+  if (opt['registry-bin']) return opt['registry-bin'];
+  return ensureCommand('docker-registry', 'docker-registry');
+}
+
+async function ensureBerthBuilt() {
+  if (opt['berth-cmd']) return;
+  if (!opt['no-build']) {
+    console.error('bench: npm run build …');
+    const r = await run('npm', ['run', 'build', '--silent'], { timeoutMs: 600_000 });
+    if (r.code !== 0) die(`npm run build failed (use --no-build to run the existing dist/):\n${(r.stdout + r.stderr).trim().split('\n').slice(-30).join('\n')}`);
+  }
+  if (!fs.existsSync(path.join(repoRoot, 'dist/src/cli/main.js'))) die('dist/src/cli/main.js is missing: run `npm run build` (or pass --berth-cmd)');
+}
+
+async function seedServer(server) {
+  // One small image, tagged tagCount times (tag-0000 … ), for HEAD/GET/tags workloads.
+  const client = new RegistryClient(server.url, { maxSockets: 16 });
+  try {
+    const img = await client.pushRandomImage(SEED_REPO, 'tag-0000');
+    await pool(cfg.tagCount - 1, 16, (i) => client.pushManifest(SEED_REPO, `tag-${String(i + 1).padStart(4, '0')}`, img.manifest, img.mediaType));
+    ctx.seed.set(server.name, img);
+  } finally {
+    client.close();
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+async function main() {
+  await ensureTools();
+  const registryBin = serverNames.includes('reference') ? await ensureReferenceBinary() : null;
+  if (serverNames.includes('berth')) await ensureBerthBuilt();
+
+  const info = await machineInfo(registryBin);
+  const header = [
+    '## Machine',
+    '',
+    `- date: ${info.date}`,
+    `- CPU: ${info.cpu}, nproc ${info.nproc}; memory ${info.memory}; ${info.kernel}`,
+    `- load average at start: ${info.loadavg}; CPU busy in the 2 s before start: ${(info.busyBefore * 100).toFixed(0)}%` +
+      (info.busyBefore > 0.15 ? ' — **WARNING: the machine was not idle; figures are unreliable**' : ''),
+    `- node ${info.node}; ${info.curl.split(' (')[0]}; ${info.wrk}; ${info.ab}`,
+    `- reference: ${info.reference}`,
+    `- berth: commit ${info.berth}`,
+    '',
+    `Settings: rounds ${cfg.rounds}, blob ${cfg.sizeMiB} MiB (chunks ${cfg.chunkMiB} MiB), pull repeats ${cfg.pullRepeats}, ` +
+      `wrk ${cfg.durationS}s × ${cfg.connections} connections × ${cfg.wrkThreads} threads, ` +
+      `${cfg.smallImages} small images × ${cfg.smallConcurrency} in flight, ${cfg.tagCount} tags. MB = 10^6 bytes.`,
+    '',
+  ].join('\n');
+  console.log(header);
+
+  // Start servers.
+  for (const name of serverNames) {
+    const s = name === 'berth' ? await berthServer({ tmpRoot, repoRoot, cmdTemplate: opt['berth-cmd'] }) : await referenceServer({ tmpRoot, bin: registryBin });
+    servers.push(s);
+    try {
+      await s.start();
+    } catch (e) {
+      die(`could not start ${name}: ${e.message}`, 1);
+    }
+    console.error(`bench: ${name} up at ${s.url} (pid ${s.pid})`);
+  }
+  const sampler = setInterval(() => servers.forEach((s) => s.sample()), 200);
+  sampler.unref();
+
+  /** results[figureId][server] = number[] (one per round) */
+  const results = {};
+  const errors = {}; // errors[figureId][server] = message
+  const recordError = (w, server, e) => {
+    for (const f of w.figures) (errors[f.id] ??= {})[server.name] ??= e.message.split('\n')[0];
+    console.error(`bench: ${w.id} on ${server.name} failed: ${e.message}`);
+  };
+  const dead = new Set();
+  const foreignCpu = {}; // foreignCpu[workload][server] = worst share of CPU used by other processes
+  const runStart = cpuSnapshot(servers);
+
+  // Shared setup, before any round.
+  const needs = new Set(selected.flatMap((w) => w.needs ?? []));
+  const setupFailed = new Map(); // server -> message
+  if (needs.has('pullBlob')) {
+    console.error(`bench: setup: generating and pushing the ${cfg.sizeMiB} MiB pull blob`);
+    ctx.pullBlob = makeRandomBlob(tmpRoot, 'pull', cfg.sizeMiB * MiB);
+    for (const s of servers) {
+      try {
+        await curlPushMonolithic(s.url, 'bench/pull', ctx.pullBlob);
+        await verifyBlob(s, 'bench/pull', ctx.pullBlob);
+      } catch (e) {
+        setupFailed.set(`${s.name}:pullBlob`, e.message);
+        console.error(`bench: setup of pull blob on ${s.name} failed: ${e.message}`);
+      }
+    }
+    removeBlobFiles(ctx.pullBlob); // the server has it; we only need digest and size
+  }
+  if (needs.has('seed')) {
+    for (const s of servers) {
+      console.error(`bench: setup: seeding ${SEED_REPO} with ${cfg.tagCount} tags on ${s.name}`);
+      const t0 = Date.now();
+      try {
+        await seedServer(s);
+        console.error(`bench:   done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      } catch (e) {
+        setupFailed.set(`${s.name}:seed`, e.message);
+        console.error(`bench: seeding ${s.name} failed: ${e.message}`);
+      }
+    }
+  }
+
+  for (let round = 1; round <= cfg.rounds; round++) {
+    // Alternate which server goes first, round by round.
+    const order = round % 2 === 1 ? servers : [...servers].reverse();
+    for (const w of selected) {
+      if (w.beforeRound) await w.beforeRound(ctx);
+      try {
+        for (const s of order) {
+          if (dead.has(s.name)) {
+            recordError(w, s, new Error(`skipped: ${s.name} died earlier (${s.describeExit()})`));
+            continue;
+          }
+          const failedNeed = (w.needs ?? []).map((n) => setupFailed.get(`${s.name}:${n}`)).find(Boolean);
+          if (failedNeed) {
+            recordError(w, s, new Error(`setup failed: ${failedNeed}`));
+            continue;
+          }
+          process.stderr.write(`bench: round ${round}/${cfg.rounds} ${w.id} on ${s.name} … `);
+          try {
+            const c0 = cpuSnapshot(servers);
+            const r = await w.measure(s, ctx, round);
+            const foreign = foreignShare(c0, cpuSnapshot(servers));
+            s.assertAlive();
+            for (const [k, v] of Object.entries(r)) ((results[k] ??= {})[s.name] ??= []).push(v);
+            (foreignCpu[w.id] ??= {})[s.name] = Math.max(foreignCpu[w.id]?.[s.name] ?? 0, foreign);
+            process.stderr.write(
+              Object.entries(r)
+                .map(([k, v]) => `${k}=${fmt(v)}`)
+                .join(' ') + ` (other processes: ${(foreign * 100).toFixed(0)}% CPU)\n`,
+            );
+          } catch (e) {
+            process.stderr.write('failed\n');
+            if (s.exited) {
+              dead.add(s.name);
+              e = new Error(`${s.name} died (${s.describeExit()}) during ${w.id}\n${s.logTail()}`);
+            }
+            recordError(w, s, e);
+          }
+        }
+      } finally {
+        if (w.afterRound) w.afterRound(ctx);
+      }
+    }
+  }
+
+  clearInterval(sampler);
+  for (const s of servers) s.sample();
+  const foreignTotal = foreignShare(runStart, cpuSnapshot(servers));
+  const rss = Object.fromEntries(servers.map((s) => [s.name, s.peakRssMiB()]));
+  for (const c of ctx.clients.values()) c.close();
+  for (const s of servers) await s.stop();
+  info.loadavgEnd = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
+  // ---------------------------------------------------------------- report
+  const hasBerth = serverNames.includes('berth');
+  const hasRef = serverNames.includes('reference');
+  const figures = [...selected.flatMap((w) => w.figures), ALL_FIGURES.find((f) => f.id === 'peak-rss')];
+  const lines = [
+    `## Results (median of ${cfg.rounds} round${cfg.rounds > 1 ? 's' : ''})`,
+    '',
+    '| workload | unit | berth | reference | ratio | target | met? |',
+    '|---|---|--:|--:|--:|---|---|',
+  ];
+  const summary = {};
+  let unmet = 0;
+  for (const f of figures) {
+    const val = (name) => {
+      if (f.id === 'peak-rss') return rss[name];
+      if (errors[f.id]?.[name]) return NaN;
+      return median(results[f.id]?.[name] ?? []);
+    };
+    const cell = (name, present) => {
+      if (!present) return '—';
+      if (errors[f.id]?.[name]) return 'ERROR';
+      return fmt(val(name));
+    };
+    const b = val('berth');
+    const r = val('reference');
+    const ratio = hasBerth && hasRef && Number.isFinite(b) && Number.isFinite(r) && r > 0 ? b / r : NaN;
+    let target = '';
+    let met = '';
+    if (f.target !== undefined) {
+      target = `≥ ${f.target}×`;
+      met = Number.isFinite(ratio) ? (ratio >= f.target ? 'yes' : 'NO') : '—';
+    } else if (f.berthMax !== undefined) {
+      target = `berth ≤ ${f.berthMax} MiB`;
+      met = hasBerth && Number.isFinite(b) ? (b <= f.berthMax ? 'yes' : 'NO') : '—';
+    }
+    if (met === 'NO') unmet++;
+    summary[f.id] = { label: f.label.trim(), unit: f.unit, berth: b, reference: r, ratio, target: f.target ?? null, berthMax: f.berthMax ?? null, met };
+    lines.push(`| ${f.label.trim()} | ${f.unit} | ${cell('berth', hasBerth)} | ${cell('reference', hasRef)} | ${Number.isFinite(ratio) ? fmt(ratio) + '×' : '—'} | ${target} | ${met} |`);
+  }
+  lines.push('', 'Latency ratios are berth/reference too: below 1× means Berth is faster.', '');
+  lines.push('Per-round values:', '');
+  for (const f of figures) {
+    if (f.id === 'peak-rss') continue;
+    const parts = servers.map((s) => `${s.name} ${(results[f.id]?.[s.name] ?? []).map(fmt).join(', ') || '—'}`);
+    lines.push(`- ${f.id} (${f.unit}): ${parts.join('; ')}`);
+  }
+  lines.push(
+    '',
+    `Load average at end: ${info.loadavgEnd}. CPU used by processes other than the servers, curl/wrk/ab and this harness: ` +
+      `${(foreignTotal * 100).toFixed(0)}% of the machine over the whole run.`,
+  );
+  const noisy = Object.entries(foreignCpu).flatMap(([wid, m]) =>
+    Object.entries(m)
+      .filter(([, v]) => v > 0.1)
+      .map(([sn, v]) => `${wid} on ${sn} (${(v * 100).toFixed(0)}%)`),
+  );
+  if (noisy.length) lines.push('', `**WARNING: other processes used more than 10% of the CPU during:** ${noisy.join(', ')}. Re-run on an idle machine.`);
+  const errs = selected.flatMap((w) => Object.entries(errors[w.figures[0].id] ?? {}).map(([s, msg]) => `- ${w.id} on ${s}: ${msg}`));
+  if (errs.length) lines.push('', '**Errors:**', '', ...[...new Set(errs)]);
+  if (ctx.notes.size) lines.push('', 'Notes:', '', ...[...ctx.notes].map((n) => `- ${n}`));
+  const report = lines.join('\n');
+  console.log(report);
+
+  if (opt.out) fs.writeFileSync(opt.out, `${header}\n${report}\n`);
+  if (opt.json) fs.writeFileSync(opt.json, JSON.stringify({ machine: info, settings: cfg, servers: serverNames, results, errors, peakRssMiB: rss, foreignCpu, foreignTotal, summary }, null, 2) + '\n');
+  process.exitCode = errs.length ? 1 : 0;
+  if (unmet && !errs.length) console.error(`bench: ${unmet} target(s) not met`);
+}
+
+await main();

@@ -1,0 +1,119 @@
+/**
+ * fsck compares metadata with storage in both directions (invariant 7):
+ * - a live blob whose bytes are missing, or whose bytes do not hash to its
+ *   digest, is a lie waiting to be told: repair makes it unknown (clients
+ *   upload it again), quarantining corrupt bytes so they are never served;
+ * - bytes that no metadata names (a crash between rename and commit, or
+ *   between marking and deleting) are orphans: repair removes them.
+ * Objects modified in the last `minAge` are left alone: a commit may be
+ * between its rename and its metadata transaction.
+ */
+import { digestStream } from '../registry/digester.js';
+import { parseDigest } from '../registry/reference.js';
+import type { Logger } from '../log.js';
+import type { MetadataStore } from '../metadata/store.js';
+import { digestOfKey, type BlobStore } from '../storage/blob-store.js';
+
+export type ProblemKind = 'missing' | 'corrupt' | 'size-mismatch' | 'orphan-blob' | 'orphan-upload';
+
+export interface Problem {
+  kind: ProblemKind;
+  digest?: string;
+  key: string;
+  size?: number;
+  repaired: boolean;
+}
+
+export interface FsckOptions {
+  repair: boolean;
+  /** Hash every blob's bytes (slow, thorough); otherwise only sizes are compared. */
+  verifyContent: boolean;
+  /** Objects younger than this (ms) are never called orphans. */
+  minAge: number;
+}
+
+export interface FsckReport {
+  blobsChecked: number;
+  bytesChecked: number;
+  objectsScanned: number;
+  problems: Problem[];
+  durationMs: number;
+}
+
+export type FsckProgress = (phase: 'metadata' | 'storage', done: number) => void;
+
+export async function fsck(
+  metadata: MetadataStore,
+  storage: BlobStore,
+  options: FsckOptions,
+  logger: Logger,
+  progress: FsckProgress = () => {},
+): Promise<FsckReport> {
+  const started = Date.now();
+  const report: FsckReport = { blobsChecked: 0, bytesChecked: 0, objectsScanned: 0, problems: [], durationMs: 0 };
+  const found = (p: Problem) => {
+    report.problems.push(p);
+    logger.warn({ fsck: p.kind, digest: p.digest, key: p.key, repaired: p.repaired }, 'fsck problem');
+  };
+
+  // Metadata → storage: every live blob has its bytes, intact.
+  for (let after = ''; ; ) {
+    const page = await metadata.listBlobs(after, 500);
+    if (page.length === 0) break;
+    for (const blob of page) {
+      after = blob.digest;
+      report.blobsChecked++;
+      progress('metadata', report.blobsChecked);
+      const stored = await storage.statBlob(blob.storageKey);
+      let kind: ProblemKind | undefined;
+      if (!stored) kind = 'missing';
+      else if (stored.size !== blob.size) kind = 'size-mismatch';
+      else if (options.verifyContent) {
+        const digest = parseDigest(blob.digest);
+        const actual = await digestStream(digest.algorithm, await storage.openBlob(blob.storageKey));
+        report.bytesChecked += blob.size;
+        if (actual !== digest.hex) kind = 'corrupt';
+      }
+      if (!kind) continue;
+      let repaired = false;
+      if (options.repair) {
+        if (kind !== 'missing') await storage.quarantineBlob(blob.storageKey);
+        repaired = await metadata.forgetBlob(blob.digest, blob.storageKey);
+      }
+      found({ kind, digest: blob.digest, key: blob.storageKey, size: blob.size, repaired });
+    }
+  }
+
+  // Storage → metadata: every object is named by metadata.
+  const oldEnough = (modifiedAt: number) => Date.now() - modifiedAt >= options.minAge;
+  for await (const object of storage.listBlobs()) {
+    report.objectsScanned++;
+    progress('storage', report.objectsScanned);
+    const digest = digestOfKey(object.key);
+    if (digest && (await metadata.storageKeyOf(digest)) === object.key) continue;
+    if (!oldEnough(object.modifiedAt)) continue;
+    if (options.repair) await storage.deleteBlob(object.key);
+    found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: options.repair });
+  }
+  for await (const object of storage.listUploads()) {
+    report.objectsScanned++;
+    if ((await metadata.uploadExists(object.key)) || !oldEnough(object.modifiedAt)) continue;
+    if (options.repair) await storage.deleteUpload(object.key);
+    found({ kind: 'orphan-upload', key: object.key, size: object.size, repaired: options.repair });
+  }
+
+  report.durationMs = Date.now() - started;
+  await metadata.recordRun({
+    kind: 'fsck',
+    trigger: 'cli',
+    startedAt: started,
+    durationMs: report.durationMs,
+    manifestsDeleted: 0,
+    blobsDeleted: report.problems.filter((p) => p.kind === 'orphan-blob' && p.repaired).length,
+    bytesReclaimed: report.problems.filter((p) => p.kind.startsWith('orphan') && p.repaired).reduce((n, p) => n + (p.size ?? 0), 0),
+    uploadsPurged: report.problems.filter((p) => p.kind === 'orphan-upload' && p.repaired).length,
+    problems: report.problems.length,
+  });
+  logger.info({ fsck: 'done', blobs: report.blobsChecked, objects: report.objectsScanned, problems: report.problems.length }, 'fsck finished');
+  return report;
+}

@@ -1,0 +1,81 @@
+/**
+ * Operator endpoints outside the registry API: the GC trigger and the
+ * Prometheus metrics. Until authentication exists, the admin trigger only
+ * answers clients on the loopback interface.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Counter, Gauge, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { ConfigError, parseDuration } from '../config.js';
+import type { GcService } from '../gc/service.js';
+import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
+import { RegistryError } from '../registry/errors.js';
+
+function isLoopback(req: FastifyRequest): boolean {
+  const addr = req.socket.remoteAddress ?? '';
+  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
+}
+
+function flag(value: unknown): boolean {
+  return value === '' || value === '1' || value === 'true';
+}
+
+export function adminRoutes(gc: GcService, metadata: MetadataStore) {
+  const metrics = lifecycleMetrics(metadata);
+  return (app: FastifyInstance) => {
+    // POST /admin/gc[?dryRun=1][&verbose=1][&grace=30m]: one collection, its report as JSON.
+    app.post('/admin/gc', async (req, reply) => {
+      if (!isLoopback(req)) throw new RegistryError('DENIED', 'the admin API is only served on loopback until authentication is configured');
+      const q = req.query as Record<string, string | undefined>;
+      let grace: number | undefined;
+      try {
+        grace = q.grace === undefined ? undefined : parseDuration(q.grace, 'grace');
+      } catch (e) {
+        if (e instanceof ConfigError) throw new RegistryError('UNSUPPORTED', e.message, { status: 400 });
+        throw e;
+      }
+      const report = await gc.run('admin', { dryRun: flag(q.dryRun), verbose: flag(q.verbose), grace });
+      return reply.code(200).type('application/json').send(JSON.stringify(report));
+    });
+    app.get('/metrics', async (_req, reply) => {
+      return reply.code(200).type(metrics.contentType).send(await metrics.metrics());
+    });
+  };
+}
+
+/** GC and fsck counters, read from metadata so they count the runs of every process. */
+function lifecycleMetrics(metadata: MetadataStore): MetricsRegistry {
+  const registry = new MetricsRegistry();
+  collectDefaultMetrics({ register: registry, prefix: 'berth_' });
+  let totals: Promise<LifecycleTotals[]> | undefined;
+  // One read of the totals per scrape, shared by every metric below.
+  const read = async () => (totals ??= metadata.runTotals().finally(() => setImmediate(() => (totals = undefined))));
+  const counter = (name: string, help: string, pick: (t: LifecycleTotals) => number, scale = 1) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['kind'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const t of await read()) this.inc({ kind: t.kind }, (pick(t) ?? 0) / scale);
+      },
+    });
+  counter('berth_lifecycle_runs_total', 'GC and fsck runs finished, by any process', (t) => t.runs);
+  counter('berth_gc_manifests_deleted_total', 'Manifests deleted by GC', (t) => t.manifestsDeleted);
+  counter('berth_gc_blobs_deleted_total', 'Blobs deleted by GC (and orphans removed by fsck --repair)', (t) => t.blobsDeleted);
+  counter('berth_gc_bytes_reclaimed_total', 'Bytes reclaimed by GC and fsck --repair', (t) => t.bytesReclaimed);
+  counter('berth_gc_uploads_purged_total', 'Abandoned upload sessions purged', (t) => t.uploadsPurged);
+  counter('berth_fsck_problems_total', 'Problems found by fsck', (t) => t.problems);
+  counter('berth_lifecycle_duration_seconds_total', 'Time spent in GC and fsck runs', (t) => t.durationMs, 1000);
+  new Gauge({
+    name: 'berth_lifecycle_last_run_timestamp_seconds',
+    help: 'When the last GC or fsck run started',
+    labelNames: ['kind'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of await read()) this.set({ kind: t.kind }, t.lastRunAt / 1000);
+    },
+  });
+  return registry;
+}

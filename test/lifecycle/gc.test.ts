@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { berth } from '../helpers/berth-cli.js';
+import { makeImage, makeIndex, OCI_INDEX, RegistryClient, type Image } from '../helpers/registry-client.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+/** The reference registry's failure, replayed: push, delete, GC from another process, re-push, pull. */
+describe('garbage collection never makes the registry lie', () => {
+  let server: TestServer;
+  let client: RegistryClient;
+  before(async () => {
+    server = await startServer({ args: [] , env: { BERTH_GC_ENABLED: 'false' } });
+    client = new RegistryClient(server.url);
+  });
+  after(() => server.stop());
+
+  async function headStatus(repo: string, digest: string): Promise<number> {
+    return (await client.fetch(`/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })).status;
+  }
+
+  async function pullAll(repo: string, ref: string, image: Image): Promise<void> {
+    const res = await client.fetch(`/v2/${repo}/manifests/${ref}`);
+    assert.equal(res.status, 200);
+    for (const b of [image.config, ...image.layers]) {
+      const blob = await client.getBlob(repo, b.digest);
+      assert.equal(blob.status, 200, `blob ${b.digest} must be pullable`);
+      assert.deepEqual(Buffer.from(await blob.arrayBuffer()), b.data);
+    }
+  }
+
+  for (const how of ['berth gc process', 'admin trigger'] as const) {
+    it(`deleted layers answer 404 after GC via ${how}, and a re-push uploads them for real (invariant 1)`, async () => {
+      const repo = `scenario/${how === 'admin trigger' ? 'admin' : 'cli'}`;
+      const image = makeImage({ layers: 3 });
+      await client.pushImage(repo, image, 'v1');
+      const del = await client.fetch(`/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' });
+      assert.equal(del.status, 202);
+
+      if (how === 'berth gc process') {
+        const gc = await berth(['gc', '--data', server.dataDir, '--grace', '0', '--json']);
+        assert.equal(gc.code, 0, gc.stderr);
+        const report = JSON.parse(gc.stdout);
+        assert.equal(report.blobsDeleted, 4);
+      } else {
+        // Without a grace override the configured one (1h) applies: nothing may go yet.
+        const early = await client.fetch('/admin/gc', { method: 'POST' });
+        assert.equal(early.status, 200);
+        for (const l of image.layers) assert.equal(await headStatus(repo, l.digest), 200);
+        const res = await client.fetch('/admin/gc?grace=0', { method: 'POST' });
+        assert.equal(res.status, 200);
+        assert.equal((await res.json()).blobsDeleted, 4);
+      }
+      for (const l of [image.config, ...image.layers]) assert.equal(await headStatus(repo, l.digest), 404, 'GC deleted it: HEAD must say so');
+      await client.pushImage(repo, image, 'v1');
+      await pullAll(repo, 'v1', image);
+    });
+  }
+
+  it('dry run reports exactly what a real run then deletes, and deletes nothing', async () => {
+    const repo = 'dry/run';
+    const kept = makeImage();
+    const dropped = makeImage();
+    await client.pushImage(repo, kept, 'keep');
+    await client.pushImage(repo, dropped, 'drop');
+    await client.fetch(`/v2/${repo}/manifests/drop`, { method: 'DELETE' });
+    const dry = await berth(['gc', '--data', server.dataDir, '--grace', '0', '--dry-run', '--verbose', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const predicted = JSON.parse(dry.stdout);
+    assert.ok(predicted.manifests.includes(`${repo}@${dropped.digest}`));
+    for (const l of dropped.layers) assert.ok(predicted.blobs.includes(l.digest));
+    assert.equal(await headStatus(repo, dropped.layers[0]!.digest), 200, 'a dry run deletes nothing');
+    const real = await berth(['gc', '--data', server.dataDir, '--grace', '0', '--verbose', '--json']);
+    const done = JSON.parse(real.stdout);
+    assert.deepEqual([...done.blobs].sort(), [...predicted.blobs].sort());
+    await pullAll(repo, 'keep', kept);
+  });
+
+  it('keeps children of a tagged index and referrers of a live subject; collects them once released', async () => {
+    const repo = 'keep/graph';
+    const a = makeImage();
+    const b = makeImage();
+    await client.pushImage(repo, a);
+    await client.pushImage(repo, b);
+    const index = makeIndex([a, b]);
+    assert.equal((await client.putManifest(repo, 'multi', index.manifest, OCI_INDEX)).status, 201);
+    const sig = makeImage({ layers: 1, subject: { mediaType: a.mediaType, digest: a.digest, size: a.manifest.length }, artifactType: 'application/vnd.example.sig' });
+    await client.pushImage(repo, sig);
+    const gc1 = await berth(['gc', '--data', server.dataDir, '--grace', '0', '--json']);
+    assert.equal(JSON.parse(gc1.stdout).manifestsDeleted, 0, gc1.stdout);
+    assert.equal((await client.fetch(`/v2/${repo}/manifests/${sig.digest}`)).status, 200);
+    await pullAll(repo, a.digest, a);
+
+    await client.fetch(`/v2/${repo}/manifests/multi`, { method: 'DELETE' });
+    const gc2 = await berth(['gc', '--data', server.dataDir, '--grace', '0', '--json']);
+    assert.equal(JSON.parse(gc2.stdout).manifestsDeleted, 4, 'index, both children and the signature');
+    assert.equal((await client.fetch(`/v2/${repo}/manifests/${a.digest}`)).status, 404);
+    assert.equal(await headStatus(repo, a.layers[0]!.digest), 404);
+  });
+
+  it('exposes GC counters for monitoring, counting runs of every process', async () => {
+    const res = await client.fetch('/metrics');
+    const text = await res.text();
+    const runs = /berth_lifecycle_runs_total\{kind="gc"\} (\d+)/.exec(text);
+    assert.ok(runs && Number(runs[1]) >= 3, text.slice(0, 500));
+    assert.match(text, /berth_gc_blobs_deleted_total\{kind="gc"\} [1-9]/);
+  });
+});
+
+describe('the background collector', () => {
+  it('collects on its own schedule with the same protocol, and a re-push restores the image', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { makeDataDir } = await import('../helpers/server.js');
+    const dataDir = makeDataDir();
+    const config = join(dataDir, 'berth.yaml');
+    writeFileSync(config, 'gc:\n  enabled: true\n  interval: 300ms\n  blobGrace: 0\n  manifestGrace: 0\n');
+    const server = await startServer({ dataDir, args: ['--config', config] });
+    try {
+      const client = new RegistryClient(server.url);
+      const image = makeImage({ layers: 2 });
+      await client.pushImage('bg/app', image, 'v1');
+      await client.fetch(`/v2/bg/app/manifests/${image.digest}`, { method: 'DELETE' });
+      const deadline = Date.now() + 10_000;
+      while ((await client.fetch(`/v2/bg/app/blobs/${image.layers[0]!.digest}`, { method: 'HEAD' })).status !== 404) {
+        assert.ok(Date.now() < deadline, 'the background collector did not run');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // Push again, as a client would after being told the layer is unknown. The
+      // collector keeps running with grace 0, so retry as docker does on
+      // MANIFEST_BLOB_UNKNOWN; it must end with the image whole.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await client.pushImage('bg/app', image, 'v1');
+          break;
+        } catch (e) {
+          if (attempt > 5) throw e;
+        }
+      }
+      for (const b of [image.config, ...image.layers]) {
+        const res = await client.getBlob('bg/app', b.digest);
+        assert.equal(res.status, 200);
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), b.data);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});
