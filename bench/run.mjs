@@ -313,17 +313,11 @@ async function firstLine(cmd, args) {
   }
 }
 
-/** Share of CPU time not idle over `ms` (whole machine), from /proc/stat. */
+/** Share of the machine's CPU used by other user processes over `ms`. */
 async function cpuBusy(ms = 2000) {
-  const read = () => {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3] + (f[4] ?? 0);
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  const a = read();
+  const a = cpuSnapshot();
   await new Promise((r) => setTimeout(r, ms));
-  const b = read();
-  return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
+  return foreignShare(a, cpuSnapshot());
 }
 
 async function machineInfo(registryBin) {
@@ -465,7 +459,7 @@ async function main() {
     '',
     `- date: ${info.date}`,
     `- CPU: ${info.cpu}, nproc ${info.nproc}; memory ${info.memory}; ${info.kernel}`,
-    `- load average at start: ${info.loadavg}; CPU busy in the 2 s before start: ${(info.busyBefore * 100).toFixed(0)}%` +
+    `- load average at start: ${info.loadavg}; CPU used by other processes in the 2 s before start: ${(info.busyBefore * 100).toFixed(0)}%` +
       (info.busyBefore > 0.15 ? ' — **WARNING: the machine was not idle; figures are unreliable**' : ''),
     `- node ${info.node}; ${info.curl.split(' (')[0]}; ${info.wrk}; ${info.ab}`,
     `- reference: ${info.reference}`,
@@ -501,7 +495,7 @@ async function main() {
   };
   const dead = new Set();
   const foreignCpu = {}; // foreignCpu[workload][server] = worst share of CPU used by other processes
-  const runStart = cpuSnapshot(servers);
+  const runStart = cpuSnapshot();
 
   // Shared setup, before any round.
   const needs = new Set(selected.flatMap((w) => w.needs ?? []));
@@ -552,9 +546,9 @@ async function main() {
           }
           process.stderr.write(`bench: round ${round}/${cfg.rounds} ${w.id} on ${s.name} … `);
           try {
-            const c0 = cpuSnapshot(servers);
+            const c0 = cpuSnapshot();
             const r = await w.measure(s, ctx, round);
-            const foreign = foreignShare(c0, cpuSnapshot(servers));
+            const foreign = foreignShare(c0, cpuSnapshot());
             s.assertAlive();
             for (const [k, v] of Object.entries(r)) ((results[k] ??= {})[s.name] ??= []).push(v);
             (foreignCpu[w.id] ??= {})[s.name] = Math.max(foreignCpu[w.id]?.[s.name] ?? 0, foreign);
@@ -580,7 +574,7 @@ async function main() {
 
   clearInterval(sampler);
   for (const s of servers) s.sample();
-  const foreignTotal = foreignShare(runStart, cpuSnapshot(servers));
+  const foreignTotal = foreignShare(runStart, cpuSnapshot());
   const rss = Object.fromEntries(servers.map((s) => [s.name, s.peakRssMiB()]));
   for (const c of ctx.clients.values()) c.close();
   for (const s of servers) await s.stop();
@@ -634,7 +628,7 @@ async function main() {
   }
   lines.push(
     '',
-    `Load average at end: ${info.loadavgEnd}. CPU used by processes other than the servers, curl/wrk/ab and this harness: ` +
+    `Load average at end: ${info.loadavgEnd}. CPU used by user processes other than the servers, curl/wrk/ab and this harness: ` +
       `${(foreignTotal * 100).toFixed(0)}% of the machine over the whole run.`,
   );
   const noisy = Object.entries(foreignCpu).flatMap(([wid, m]) =>

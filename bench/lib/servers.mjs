@@ -57,38 +57,47 @@ function processTree(rootPid) {
   return out;
 }
 
-/** utime+stime (+cutime+cstime) of a process, in clock ticks; 0 if it is gone. */
-export function cpuTicks(pid, withChildren = false) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields after "comm": state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14)
-    let t = Number(f[11]) + Number(f[12]);
-    if (withChildren) t += Number(f[13]) + Number(f[14]);
-    return t;
-  } catch {
-    return 0;
-  }
-}
-
 /**
- * Machine-wide CPU accounting, to tell how much CPU went to processes that are
- * neither the servers nor this harness and its load generators.
+ * CPU accounting, to tell how much CPU went to processes that are neither
+ * this harness nor its descendants (the servers, curl, wrk, ab). Kernel
+ * threads are left out: page-cache writeback and loopback networking run
+ * there on behalf of the workload itself.
+ * @returns {{total: number, others: Map<number, number>}} total: all CPUs' ticks since boot;
+ *   others: pid -> utime+stime+cutime+cstime of every other user process.
  */
-export function cpuSnapshot(servers) {
+export function cpuSnapshot() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
-  const idle = f[3] + (f[4] ?? 0);
-  let ours = cpuTicks(process.pid, true);
-  for (const s of servers) for (const pid of s.tree.length ? s.tree : s.pid ? [s.pid] : []) ours += cpuTicks(pid, true);
-  return { total, busy: total - idle, ours };
+  const procs = new Map(); // pid -> {ppid, ticks}
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const x = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      procs.set(Number(d), { ppid: Number(x[1]), ticks: Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14]) });
+    } catch {
+      /* gone */
+    }
+  }
+  const excluded = (pid) => {
+    for (let p = pid, hops = 0; p > 0 && hops < 64; hops++) {
+      if (p === process.pid || p === 2) return true;
+      p = procs.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  const others = new Map();
+  for (const [pid, v] of procs) if (!excluded(pid)) others.set(pid, v.ticks);
+  return { total, others };
 }
 
-/** Share of all CPU time between two snapshots used by other processes. */
+/** Share of all CPU time between two snapshots used by other (user) processes. */
 export function foreignShare(a, b) {
   const total = b.total - a.total;
   if (total <= 0) return 0;
-  return Math.max(0, (b.busy - a.busy - (b.ours - a.ours)) / total);
+  let used = 0;
+  for (const [pid, t] of b.others) used += Math.max(0, t - (a.others.get(pid) ?? 0));
+  return Math.min(1, used / total);
 }
 
 export class ServerProcess {
