@@ -54,6 +54,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     json: { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
+    'wait-idle': { type: 'string', default: '0' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -79,7 +80,9 @@ if (opt.help) {
   --pull-repeats N        pulls per measurement (default 3; 1 with --quick)
   --out FILE              also write the report (markdown) to FILE
   --json FILE             also write raw results as JSON
-  --keep-tmp              keep the temporary directory (server logs, data)`);
+  --keep-tmp              keep the temporary directory (server logs, data)
+  --wait-idle S           before each measurement, wait up to S seconds for other
+                          processes to use < 10% of the CPU (default 0: do not wait)`);
   process.exit(0);
 }
 
@@ -107,7 +110,9 @@ const cfg = {
   smallConcurrency: intOpt('small-concurrency', 16),
   tagCount: intOpt('tags', 1000, 100),
   pullRepeats: intOpt('pull-repeats', 3, 1),
+  waitIdleS: Number(opt['wait-idle']),
 };
+if (!(cfg.waitIdleS >= 0)) die('--wait-idle must be a number of seconds');
 const MiB = 1 << 20;
 
 const serverNames = opt.servers.split(',').map((s) => s.trim()).filter(Boolean);
@@ -320,6 +325,20 @@ async function cpuBusy(ms = 2000) {
   return foreignShare(a, cpuSnapshot());
 }
 
+/** Wait (up to `maxS` seconds) until other processes use less than 10% of the CPU over 1 s. */
+async function waitIdle(maxS) {
+  const deadline = Date.now() + maxS * 1000;
+  let share = await cpuBusy(1000);
+  if (share < 0.1) return;
+  process.stderr.write(`bench: waiting for the machine to be idle (others: ${(share * 100).toFixed(0)}%) `);
+  while (Date.now() < deadline) {
+    share = await cpuBusy(1000);
+    if (share < 0.1) break;
+    process.stderr.write('.');
+  }
+  process.stderr.write(share < 0.1 ? ' idle\n' : ` gave up (others: ${(share * 100).toFixed(0)}%)\n`);
+}
+
 async function machineInfo(registryBin) {
   const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
@@ -467,7 +486,8 @@ async function main() {
     '',
     `Settings: rounds ${cfg.rounds}, blob ${cfg.sizeMiB} MiB (chunks ${cfg.chunkMiB} MiB), pull repeats ${cfg.pullRepeats}, ` +
       `wrk ${cfg.durationS}s × ${cfg.connections} connections × ${cfg.wrkThreads} threads, ` +
-      `${cfg.smallImages} small images × ${cfg.smallConcurrency} in flight, ${cfg.tagCount} tags. MB = 10^6 bytes.`,
+      `${cfg.smallImages} small images × ${cfg.smallConcurrency} in flight, ${cfg.tagCount} tags` +
+      `${cfg.waitIdleS ? `, wait-idle ${cfg.waitIdleS}s` : ''}. MB = 10^6 bytes.`,
     '',
   ].join('\n');
   console.log(header);
@@ -544,6 +564,10 @@ async function main() {
             recordError(w, s, new Error(`setup failed: ${failedNeed}`));
             continue;
           }
+          // Flush dirty pages (our blob files, the previous server's writes) so that
+          // one server's writeback does not land in the other's measurement.
+          await run('sync', [], { timeoutMs: 300_000 });
+          if (cfg.waitIdleS > 0) await waitIdle(cfg.waitIdleS);
           process.stderr.write(`bench: round ${round}/${cfg.rounds} ${w.id} on ${s.name} … `);
           try {
             const c0 = cpuSnapshot();

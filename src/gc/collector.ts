@@ -8,6 +8,7 @@
  * concurrent re-upload, which gets a key of its own, is never lost
  * (invariant 3).
  */
+import { crashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { ManifestRecord, MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -132,6 +133,7 @@ async function collectBlobs(
       const { blob, linksRemoved } = await store.claimBlobIfGarbage(digest, cutoff);
       report.linksRemoved += linksRemoved;
       if (!blob) continue;
+      if (deleteBytes) crashPoint('gc-after-mark');
       claimed++;
       if (!deleteBytes) {
         report.blobsDeleted++;
@@ -149,6 +151,7 @@ async function deleteMarked(store: MetadataStore, storage: BlobStore, report: Gc
     if (marked.length === 0) return;
     for (const blob of marked) {
       await storage.deleteBlob(blob.storageKey);
+      crashPoint('gc-after-delete-bytes');
       await store.finishBlobDeletion(blob.digest, blob.storageKey);
       report.blobsDeleted++;
       report.bytesReclaimed += blob.size;

@@ -52,9 +52,15 @@ export function parseDigest(value: string): Digest {
 
 export type ManifestReference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
 
-/** A manifest reference is a tag or a digest; anything else is invalid. */
-export function parseManifestReference(reference: string): ManifestReference {
+/**
+ * A manifest reference is a tag or a digest. A string that is neither can
+ * name nothing: reading it is MANIFEST_UNKNOWN (404, as the spec's
+ * conformance suite expects), writing it is MANIFEST_INVALID.
+ */
+export function parseManifestReference(reference: string, mode: 'read' | 'write' = 'read'): ManifestReference {
   if (reference.includes(':')) return { kind: 'digest', digest: parseDigest(reference) };
   if (isTag(reference)) return { kind: 'tag', tag: reference };
-  throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { detail: { reference: reference.slice(0, 200) } });
+  throw new RegistryError(mode === 'read' ? 'MANIFEST_UNKNOWN' : 'MANIFEST_INVALID', 'invalid tag', {
+    detail: { reference: reference.slice(0, 200) },
+  });
 }

@@ -7,6 +7,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
+import { crashPoint } from '../crash-points.js';
 import { blobKey } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
@@ -124,6 +125,7 @@ export class Uploads {
     }
     const hash = await this.digests.take(upload.id, upload.offset, () => this.ctx.storage.readUpload(upload.id, upload.offset));
     const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
+    crashPoint('upload-after-append');
     const offset = upload.offset + received;
     if (!(await this.ctx.metadata.advanceUpload(upload.id, upload.offset, offset, this.ctx.now()))) {
       // Another process appended concurrently: ours loses, its bytes are truncated by the next append.
@@ -167,6 +169,7 @@ export class Uploads {
   private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean): Promise<BlobRecord> {
     const key = blobKey(digest.value, id);
     await this.ctx.storage.commitUpload(id, size, key);
+    crashPoint('commit-after-rename');
     this.digests.forget(id);
     const now = this.ctx.now();
     let result: CommitBlobResult;
@@ -176,6 +179,7 @@ export class Uploads {
       await this.ctx.storage.deleteBlob(key).catch(() => {});
       throw e;
     }
+    crashPoint('commit-after-metadata');
     // Already stored: keep the one copy (content is addressed, stored once).
     if (result === 'already-present') await this.ctx.storage.deleteBlob(key);
     return { digest: digest.value, size, storageKey: key, lastSeen: now };

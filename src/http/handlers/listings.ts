@@ -7,14 +7,15 @@ import { nextLink, pagination, type Handler } from './handler.js';
 export const listTags: Handler = async ({ reply, registry, repository, query }) => {
   const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
   const page = await registry.listings.tags(repository, last, n);
-  if (page.more) reply.header('Link', nextLink(`/v2/${repository}/tags/list`, n, page.items[page.items.length - 1]!));
+  // n=0 returns no items, so there is no `last` to continue from: no Link.
+  if (page.more && page.items.length > 0) reply.header('Link', nextLink(`/v2/${repository}/tags/list`, n, page.items[page.items.length - 1]!));
   reply.code(200).type('application/json').send(JSON.stringify({ name: repository, tags: page.items }));
 };
 
 export const listCatalog: Handler = async ({ reply, registry, query }) => {
   const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
   const page = await registry.listings.repositories(last, n);
-  if (page.more) reply.header('Link', nextLink('/v2/_catalog', n, page.items[page.items.length - 1]!));
+  if (page.more && page.items.length > 0) reply.header('Link', nextLink('/v2/_catalog', n, page.items[page.items.length - 1]!));
   reply.code(200).type('application/json').send(JSON.stringify({ repositories: page.items }));
 };
 
@@ -22,8 +23,9 @@ export const listReferrers: Handler = async ({ reply, registry, repository, refe
   const artifactType = query.get('artifactType') ?? undefined;
   const manifests = await registry.listings.referrers(repository, parseDigest(reference), artifactType);
   if (artifactType !== undefined) reply.header('OCI-Filters-Applied', 'artifactType');
+  // Set as a header, not with type(), which would append a charset the spec's media type does not have.
   reply
     .code(200)
-    .type(MediaType.OciIndex)
-    .send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
+    .header('Content-Type', MediaType.OciIndex)
+    .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests })));
 };

@@ -18,7 +18,7 @@ export const getManifest: Handler = (c) => fetchManifest(c, true);
 export const headManifest: Handler = (c) => fetchManifest(c, false);
 
 export const putManifest: Handler = async ({ req, reply, registry, repository, reference }) => {
-  const ref = parseManifestReference(reference);
+  const ref = parseManifestReference(reference, 'write');
   const body = await readLimited(req.raw, registry.ctx.options.maxManifestBytes);
   const pushed = await registry.manifests.put(repository, ref, body, req.headers['content-type']);
   reply.code(201).header('Location', `/v2/${repository}/manifests/${pushed.digest}`).header('Docker-Content-Digest', pushed.digest);
