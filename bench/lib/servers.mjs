@@ -91,13 +91,17 @@ export function cpuSnapshot() {
   return { total, others };
 }
 
-/** Share of all CPU time between two snapshots used by other (user) processes. */
-export function foreignShare(a, b) {
-  const total = b.total - a.total;
-  if (total <= 0) return 0;
+/** CPU ticks used by other (user) processes between two snapshots, and all ticks. */
+export function foreignTicks(a, b) {
   let used = 0;
   for (const [pid, t] of b.others) used += Math.max(0, t - (a.others.get(pid) ?? 0));
-  return Math.min(1, used / total);
+  return { used, total: Math.max(0, b.total - a.total) };
+}
+
+/** Share of all CPU time between two snapshots used by other (user) processes. */
+export function foreignShare(a, b) {
+  const { used, total } = foreignTicks(a, b);
+  return total > 0 ? Math.min(1, used / total) : 0;
 }
 
 export class ServerProcess {

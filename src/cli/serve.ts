@@ -28,7 +28,12 @@ export async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.warn({ signal }, 'shutting down');
+    // Node closes only the connections idle when close() is called: one whose
+    // response is still finishing then stays open for the keep-alive timeout
+    // (72 s) and holds the shutdown. Close each as soon as it becomes idle.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
     await app.close();
+    clearInterval(sweep);
     await gc.stop();
     await metadata.close();
     logger.flush();

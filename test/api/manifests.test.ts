@@ -375,6 +375,28 @@ describe('manifests', () => {
       assert.equal(await errorCode(res), 'MANIFEST_INVALID');
     });
 
+    it('a repository name of exactly 255 characters is accepted; 256 → 400 NAME_INVALID', async () => {
+      const name255 = `validation/${'n'.repeat(255 - 'validation/'.length)}`;
+      assert.equal(name255.length, 255);
+      const image = makeImage({ layers: 1 });
+      await client.pushImage(name255, image, 'v1');
+      await assertServed(name255, ['v1'], image);
+      const res = await client.putManifest(`${name255}n`, 'v1', image.manifest, OCI_MANIFEST);
+      assert.equal(res.status, 400);
+      assert.equal(await errorCode(res), 'NAME_INVALID');
+      const g = await get(`${name255}n`, 'v1');
+      assert.equal(g.status, 400);
+      assert.equal(await errorCode(g), 'NAME_INVALID');
+    });
+
+    it('reading a reference that is neither tag nor digest → 404 MANIFEST_UNKNOWN', async () => {
+      for (const ref of ['x'.repeat(129), '-leading-dash', '.dot']) {
+        const res = await get(repo, ref);
+        assert.equal(res.status, 404, ref);
+        assert.equal(await errorCode(res), 'MANIFEST_UNKNOWN');
+      }
+    });
+
     it('a tag of exactly 128 characters is accepted', async () => {
       const tag = `t${'x'.repeat(127)}`;
       const image = makeImage({ layers: 1 });

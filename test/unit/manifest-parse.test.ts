@@ -96,8 +96,12 @@ describe('reference: tags', () => {
     for (const tag of ['X'.repeat(129), '.a', '-a', '', 'a/b', 'a+b', 'a b', 'ä']) {
       assert.equal(isTag(tag), false, JSON.stringify(tag));
     }
-    throwsCode(() => parseManifestReference('X'.repeat(129)), 'MANIFEST_INVALID', 400);
-    throwsCode(() => parseManifestReference('-a'), 'MANIFEST_INVALID', 400);
+    // Reading a reference that can name nothing is "unknown"; writing one is invalid.
+    throwsCode(() => parseManifestReference('X'.repeat(129)), 'MANIFEST_UNKNOWN', 404);
+    throwsCode(() => parseManifestReference('-a', 'read'), 'MANIFEST_UNKNOWN', 404);
+    throwsCode(() => parseManifestReference('X'.repeat(129), 'write'), 'MANIFEST_INVALID', 400);
+    throwsCode(() => parseManifestReference('-a', 'write'), 'MANIFEST_INVALID', 400);
+    assert.deepEqual(parseManifestReference('X'.repeat(128), 'write'), { kind: 'tag', tag: 'X'.repeat(128) });
   });
 });
 
@@ -137,6 +141,7 @@ describe('reference: digests', () => {
     }
     throwsCode(() => parseManifestReference(`sha256:${'z'.repeat(64)}`), 'DIGEST_INVALID', 400);
     throwsCode(() => parseManifestReference(`foo:${h256}`), 'DIGEST_INVALID', 400);
+    throwsCode(() => parseManifestReference(`sha256:${'z'.repeat(64)}`, 'write'), 'DIGEST_INVALID', 400);
   });
 });
 
