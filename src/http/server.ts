@@ -47,6 +47,11 @@ export function buildServer({ registry, logger, extraRoutes }: ServerOptions): F
     // Manifests are read by Berth itself with their own limit; blobs are streams.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    // The router refuses a malformed percent-escape or an overlong path itself,
+    // before dispatch and the error handler: answer in the spec's format, and a
+    // bad escape as matchRoute would (no such endpoint).
+    frameworkErrors: (error, req, reply) =>
+      sendError(req, reply, error.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 }) : error),
   });
 
   // Never let the framework parse or buffer a body: handlers stream req.raw.

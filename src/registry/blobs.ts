@@ -25,7 +25,7 @@ export class Blobs {
   /** Opens the bytes of a blob that `stat` returned. Missing bytes are drift: BLOB_UNKNOWN, never a 500. */
   async open(blob: BlobRecord, range?: ByteRange): Promise<Readable> {
     try {
-      return await this.ctx.storage.openBlob(blob.storageKey, range);
+      return await this.ctx.storage.openBlob(blob.storageKey, range ?? { start: 0, end: blob.size - 1 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new RegistryError('BLOB_UNKNOWN', 'blob bytes are missing from storage (run berth fsck)', {

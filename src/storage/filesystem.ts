@@ -8,7 +8,7 @@
 import { createReadStream, createWriteStream, constants as fsc } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
@@ -94,7 +94,13 @@ export class FilesystemBlobStore implements BlobStore {
   async openBlob(key: string, range?: ByteRange): Promise<Readable> {
     // Open first so a missing file is an error here, not after headers are sent.
     const fh = await open(this.blobPath(key), 'r');
-    return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
+    // Each read allocates a buffer of highWaterMark bytes: never more than the range needs.
+    const length = range ? range.end - range.start + 1 : (await fh.stat()).size;
+    if (length <= 0) {
+      await fh.close();
+      return Readable.from([]);
+    }
+    return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: Math.min(READ_BUFFER, length) });
   }
 
   async statBlob(key: string): Promise<StoredObject | undefined> {

@@ -4,6 +4,7 @@
  * `berth serve`. Writes run in IMMEDIATE transactions, which SQLite
  * serializes across processes: a check and the write it guards can never be
  * interleaved with another writer's (consistency contract, invariant 2).
+ * Concurrent writes share one transaction and one fsync (group commit).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -28,14 +29,23 @@ const LIVE = 0;
 
 type Row = Record<string, unknown>;
 
+interface PendingWrite {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 export class SqliteMetadataStore implements MetadataStore {
   readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  /** Pending writes of the current group commit (see write()). */
+  private queue: PendingWrite[] = [];
+
+  constructor(file: string | Buffer) {
+    if (typeof file === 'string' && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
+    if (typeof file === 'string') this.db.pragma('journal_mode = WAL');
     // FULL: a 201 promises the metadata survives a power cut, not only a crash.
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -55,12 +65,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async touchBlob(digest: string, now: number): Promise<void> {
-    this.stmt.touchBlob.run(now, digest);
+    await this.write(() => this.stmt.touchBlob.run(now, digest));
   }
 
   async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
         if (!row) return undefined;
         const repoId = this.ensureRepository(repository, now);
@@ -68,24 +77,21 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.touchBlob.run(now, digest);
         this.stmt.enqueueBlob.run(digest, now);
         return toBlob({ ...row, last_seen: now });
-      })
-      .immediate();
+      });
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
         if (changed) this.stmt.enqueueBlob.run(digest, 0);
         return changed;
-      })
-      .immediate();
+      });
   }
 
   // Uploads ------------------------------------------------------------------
 
   async createUpload(id: string, repository: string, now: number): Promise<void> {
-    this.stmt.createUpload.run(id, repository, now, now);
+    await this.write(() => this.stmt.createUpload.run(id, repository, now, now));
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
@@ -101,11 +107,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async advanceUpload(id: string, from: number, to: number, now: number): Promise<boolean> {
-    return this.stmt.advanceUpload.run(to, now, id, from).changes > 0;
+    return this.write(() => this.stmt.advanceUpload.run(to, now, id, from).changes > 0);
   }
 
   async deleteUpload(id: string): Promise<boolean> {
-    return this.stmt.deleteUpload.run(id).changes > 0;
+    return this.write(() => this.stmt.deleteUpload.run(id).changes > 0);
   }
 
   async commitBlob(
@@ -114,8 +120,7 @@ export class SqliteMetadataStore implements MetadataStore {
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
   ): Promise<CommitBlobResult> {
-    return this.db
-      .transaction((): CommitBlobResult => {
+    return this.write((): CommitBlobResult => {
         if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
           // Another request finished or cancelled this upload first.
           throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
@@ -134,8 +139,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.linkBlob.run(repoId, blob.digest, now);
         this.stmt.enqueueBlob.run(blob.digest, now);
         return result;
-      })
-      .immediate();
+      });
   }
 
   // Manifests and tags -------------------------------------------------------
@@ -149,8 +153,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
-    this.db
-      .transaction(() => {
+    await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
         if (missingBlobs.length > 0) {
@@ -188,31 +191,26 @@ export class SqliteMetadataStore implements MetadataStore {
           this.stmt.holdManifestById.run(id);
           if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
         }
-      })
-      .immediate();
+      });
   }
 
   async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
         return true;
-      })
-      .immediate();
+      });
   }
 
   async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
         if (!row) return false;
         this.stmt.deleteTag.run(row.repository_id, tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
         return true;
-      })
-      .immediate();
+      });
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
@@ -248,8 +246,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const row = this.stmt.manifestForGc.get(ref.repository, ref.digest) as Row | undefined;
         if (!row || row.untagged_at === null || (row.untagged_at as number) > cutoff) return undefined;
         const id = row.id as number;
@@ -265,8 +262,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         this.deleteManifestRow(id, repoId, ref.digest, now);
         return toManifest(row);
-      })
-      .immediate();
+      });
   }
 
   async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
@@ -274,8 +270,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const linksRemoved = this.stmt.deleteDanglingLinks.run(digest, cutoff).changes;
         const row = this.stmt.blobForGc.get(digest) as Row | undefined;
         if (!row || row.state !== LIVE || this.stmt.isReferenced.get(digest) !== undefined) {
@@ -293,8 +288,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.markDeleting.run(digest);
         this.stmt.dequeueBlob.run(digest);
         return { blob: toBlob(row), linksRemoved };
-      })
-      .immediate();
+      });
   }
 
   async listDeletingBlobs(limit: number): Promise<BlobRecord[]> {
@@ -302,21 +296,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async finishBlobDeletion(digest: string, storageKey: string): Promise<void> {
-    this.stmt.deleteDeletingBlob.run(digest, storageKey);
+    await this.write(() => this.stmt.deleteDeletingBlob.run(digest, storageKey));
   }
 
   async expireUploads(cutoff: number, limit: number): Promise<string[]> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         const ids = (this.stmt.staleUploads.all(cutoff, limit) as Row[]).map((r) => r.id as string);
         for (const id of ids) this.stmt.deleteUpload.run(id);
         return ids;
-      })
-      .immediate();
+      });
   }
 
   async deleteEmptyRepositories(): Promise<number> {
-    return this.stmt.deleteEmptyRepositories.run().changes;
+    return this.write(() => this.stmt.deleteEmptyRepositories.run().changes);
   }
 
   async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
@@ -332,21 +324,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
-    return this.db
-      .transaction(() => {
+    return this.write(() => {
         if (this.stmt.forgetBlob.run(digest, storageKey).changes === 0) return false;
         this.stmt.deleteLinks.run(digest);
         this.stmt.dequeueBlob.run(digest);
         return true;
-      })
-      .immediate();
+      });
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
-    this.stmt.recordRun.run(
+    await this.write(() => this.stmt.recordRun.run(
       run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
       run.bytesReclaimed, run.uploadsPurged, run.problems,
-    );
+    ));
   }
 
   async runTotals(): Promise<LifecycleTotals[]> {
@@ -364,13 +354,16 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
-    // A second connection, so the rolled-back transaction holds no other caller's work.
-    const view = new SqliteMetadataStore(this.db.name);
-    view.db.exec('BEGIN IMMEDIATE');
+    // An in-memory copy of a consistent snapshot: the dry run takes no write
+    // lock, so it never stalls the server, and whatever it changes is thrown away.
+    const image = this.db.serialize();
+    // Header bytes 18-19 say "WAL"; an in-memory database must read as rollback-journal.
+    image[18] = 1;
+    image[19] = 1;
+    const view = new SqliteMetadataStore(image);
     try {
       return await fn(view);
     } finally {
-      view.db.exec('ROLLBACK');
       view.db.close();
     }
   }
@@ -380,6 +373,56 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   // Internals ----------------------------------------------------------------
+
+  /**
+   * Runs `fn` atomically, as its own savepoint inside a group commit: every
+   * write that arrives in the same turn of the event loop shares one
+   * IMMEDIATE transaction and so one fsync, instead of paying one each. Each
+   * write still sees the ones before it and fails alone (its savepoint is
+   * rolled back); its promise settles only once the group is durable.
+   */
+  private write<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+      return;
+    }
+    for (const w of batch) {
+      this.stmt.savepoint.run();
+      try {
+        const value = w.fn();
+        this.stmt.release.run();
+        outcomes.push({ ok: true, value });
+      } catch (error) {
+        this.stmt.rollbackTo.run();
+        this.stmt.release.run();
+        outcomes.push({ ok: false, error });
+      }
+    }
+    try {
+      this.db.exec('COMMIT');
+    } catch (e) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      for (const w of batch) w.reject(e);
+      return;
+    }
+    batch.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
+    });
+  }
 
   /** Must run inside a transaction. */
   private ensureRepository(name: string, now: number): number {
@@ -437,6 +480,9 @@ function toManifest(row: Row | undefined): ManifestRecord | undefined {
 function prepareStatements(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
+    savepoint: p(`SAVEPOINT write`),
+    release: p(`RELEASE write`),
+    rollbackTo: p(`ROLLBACK TO write`),
     repositoryId: p(`SELECT id FROM repositories WHERE name = ?`),
     insertRepository: p(`INSERT INTO repositories (name, created_at) VALUES (?, ?)`),
 
