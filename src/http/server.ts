@@ -14,6 +14,7 @@ import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { logRequest } from './request-log.js';
 import { matchRoute, type RouteName } from './routes.js';
 
 const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
@@ -62,19 +63,7 @@ export function buildServer({ registry, logger, extraRoutes }: ServerOptions): F
     reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff');
   });
 
-  app.addHook('onResponse', async (req, reply) => {
-    req.log.info(
-      {
-        method: req.method,
-        path: req.url,
-        status: reply.statusCode,
-        bytesIn: Number(req.headers['content-length'] ?? 0),
-        bytesOut: Number(reply.getHeader('content-length') ?? 0),
-        ms: Math.round(reply.elapsedTime * 10) / 10,
-      },
-      'request',
-    );
-  });
+  app.addHook('onResponse', async (req, reply) => logRequest(req, reply));
 
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
     reply.headers(API_VERSION_HEADER);

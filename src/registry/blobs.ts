@@ -1,5 +1,6 @@
 /** Reading and deleting blobs. Existence is answered by metadata alone (invariant 1). */
-import type { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { BlobRecord } from '../metadata/store.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
@@ -22,10 +23,20 @@ export class Blobs {
     return blob;
   }
 
-  /** Opens the bytes of a blob that `stat` returned. Missing bytes are drift: BLOB_UNKNOWN, never a 500. */
-  async open(blob: BlobRecord, range?: ByteRange): Promise<Readable> {
+  /**
+   * Writes the bytes of a blob that `stat` returned (or a range) to `out`,
+   * calling `opened` just before the first byte. Missing bytes are drift:
+   * BLOB_UNKNOWN before anything is sent, never a 500.
+   */
+  async copyTo(blob: BlobRecord, range: ByteRange | undefined, out: Writable, opened: () => void): Promise<void> {
+    const whole = range ?? { start: 0, end: blob.size - 1 };
     try {
-      return await this.ctx.storage.openBlob(blob.storageKey, range ?? { start: 0, end: blob.size - 1 });
+      if (whole.end < whole.start) return opened();
+      const storage = this.ctx.storage;
+      if (storage.copyBlobTo) return await storage.copyBlobTo(blob.storageKey, whole, out, opened);
+      const stream = await storage.openBlob(blob.storageKey, whole);
+      opened();
+      await pipeline(stream, out);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new RegistryError('BLOB_UNKNOWN', 'blob bytes are missing from storage (run berth fsck)', {

@@ -3,7 +3,7 @@
  * store's job). Blobs are immutable objects under keys chosen by the caller;
  * uploads are append-only objects that become blobs without copying.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -41,6 +41,14 @@ export interface BlobStore {
 
   /** Reads a blob, or a range of it. Rejects with code ENOENT when the object is gone. */
   openBlob(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Optional: copies a range of a blob into `out` without allocating per
+   * chunk (the pull hot path). `opened` is called once the object is open,
+   * before any byte is written (so the caller can send its headers); when
+   * the object is gone it rejects with ENOENT and `opened` is never called.
+   * Stores without it are read through openBlob.
+   */
+  copyBlobTo?(key: string, range: ByteRange, out: Writable, opened: () => void): Promise<void>;
   statBlob(key: string): Promise<StoredObject | undefined>;
   deleteBlob(key: string): Promise<void>;
   /** Moves a blob aside where it is never served (fsck: digest mismatch). */

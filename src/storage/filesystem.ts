@@ -8,12 +8,14 @@
 import { createReadStream, createWriteStream, constants as fsc } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
 
 const READ_BUFFER = 1024 * 1024;
+const COPY_BUFFER = 2 * 1024 * 1024;
+
 
 export class FilesystemBlobStore implements BlobStore {
   private readonly blobsDir: string;
@@ -103,6 +105,32 @@ export class FilesystemBlobStore implements BlobStore {
     return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: Math.min(READ_BUFFER, length) });
   }
 
+  async copyBlobTo(key: string, range: ByteRange, out: Writable, opened: () => void): Promise<void> {
+    const fh = await open(this.blobPath(key), 'r');
+    opened();
+    const buffers = [takeBuffer(), takeBuffer()];
+    try {
+      // Two buffers in turn: one is read from disk while the other is being
+      // written to the socket; a buffer is reused only once its write is done.
+      let position = range.start;
+      let remaining = range.end - range.start + 1;
+      let inflight: Promise<void> | undefined;
+      for (let i = 0; remaining > 0; i++) {
+        const buffer = buffers[i % 2]!;
+        const { bytesRead } = await fh.read(buffer, 0, Math.min(buffer.length, remaining), position);
+        if (bytesRead === 0) throw new Error(`blob ${key} is shorter than recorded`);
+        if (inflight) await inflight;
+        inflight = writeChunk(out, buffer.subarray(0, bytesRead));
+        position += bytesRead;
+        remaining -= bytesRead;
+      }
+      if (inflight) await inflight;
+    } finally {
+      await fh.close();
+      buffers.forEach(giveBuffer);
+    }
+  }
+
   async statBlob(key: string): Promise<StoredObject | undefined> {
     try {
       const st = await stat(this.blobPath(key));
@@ -144,6 +172,26 @@ async function* walk(root: string, dir: string): AsyncIterable<StoredObject> {
       if (st) yield { key: relative(root, path).split(sep).join('/'), size: st.size, modifiedAt: st.mtimeMs };
     }
   }
+}
+
+/** Read buffers for copyBlobTo, kept for reuse so that pulls allocate nothing per chunk. */
+const freeBuffers: Buffer[] = [];
+const MAX_FREE_BUFFERS = 8;
+
+function takeBuffer(): Buffer {
+  return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(COPY_BUFFER);
+}
+
+function giveBuffer(b: Buffer): void {
+  if (freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(b);
+}
+
+/** Resolves once the chunk is handed to the kernel (so its buffer may be reused). */
+function writeChunk(out: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (out.destroyed) return reject(new Error('connection closed'));
+    out.write(chunk, (err) => (err ? reject(err) : resolve()));
+  });
 }
 
 /** A rename is durable only once its directory entry is: fsync the directory. */

@@ -2,6 +2,7 @@
 import type { ByteRange } from '../../storage/blob-store.js';
 import { RegistryError } from '../../registry/errors.js';
 import { parseDigest } from '../../registry/reference.js';
+import { sendBody } from '../stream-reply.js';
 import type { Handler } from './handler.js';
 
 export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
@@ -19,7 +20,6 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
 export const getBlob: Handler = async ({ req, reply, registry, repository, reference }) => {
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
   const range = parseRange(req.headers.range, blob.size);
-  const stream = await registry.blobs.open(blob, range);
   reply
     .header('Content-Type', 'application/octet-stream')
     .header('Docker-Content-Digest', blob.digest)
@@ -31,7 +31,7 @@ export const getBlob: Handler = async ({ req, reply, registry, repository, refer
   } else {
     reply.code(200).header('Content-Length', blob.size);
   }
-  return reply.send(stream);
+  await sendBody(req, reply, (out, opened) => registry.blobs.copyTo(blob, range, out, opened));
 };
 
 export const deleteBlob: Handler = async ({ reply, registry, repository, reference }) => {
