@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `berth` command line. */
+import './thread-pool.js';
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
 import { fsckCommand, gcCommand, type FsckFlags, type GcFlags } from './lifecycle.js';

@@ -10,7 +10,7 @@
  */
 import { crashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
-import type { ManifestRecord, MetadataStore } from '../metadata/store.js';
+import type { BlobRecord, ManifestRecord, MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 export interface GcOptions {
@@ -128,20 +128,21 @@ async function collectBlobs(
     const candidates = (await store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
     if (candidates.length === 0) break;
     for (const d of candidates) examined.add(d);
-    let claimed = 0;
     for (const digest of candidates) {
       const { blob, linksRemoved } = await store.claimBlobIfGarbage(digest, cutoff);
       report.linksRemoved += linksRemoved;
       if (!blob) continue;
-      if (deleteBytes) crashPoint('gc-after-mark');
-      claimed++;
-      if (!deleteBytes) {
+      if (deleteBytes) {
+        crashPoint('gc-after-mark');
+        // Delete now, by the key this claim marked; deleteMarked() is the
+        // backstop for claims a crashed collector left behind.
+        await deleteClaimed(store, storage, blob, report, progress);
+      } else {
         report.blobsDeleted++;
         report.bytesReclaimed += blob.size;
         report.blobs?.push(blob.digest);
       }
     }
-    if (deleteBytes && claimed > 0) await deleteMarked(store, storage, report, progress);
   }
 }
 
@@ -149,16 +150,18 @@ async function deleteMarked(store: MetadataStore, storage: BlobStore, report: Gc
   for (;;) {
     const marked = await store.listDeletingBlobs(BATCH);
     if (marked.length === 0) return;
-    for (const blob of marked) {
-      await storage.deleteBlob(blob.storageKey);
-      crashPoint('gc-after-delete-bytes');
-      await store.finishBlobDeletion(blob.digest, blob.storageKey);
-      report.blobsDeleted++;
-      report.bytesReclaimed += blob.size;
-      report.blobs?.push(blob.digest);
-      progress('blobs', report.blobsDeleted);
-    }
+    for (const blob of marked) await deleteClaimed(store, storage, blob, report, progress);
   }
+}
+
+async function deleteClaimed(store: MetadataStore, storage: BlobStore, blob: BlobRecord, report: GcReport, progress: GcProgress) {
+  await storage.deleteBlob(blob.storageKey);
+  crashPoint('gc-after-delete-bytes');
+  await store.finishBlobDeletion(blob.digest, blob.storageKey);
+  report.blobsDeleted++;
+  report.bytesReclaimed += blob.size;
+  report.blobs?.push(blob.digest);
+  progress('blobs', report.blobsDeleted);
 }
 
 async function purgeUploads(

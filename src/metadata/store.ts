@@ -58,7 +58,10 @@ export interface Page {
   more: boolean;
 }
 
-export type CommitBlobResult = 'stored' | 'already-present';
+export type CommitBlobResult =
+  | { outcome: 'already-present' }
+  /** `replacedKey`: the object of a blob GC was deleting, which this one replaced; the caller removes it. */
+  | { outcome: 'stored'; replacedKey?: string };
 
 export interface MetadataStore {
   // Blobs --------------------------------------------------------------------
@@ -87,7 +90,9 @@ export interface MetadataStore {
    * Ends an upload by recording its bytes as a blob in the repository. When
    * the digest is already live, the existing blob is linked instead and the
    * caller discards its copy ('already-present'). A blob that GC is deleting
-   * is replaced by this one (invariant 3: GC only removes the object it owns).
+   * is replaced by this one (invariant 3: GC only removes the object it owns);
+   * the replaced object is then the caller's to remove, since the record
+   * that named it for GC is gone.
    */
   commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number): Promise<CommitBlobResult>;
 

@@ -181,7 +181,9 @@ export class Uploads {
     }
     crashPoint('commit-after-metadata');
     // Already stored: keep the one copy (content is addressed, stored once).
-    if (result === 'already-present') await this.ctx.storage.deleteBlob(key);
+    if (result.outcome === 'already-present') await this.ctx.storage.deleteBlob(key);
+    // Replaced a blob GC was deleting: its object is ours to remove now.
+    else if (result.replacedKey !== undefined) await this.ctx.storage.deleteBlob(result.replacedKey);
     return { digest: digest.value, size, storageKey: key, lastSeen: now };
   }
 }

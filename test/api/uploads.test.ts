@@ -122,7 +122,8 @@ describe('uploads', () => {
       assert.match(location, /^\/v2\/up\/session\/blobs\/uploads\/[A-Za-z0-9_-]+$/);
       assert.equal(res.headers.get('docker-upload-uuid'), uploadIdOf(location));
       assert.equal(res.headers.get('range'), '0-0');
-      assert.ok(existsSync(join(server.dataDir, 'uploads', uploadIdOf(location))), 'upload object created');
+      // The upload's file is created by its first byte, not by POST: nothing on disk yet.
+      assert.equal(existsSync(join(server.dataDir, 'uploads', uploadIdOf(location))), false);
     });
 
     it('two POSTs start two distinct uploads', async () => {
