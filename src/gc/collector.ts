@@ -10,7 +10,7 @@
  */
 import { crashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
-import type { BlobRecord, ManifestRecord, MetadataStore } from '../metadata/store.js';
+import type { BlobRecord, MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 export interface GcOptions {
@@ -52,6 +52,7 @@ export type GcPhase = 'manifests' | 'blobs' | 'uploads';
 export type GcProgress = (phase: GcPhase, done: number) => void;
 
 const BATCH = 500;
+const WAVE = 64;
 
 export async function collectGarbage(
   metadata: MetadataStore,
@@ -97,16 +98,14 @@ async function collectManifests(store: MetadataStore, o: GcOptions, report: GcRe
   // repeat until a pass finds nothing more.
   for (;;) {
     const candidates = await store.listManifestCandidates(cutoff, BATCH);
-    let deleted: ManifestRecord | undefined;
     let any = false;
-    for (const ref of candidates) {
-      deleted = await store.deleteManifestIfGarbage(ref, cutoff, now);
-      if (!deleted) continue;
+    await inWaves(candidates, async (ref) => {
+      if (!(await store.deleteManifestIfGarbage(ref, cutoff, now))) return;
       any = true;
       report.manifestsDeleted++;
       report.manifests?.push(`${ref.repository}@${ref.digest}`);
       progress('manifests', report.manifestsDeleted);
-    }
+    });
     if (!any) return;
   }
 }
@@ -128,10 +127,10 @@ async function collectBlobs(
     const candidates = (await store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
     if (candidates.length === 0) break;
     for (const d of candidates) examined.add(d);
-    for (const digest of candidates) {
+    await inWaves(candidates, async (digest) => {
       const { blob, linksRemoved } = await store.claimBlobIfGarbage(digest, cutoff);
       report.linksRemoved += linksRemoved;
-      if (!blob) continue;
+      if (!blob) return;
       if (deleteBytes) {
         crashPoint('gc-after-mark');
         // Delete now, by the key this claim marked; deleteMarked() is the
@@ -142,7 +141,7 @@ async function collectBlobs(
         report.bytesReclaimed += blob.size;
         report.blobs?.push(blob.digest);
       }
-    }
+    });
   }
 }
 
@@ -150,7 +149,7 @@ async function deleteMarked(store: MetadataStore, storage: BlobStore, report: Gc
   for (;;) {
     const marked = await store.listDeletingBlobs(BATCH);
     if (marked.length === 0) return;
-    for (const blob of marked) await deleteClaimed(store, storage, blob, report, progress);
+    await inWaves(marked, (blob) => deleteClaimed(store, storage, blob, report, progress));
   }
 }
 
@@ -181,6 +180,15 @@ async function purgeUploads(
     progress('uploads', report.uploadsPurged);
     if (ids.length < BATCH) return;
   }
+}
+
+/**
+ * Runs `work` for every item, WAVE at a time. Each item is still its own
+ * atomic, re-validating metadata operation; running a wave together lets
+ * them share group commits (one fsync per wave, not per blob).
+ */
+async function inWaves<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += WAVE) await Promise.all(items.slice(i, i + WAVE).map(work));
 }
 
 function withoutLists(r: GcReport): Omit<GcReport, 'manifests' | 'blobs'> {
