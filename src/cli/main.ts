@@ -3,8 +3,7 @@
 import './thread-pool.js';
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
-import { fsckCommand, gcCommand, type FsckFlags, type GcFlags } from './lifecycle.js';
-import { serve } from './serve.js';
+import type { FsckFlags, GcFlags } from './lifecycle.js';
 
 const program = new Command();
 
@@ -57,6 +56,7 @@ Endpoints: /v2/ (the registry API), /healthz.`,
   .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.
     const explicit = program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource('deletes') === 'cli';
+    const { serve } = await import('./serve.js'); // loaded on demand: the other commands start faster without the HTTP stack
     await serve(loadConfig({ ...opts, deletes: explicit ? opts.deletes : undefined }));
   });
 
@@ -74,6 +74,7 @@ once: every deletion is re-checked in the metadata transaction that makes it.
 Takes the same --config and --data as serve. Exit status 0 on success.`,
   )
   .action(async (opts: GcFlags) => {
+    const { gcCommand } = await import('./lifecycle.js');
     process.exitCode = await gcCommand(opts);
   });
 
@@ -90,6 +91,7 @@ Exit status: 0 when clean, 1 when problems were found (with --repair they were
 also repaired: a second run then exits 0), 2 on a usage or configuration error.`,
   )
   .action(async (opts: FsckFlags) => {
+    const { fsckCommand } = await import('./lifecycle.js');
     process.exitCode = await fsckCommand(opts);
   });
 
