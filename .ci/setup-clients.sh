@@ -129,7 +129,8 @@ if ! docker_ok; then
   done
 fi
 docker_version=$(docker info --format '{{.ServerVersion}} ({{.Driver}})' 2>/dev/null)
-docker info 2>/dev/null | grep -q '127.0.0.0/8' \
+# Not `docker info | grep -q`: under pipefail, grep's early exit fails the pipe.
+grep -q '127.0.0.0/8' <<<"$(docker info 2>/dev/null)" \
   || say "warning: dockerd does not list 127.0.0.0/8 as an insecure registry"
 
 # --- 4. podman -----------------------------------------------------------------

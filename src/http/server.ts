@@ -59,11 +59,16 @@ export function buildServer({ registry, logger, extraRoutes }: ServerOptions): F
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
-  app.addHook('onRequest', async (req, reply) => {
+  // Callback-style hooks: on the hot path they cost less than async ones.
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff');
+    done();
   });
 
-  app.addHook('onResponse', async (req, reply) => logRequest(req, reply));
+  app.addHook('onResponse', (req, reply, done) => {
+    logRequest(req, reply);
+    done();
+  });
 
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
     reply.headers(API_VERSION_HEADER);

@@ -109,6 +109,11 @@ export interface MetadataStore {
   deleteManifest(repository: string, digest: string, now: number): Promise<boolean>;
   deleteTag(repository: string, tag: string, now: number): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
+  /**
+   * A value that changes whenever the repository's tags change (and differs
+   * for a repository deleted and created again); undefined for an unknown one.
+   */
+  tagsVersion(repository: string): Promise<string | undefined>;
   /** Tags in lexical (byte) order, strictly after `last`, at most `limit`. */
   listTags(repository: string, last: string | undefined, limit: number): Promise<Page>;
   listRepositories(last: string | undefined, limit: number): Promise<Page>;

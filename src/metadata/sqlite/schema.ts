@@ -6,9 +6,13 @@
 export const MIGRATIONS: string[] = [
   `
   CREATE TABLE repositories (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    created_at  INTEGER NOT NULL
+    -- AUTOINCREMENT: an id is never reused, so (id, tags_version) names one state of one repository's tags.
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    -- Bumped by every change to the repository's tags (triggers below), so a
+    -- tag list can be served again while this number has not moved.
+    tags_version  INTEGER NOT NULL DEFAULT 0
   );
 
   -- One row per digest: blobs are stored once, however many repositories hold them.
@@ -71,6 +75,15 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (repository_id, name)
   ) WITHOUT ROWID;
   CREATE INDEX tags_by_manifest ON tags(manifest_id);
+  CREATE TRIGGER tags_inserted AFTER INSERT ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE id = NEW.repository_id;
+  END;
+  CREATE TRIGGER tags_updated AFTER UPDATE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE id = NEW.repository_id;
+  END;
+  CREATE TRIGGER tags_deleted AFTER DELETE ON tags BEGIN
+    UPDATE repositories SET tags_version = tags_version + 1 WHERE id = OLD.repository_id;
+  END;
 
   CREATE TABLE uploads (
     id          TEXT PRIMARY KEY,

@@ -226,14 +226,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.stmt.repositoryId.get(repository) !== undefined;
   }
 
+  async tagsVersion(repository: string): Promise<string | undefined> {
+    return this.stmt.tagsVersion.get(repository) as string | undefined;
+  }
+
   async listTags(repository: string, last: string | undefined, limit: number): Promise<Page> {
-    const rows = this.stmt.listTags.all(repository, last ?? '', limit + 1) as Row[];
-    return page(rows.map((r) => r.name as string), limit);
+    return page(this.stmt.listTags.all(repository, last ?? '', limit + 1) as string[], limit);
   }
 
   async listRepositories(last: string | undefined, limit: number): Promise<Page> {
-    const rows = this.stmt.listRepositories.all(last ?? '', limit + 1) as Row[];
-    return page(rows.map((r) => r.name as string), limit);
+    return page(this.stmt.listRepositories.all(last ?? '', limit + 1) as string[], limit);
   }
 
   async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
@@ -517,6 +519,7 @@ function prepareStatements(db: Database.Database) {
     release: p(`RELEASE write`),
     rollbackTo: p(`ROLLBACK TO write`),
     repositoryId: p(`SELECT id FROM repositories WHERE name = ?`),
+    tagsVersion: p(`SELECT id || ':' || tags_version FROM repositories WHERE name = ?`).pluck(),
     insertRepository: p(`INSERT INTO repositories (name, created_at) VALUES (?, ?)`),
 
     findBlob: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = ? AND state = ${LIVE}`),
@@ -589,8 +592,8 @@ function prepareStatements(db: Database.Database) {
     deleteTag: p(`DELETE FROM tags WHERE repository_id = ? AND name = ?`),
     listTags: p(`
       SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-      WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`),
-    listRepositories: p(`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`),
+      WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`).pluck(),
+    listRepositories: p(`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`).pluck(),
     listReferrers: p(`
       SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
       FROM manifests m JOIN repositories r ON r.id = m.repository_id
