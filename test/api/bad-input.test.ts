@@ -5,10 +5,11 @@
  * blob, no upload appears and no upload moves.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { listFiles } from '../helpers/data-dir.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { bytes, makeImage, randomBlob, RegistryClient, withQuery } from '../helpers/registry-client.js';
 
@@ -51,10 +52,6 @@ function assertRefused(res: RawResponse, status: number, code: string | undefine
   if (code !== undefined) assert.equal(codeOf(res), code, `${what}: ${res.body.toString()}`);
 }
 
-function listFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => statSync(join(dir, p)).isFile()).sort();
-}
 
 const BLOB = randomBlob(256);
 const OTHER = randomBlob(128);

@@ -4,28 +4,15 @@
  * of one copy per digest however many repositories hold it.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { blobFiles, assertError } from '../helpers/data-dir.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { blob, bytes, randomBlob, RegistryClient, withQuery, type Blob } from '../helpers/registry-client.js';
 
-function listFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => statSync(join(dir, p)).isFile()).sort();
-}
 
-/** Files under <dataDir>/blobs stored for a digest (keys are <alg>/<xx>/<hex>.<upload-id>). */
-function blobFiles(server: TestServer, digest: string): string[] {
-  const hex = digest.split(':')[1]!;
-  return listFiles(join(server.dataDir, 'blobs')).filter((p) => p.split('/').pop()!.startsWith(`${hex}.`));
-}
 
-async function assertError(res: Response, status: number, code: string): Promise<void> {
-  const text = await res.text();
-  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${text}`);
-  assert.equal((JSON.parse(text) as { errors: { code: string }[] }).errors[0]!.code, code, text);
-}
 
 async function body(res: Response): Promise<Buffer> {
   return Buffer.from(await res.arrayBuffer());

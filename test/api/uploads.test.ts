@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { listFiles, blobFiles, assertError } from '../helpers/data-dir.js';
 import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
 import { blob, bytes, randomBlob, RegistryClient, withQuery, type Blob } from '../helpers/registry-client.js';
 
@@ -22,23 +23,8 @@ function sha512(data: Buffer): string {
   return `sha512:${createHash('sha512').update(data).digest('hex')}`;
 }
 
-/** Every file under a directory, recursively (paths relative to it). */
-function listFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => statSync(join(dir, p)).isFile()).sort();
-}
 
-/** Files under <dataDir>/blobs stored for a digest (keys are <alg>/<xx>/<hex>.<upload-id>). */
-function blobFiles(server: TestServer, digest: string): string[] {
-  const hex = digest.split(':')[1]!;
-  return listFiles(join(server.dataDir, 'blobs')).filter((p) => p.split('/').pop()!.startsWith(`${hex}.`));
-}
 
-async function assertError(res: Response, status: number, code: string): Promise<void> {
-  const text = await res.text();
-  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${text}`);
-  assert.equal((JSON.parse(text) as { errors: { code: string }[] }).errors[0]!.code, code, text);
-}
 
 function uploadIdOf(location: string): string {
   const m = /\/blobs\/uploads\/([^/?]+)/.exec(location);
