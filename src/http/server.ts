@@ -61,17 +61,20 @@ export function buildServer({ registry, logger, extraRoutes }: ServerOptions): F
 
   // Callback-style hooks: on the hot path they cost less than async ones.
   app.addHook('onRequest', (req, reply, done) => {
-    reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff');
+    reply.headers({ 'X-Request-Id': req.id, 'X-Content-Type-Options': 'nosniff', ...API_VERSION_HEADER });
     done();
   });
 
-  app.addHook('onResponse', (req, reply, done) => {
-    logRequest(req, reply);
-    done();
-  });
+  // Only when the request log is on (--log-level info or lower): a hook that
+  // would log nothing still costs every request its bookkeeping.
+  if (logger.isLevelEnabled('info')) {
+    app.addHook('onResponse', (req, reply, done) => {
+      logRequest(req, reply);
+      done();
+    });
+  }
 
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
-    reply.headers(API_VERSION_HEADER);
     const url = req.raw.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);

@@ -8,12 +8,13 @@ import type { Handler } from './handler.js';
 export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
   reply
-    .code(200)
-    .header('Content-Length', blob.size)
-    .header('Content-Type', 'application/octet-stream')
-    .header('Docker-Content-Digest', blob.digest)
-    .header('Accept-Ranges', 'bytes')
-    .header('ETag', `"${blob.digest}"`)
+    .headers({
+      'Content-Length': blob.size,
+      'Content-Type': 'application/octet-stream',
+      'Docker-Content-Digest': blob.digest,
+      'Accept-Ranges': 'bytes',
+      ETag: `"${blob.digest}"`,
+    })
     .send();
 };
 

@@ -5,12 +5,12 @@ import type { Handler, RequestContext } from './handler.js';
 
 async function fetchManifest({ req, reply, registry, repository, reference }: RequestContext, withBody: boolean): Promise<void> {
   const manifest = await registry.manifests.get(repository, parseManifestReference(reference), req.headers.accept);
-  reply
-    .code(200)
-    .header('Content-Type', manifest.mediaType)
-    .header('Content-Length', manifest.size)
-    .header('Docker-Content-Digest', manifest.digest)
-    .header('ETag', `"${manifest.digest}"`);
+  reply.headers({
+    'Content-Type': manifest.mediaType,
+    'Content-Length': manifest.size,
+    'Docker-Content-Digest': manifest.digest,
+    ETag: `"${manifest.digest}"`,
+  });
   reply.send(withBody ? manifest.body : undefined);
 }
 
