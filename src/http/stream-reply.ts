@@ -2,12 +2,11 @@
  * Sends a large body (a blob) straight to the socket. The framework's
  * stream handling allocates and copies per chunk, which costs a third of
  * pull throughput, so blob bodies bypass it: the reply is hijacked once the
- * body's source is open (errors before that still leave as spec errors), and
- * logged here since the framework's response hooks no longer run for it.
+ * body's source is open (errors before that still leave as spec errors).
+ * The framework's onResponse hook still logs it when the response finishes.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Writable } from 'node:stream';
-import { logRequest } from './request-log.js';
 
 export type BodyWriter = (out: Writable, opened: () => void) => Promise<void>;
 
@@ -31,5 +30,4 @@ export async function sendBody(req: FastifyRequest, reply: FastifyReply, write: 
   }
   if (!started) opened();
   res.end();
-  logRequest(req, reply);
 }
