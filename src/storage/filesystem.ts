@@ -82,7 +82,7 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   readUpload(uploadId: string, length: number): Readable {
-    if (length === 0) return createReadStream('/dev/null');
+    if (length === 0) return Readable.from([]);
     return createReadStream(this.uploadPath(uploadId), { start: 0, end: length - 1, highWaterMark: READ_BUFFER });
   }
 
