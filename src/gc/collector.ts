@@ -78,107 +78,107 @@ export async function collectGarbage(
     report.blobs = [];
   }
 
-  const sweep = async (store: MetadataStore, deleteBytes: boolean) => {
-    if (options.untagged) await collectManifests(store, options, report, progress, started);
-    await collectBlobs(store, storage, options, report, progress, started, deleteBytes);
-    await purgeUploads(store, storage, options, report, progress, started, deleteBytes);
-    report.repositoriesRemoved = await store.deleteEmptyRepositories();
-  };
-  if (options.dryRun) await metadata.dryRun((view) => sweep(view, false));
-  else await sweep(metadata, true);
+  const run = (store: MetadataStore, deleteBytes: boolean) =>
+    new Sweep(store, storage, options, report, progress, started, deleteBytes).run();
+  if (options.dryRun) await metadata.dryRun((view) => run(view, false));
+  else await run(metadata, true);
 
   report.durationMs = now() - started;
   logger.info({ gc: report.dryRun ? 'dry-run' : 'run', ...withoutLists(report) }, 'garbage collection finished');
   return report;
 }
 
-async function collectManifests(store: MetadataStore, o: GcOptions, report: GcReport, progress: GcProgress, now: number) {
-  const cutoff = now - o.manifestGrace;
-  // Deleting an index releases its children, and a subject its referrers:
-  // repeat until a pass finds nothing more.
-  for (;;) {
-    const candidates = await store.listManifestCandidates(cutoff, BATCH);
-    let any = false;
-    await inWaves(candidates, async (ref) => {
-      if (!(await store.deleteManifestIfGarbage(ref, cutoff, now))) return;
-      any = true;
-      report.manifestsDeleted++;
-      report.manifests?.push(`${ref.repository}@${ref.digest}`);
-      progress('manifests', report.manifestsDeleted);
-    });
-    if (!any) return;
-  }
-}
+/** One pass over the garbage, against a store (the real one, or a dry run's copy). */
+class Sweep {
+  constructor(
+    private readonly store: MetadataStore,
+    private readonly storage: BlobStore,
+    private readonly o: GcOptions,
+    private readonly report: GcReport,
+    private readonly progress: GcProgress,
+    private readonly now: number,
+    /** False in a dry run: the store is a throwaway copy, the bytes are real. */
+    private readonly deleteBytes: boolean,
+  ) {}
 
-async function collectBlobs(
-  store: MetadataStore,
-  storage: BlobStore,
-  o: GcOptions,
-  report: GcReport,
-  progress: GcProgress,
-  now: number,
-  deleteBytes: boolean,
-) {
-  const cutoff = now - o.blobGrace - (o.blobGrace > 0 ? o.touchInterval : 0);
-  // Finish what a crashed collector marked but did not delete.
-  if (deleteBytes) await deleteMarked(store, storage, report, progress);
-  const examined = new Set<string>();
-  for (;;) {
-    const candidates = (await store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
-    if (candidates.length === 0) break;
-    for (const d of candidates) examined.add(d);
-    await inWaves(candidates, async (digest) => {
-      const { blob, linksRemoved } = await store.claimBlobIfGarbage(digest, cutoff);
-      report.linksRemoved += linksRemoved;
-      if (!blob) return;
-      if (deleteBytes) {
+  async run(): Promise<void> {
+    if (this.o.untagged) await this.manifests();
+    await this.blobs();
+    await this.uploads();
+    this.report.repositoriesRemoved = await this.store.deleteEmptyRepositories();
+  }
+
+  private async manifests(): Promise<void> {
+    const cutoff = this.now - this.o.manifestGrace;
+    // Deleting an index releases its children, and a subject its referrers:
+    // repeat until a pass finds nothing more.
+    for (;;) {
+      const candidates = await this.store.listManifestCandidates(cutoff, BATCH);
+      let any = false;
+      await inWaves(candidates, async (ref) => {
+        if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
+        any = true;
+        this.report.manifestsDeleted++;
+        this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
+        this.progress('manifests', this.report.manifestsDeleted);
+      });
+      if (!any) return;
+    }
+  }
+
+  private async blobs(): Promise<void> {
+    const cutoff = this.now - this.o.blobGrace - (this.o.blobGrace > 0 ? this.o.touchInterval : 0);
+    // Finish what a crashed collector marked but did not delete.
+    if (this.deleteBytes) await this.deleteMarked();
+    const examined = new Set<string>();
+    for (;;) {
+      const candidates = (await this.store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
+      if (candidates.length === 0) return;
+      for (const d of candidates) examined.add(d);
+      await inWaves(candidates, async (digest) => {
+        const { blob, linksRemoved } = await this.store.claimBlobIfGarbage(digest, cutoff);
+        this.report.linksRemoved += linksRemoved;
+        if (!blob) return;
+        if (!this.deleteBytes) return this.counted(blob);
         crashPoint('gc-after-mark');
         // Delete now, by the key this claim marked; deleteMarked() is the
         // backstop for claims a crashed collector left behind.
-        await deleteClaimed(store, storage, blob, report, progress);
-      } else {
-        report.blobsDeleted++;
-        report.bytesReclaimed += blob.size;
-        report.blobs?.push(blob.digest);
-      }
-    });
+        await this.deleteClaimed(blob);
+      });
+    }
   }
-}
 
-async function deleteMarked(store: MetadataStore, storage: BlobStore, report: GcReport, progress: GcProgress) {
-  for (;;) {
-    const marked = await store.listDeletingBlobs(BATCH);
-    if (marked.length === 0) return;
-    await inWaves(marked, (blob) => deleteClaimed(store, storage, blob, report, progress));
+  private async deleteMarked(): Promise<void> {
+    for (;;) {
+      const marked = await this.store.listDeletingBlobs(BATCH);
+      if (marked.length === 0) return;
+      await inWaves(marked, (blob) => this.deleteClaimed(blob));
+    }
   }
-}
 
-async function deleteClaimed(store: MetadataStore, storage: BlobStore, blob: BlobRecord, report: GcReport, progress: GcProgress) {
-  await storage.deleteBlob(blob.storageKey);
-  crashPoint('gc-after-delete-bytes');
-  await store.finishBlobDeletion(blob.digest, blob.storageKey);
-  report.blobsDeleted++;
-  report.bytesReclaimed += blob.size;
-  report.blobs?.push(blob.digest);
-  progress('blobs', report.blobsDeleted);
-}
+  private async deleteClaimed(blob: BlobRecord): Promise<void> {
+    await this.storage.deleteBlob(blob.storageKey);
+    crashPoint('gc-after-delete-bytes');
+    await this.store.finishBlobDeletion(blob.digest, blob.storageKey);
+    this.counted(blob);
+  }
 
-async function purgeUploads(
-  store: MetadataStore,
-  storage: BlobStore,
-  o: GcOptions,
-  report: GcReport,
-  progress: GcProgress,
-  now: number,
-  deleteBytes: boolean,
-) {
-  const cutoff = now - o.uploadTimeout;
-  for (;;) {
-    const ids = await store.expireUploads(cutoff, BATCH);
-    for (const id of ids) if (deleteBytes) await storage.deleteUpload(id);
-    report.uploadsPurged += ids.length;
-    progress('uploads', report.uploadsPurged);
-    if (ids.length < BATCH) return;
+  private counted(blob: BlobRecord): void {
+    this.report.blobsDeleted++;
+    this.report.bytesReclaimed += blob.size;
+    this.report.blobs?.push(blob.digest);
+    this.progress('blobs', this.report.blobsDeleted);
+  }
+
+  private async uploads(): Promise<void> {
+    const cutoff = this.now - this.o.uploadTimeout;
+    for (;;) {
+      const ids = await this.store.expireUploads(cutoff, BATCH);
+      if (this.deleteBytes) for (const id of ids) await this.storage.deleteUpload(id);
+      this.report.uploadsPurged += ids.length;
+      this.progress('uploads', this.report.uploadsPurged);
+      if (ids.length < BATCH) return;
+    }
   }
 }
 

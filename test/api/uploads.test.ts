@@ -95,7 +95,7 @@ describe('uploads', () => {
     client = new RegistryClient(server.url);
   });
   after(async () => {
-    const errors = server.output().split('\n').filter((l) => /"level":(50|60)/.test(l));
+    const errors = server.loggedErrors();
     await server.stop();
     assert.deepEqual(errors, [], 'the server logged errors');
   });

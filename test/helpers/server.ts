@@ -19,6 +19,8 @@ export interface TestServer {
   process: ChildProcess;
   /** Everything the server wrote to stdout/stderr so far (JSON log lines). */
   output(): string;
+  /** Log lines at error level or above: a test that expects none asserts this is empty. */
+  loggedErrors(): string[];
   /** Graceful stop (SIGTERM); removes the data directory unless keepData. */
   stop(opts?: { keepData?: boolean }): Promise<void>;
   /** kill -9, keeping the data directory (for crash tests). */
@@ -71,6 +73,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     dataDir,
     process: child,
     output: () => out,
+    loggedErrors: () => out.split('\n').filter((l) => /"level":(50|60)/.test(l)),
     async stop({ keepData = false } = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
