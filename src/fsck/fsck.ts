@@ -90,7 +90,7 @@ export async function fsck(
     report.objectsScanned++;
     progress('storage', report.objectsScanned);
     const digest = digestOfKey(object.key);
-    if (digest && (await metadata.storageKeyOf(digest)) === object.key) continue;
+    if (await metadata.storageKeyKnown(object.key)) continue;
     if (!oldEnough(object.modifiedAt)) continue;
     if (options.repair) await storage.deleteBlob(object.key);
     found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: options.repair });

@@ -25,6 +25,12 @@ export interface UploadRecord {
   offset: number;
   createdAt: number;
   updatedAt: number;
+  /**
+   * The running digest's state after `offset` bytes, saved by stores that
+   * cannot read an upload's bytes back (S3 multipart parts), so another
+   * process or node can continue the upload.
+   */
+  hashState?: Buffer;
 }
 
 export interface ManifestRecord {
@@ -83,8 +89,8 @@ export interface MetadataStore {
   // Uploads ------------------------------------------------------------------
   createUpload(id: string, repository: string, now: number): Promise<void>;
   findUpload(id: string): Promise<UploadRecord | undefined>;
-  /** Compare-and-set of the upload's offset; false when it was not at `from`. */
-  advanceUpload(id: string, from: number, to: number, now: number): Promise<boolean>;
+  /** Compare-and-set of the upload's offset (and hash state); false when it was not at `from`. */
+  advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean>;
   deleteUpload(id: string): Promise<boolean>;
   /**
    * Ends an upload by recording its bytes as a blob in the repository. When
@@ -151,8 +157,8 @@ export interface MetadataStore {
 
   /** Live blobs in digest order after `after` (fsck). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
-  /** The storage key metadata holds for a digest in any state, if any (fsck: is an object known?). */
-  storageKeyOf(digest: string): Promise<string | undefined>;
+  /** Whether a blob in any state has its bytes under `key` (fsck: is an object known?). */
+  storageKeyKnown(key: string): Promise<boolean>;
   /** Whether an upload session exists (fsck: is an upload object known?). */
   uploadExists(id: string): Promise<boolean>;
   /**

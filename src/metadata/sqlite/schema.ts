@@ -116,4 +116,10 @@ export const MIGRATIONS: string[] = [
     problems           INTEGER NOT NULL DEFAULT 0
   );
   `,
+  `
+  -- Cross-node uploads: the digest state travels with the upload when its bytes cannot be read back.
+  ALTER TABLE uploads ADD COLUMN hash_state BLOB;
+  -- fsck asks "is this object known?" by key: S3 keys do not name their digest.
+  CREATE UNIQUE INDEX blobs_by_storage_key ON blobs(storage_key);
+  `,
 ];

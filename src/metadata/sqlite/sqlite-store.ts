@@ -111,11 +111,12 @@ export class SqliteMetadataStore implements MetadataStore {
       offset: row.offset as number,
       createdAt: row.created_at as number,
       updatedAt: row.updated_at as number,
+      ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
     };
   }
 
-  async advanceUpload(id: string, from: number, to: number, now: number): Promise<boolean> {
-    return this.write(() => this.stmt.advanceUpload.run(to, now, id, from).changes > 0, false);
+  async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
+    return this.write(() => this.stmt.advanceUpload.run(to, now, hashState ?? null, id, from).changes > 0, false);
   }
 
   async deleteUpload(id: string): Promise<boolean> {
@@ -326,8 +327,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.stmt.listBlobs.all(after, limit) as Row[]).map((r) => toBlob(r)!);
   }
 
-  async storageKeyOf(digest: string): Promise<string | undefined> {
-    return (this.stmt.storageKeyOf.get(digest) as Row | undefined)?.storage_key as string | undefined;
+  async storageKeyKnown(key: string): Promise<boolean> {
+    return this.stmt.storageKeyKnown.get(key) !== undefined;
   }
 
   async uploadExists(id: string): Promise<boolean> {
@@ -550,8 +551,8 @@ function prepareStatements(db: Database.Database) {
       ON CONFLICT (digest) DO UPDATE SET since = max(since, excluded.since)`),
 
     createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES (?, ?, 0, ?, ?)`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at FROM uploads WHERE id = ?`),
-    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ? WHERE id = ? AND "offset" = ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = ?`),
+    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
 
     manifestId: p(`SELECT id FROM manifests WHERE repository_id = ? AND digest = ?`),
@@ -624,7 +625,7 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyOf: p(`SELECT storage_key FROM blobs WHERE digest = ?`),
+    storageKeyKnown: p(`SELECT 1 FROM blobs WHERE storage_key = ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
     recordRun: p(`
