@@ -128,6 +128,9 @@ function sendError(req: FastifyRequest, reply: FastifyReply, e: unknown): void {
   // A refused request's body is not read; drain it so the connection stays usable.
   if (!req.raw.readableEnded) req.raw.resume();
   reply.code(error.status).headers(error.headers).type('application/json');
-  if (req.method === 'HEAD') reply.send();
-  else reply.send(JSON.stringify(error.toJSON()));
+  const body = JSON.stringify(error.toJSON());
+  // HEAD announces the length GET would send: without it a client cannot
+  // tell where the response ends and must drop the connection.
+  if (req.method === 'HEAD') reply.header('Content-Length', Buffer.byteLength(body)).send();
+  else reply.send(body);
 }

@@ -4,6 +4,7 @@
  * of one copy per digest however many repositories hold it.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -57,6 +58,33 @@ describe('blobs', () => {
     const b = randomBlob(100);
     before(async () => {
       await client.pushBlob('blobs/read', b);
+    });
+
+    it('HEAD of an unknown blob is 404 with the Content-Length GET would send, and keeps the connection open', async () => {
+      const unknown = randomBlob(10).digest;
+      const get = await client.fetch(`/v2/blobs/read/blobs/${unknown}`);
+      const getBody = await body(get);
+      assert.equal(get.status, 404);
+      // Node's client cannot find the end of a HEAD response without a length
+      // and closes the connection: every missing layer would cost a reconnect.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const sockets = new Set<unknown>();
+      try {
+        for (let i = 0; i < 3; i++) {
+          const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+            const req = http.request(`${server.url}/v2/blobs/read/blobs/${unknown}`, { method: 'HEAD', agent }, resolve);
+            req.on('socket', (s) => sockets.add(s));
+            req.on('error', reject).end();
+          });
+          res.resume();
+          await new Promise((r) => res.on('end', r));
+          assert.equal(res.statusCode, 404);
+          assert.equal(res.headers['content-length'], String(getBody.length));
+        }
+        assert.equal(sockets.size, 1, 'the three HEADs shared one connection');
+      } finally {
+        agent.destroy();
+      }
     });
 
     it('GET is 200 with Content-Length, Docker-Content-Digest, Content-Type and the bytes', async () => {
