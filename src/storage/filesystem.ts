@@ -13,6 +13,7 @@ import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
 
 const READ_BUFFER = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
+const WRITEBACK_STEP = 8 * 1024 * 1024;
 const COPY_BUFFER = 2 * 1024 * 1024;
 
 
@@ -52,11 +53,17 @@ export class FilesystemBlobStore implements BlobStore {
     // At offset 0 any leftover is dropped by O_TRUNC; later, by ftruncate.
     const flags = fsc.O_WRONLY | fsc.O_CREAT | (offset === 0 ? fsc.O_TRUNC : 0);
     const fh = await open(this.uploadPath(uploadId), flags, 0o644);
+    let writeback: Promise<void> | undefined;
     try {
       if (offset > 0 && (await fh.stat()).size !== offset) await fh.truncate(offset);
       let position = offset;
       let pending: Buffer[] = [];
       let pendingBytes = 0;
+      // The kernel would hold a large upload's pages dirty until commit's
+      // fsync and then write them all while the client waits; syncing every
+      // WRITEBACK_STEP bytes in the background overlaps that disk work with
+      // receiving, so the final fsync only has the last step left.
+      let synced = offset;
       // Chunks that have piled up are written together (one writev of up to
       // WRITE_BATCH bytes, far fewer system calls than a write per network
       // chunk); when the network is the slower side, each is written at once.
@@ -67,6 +74,10 @@ export class FilesystemBlobStore implements BlobStore {
         position += pendingBytes;
         pending = [];
         pendingBytes = 0;
+        if (position - synced >= WRITEBACK_STEP && !writeback) {
+          synced = position;
+          writeback = fh.datasync().catch(() => {}).finally(() => (writeback = undefined));
+        }
       };
       for await (const chunk of body) {
         onChunk(chunk as Buffer);
@@ -77,6 +88,9 @@ export class FilesystemBlobStore implements BlobStore {
       await flush();
       return position - offset;
     } finally {
+      // Never close the descriptor under a sync still using it; its failure
+      // does not matter here (commit syncs again and reports that one).
+      await writeback;
       await fh.close();
     }
   }
