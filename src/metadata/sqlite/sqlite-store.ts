@@ -45,6 +45,9 @@ export class SqliteMetadataStore implements MetadataStore {
   private queue: PendingWrite[] = [];
   private readonly walFile: string | undefined;
   private walHandle: Promise<FileHandle> | undefined;
+  /** The WAL sync in flight, and the one that will follow it (see syncWal). */
+  private walSync: Promise<void> | undefined;
+  private walSyncNext: Promise<void> | undefined;
 
   constructor(file: string | Buffer) {
     if (typeof file === 'string' && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -454,10 +457,18 @@ export class SqliteMetadataStore implements MetadataStore {
    * leave the WAL only through a checkpoint, which syncs the database file
    * before the WAL is reused, so a commit is durable once this resolves.
    */
-  private async syncWal(): Promise<void> {
-    if (!this.walFile) return;
+  private syncWal(): Promise<void> {
+    if (!this.walFile) return Promise.resolve();
+    // One sync at a time: commits made while one runs share the next one,
+    // so a burst of group commits costs two fsyncs, not one each.
+    if (this.walSync) return (this.walSyncNext ??= this.walSync.then(() => {
+      this.walSyncNext = undefined;
+      return this.syncWal();
+    }));
     this.walHandle ??= open(this.walFile, 'r');
-    await (await this.walHandle).datasync();
+    const sync = this.walHandle.then((h) => h.datasync());
+    this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
+    return sync;
   }
 
   /** Must run inside a transaction. */
