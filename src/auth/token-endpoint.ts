@@ -1,0 +1,70 @@
+/**
+ * GET /auth/token: Berth's own token service (Docker registry token spec).
+ * Checks Basic credentials if given (none: an anonymous token), and issues a
+ * short-lived JWT whose `access` claim holds only what the rules GRANT of the
+ * requested scopes — possibly nothing. GET /auth/jwks.json publishes the
+ * verification key.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError } from '../registry/errors.js';
+import { isValidRepositoryName } from '../registry/reference.js';
+import { isFailure, type Authenticator } from './authenticator.js';
+import { ACTIONS, type AuthConfig } from './config.js';
+import type { Policy } from './rules.js';
+import { BASIC_CHALLENGE, parseScope, type ResourceAccess } from './scope.js';
+import type { TokenService } from './tokens.js';
+
+const MAX_SCOPES = 32;
+const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
+
+export function tokenRoutes(config: AuthConfig, policy: Policy, authn: Authenticator, tokens: TokenService) {
+  /** What `subject` (null: anonymous) is granted of the requested scopes. */
+  function grant(subject: string | null, scopes: string[]): ResourceAccess[] {
+    const out: ResourceAccess[] = [];
+    for (const raw of scopes.slice(0, MAX_SCOPES)) {
+      for (const s of raw.split(' ')) {
+        const scope = parseScope(s);
+        if (!scope) continue;
+        if (scope.type === 'repository' && isValidRepositoryName(scope.name)) {
+          const allowed = policy.allowed(subject, scope.name);
+          const wanted = scope.actions.includes('*') ? ACTIONS : scope.actions;
+          const actions = ACTIONS.filter((a) => wanted.includes(a) && allowed.has(a));
+          if (actions.length === ACTIONS.length && scope.actions.includes('*')) out.push({ type: 'repository', name: scope.name, actions: ['*'] });
+          else if (actions.length > 0) out.push({ type: 'repository', name: scope.name, actions });
+        } else if (scope.type === 'registry' && scope.name === 'catalog' && (subject !== null || policy.hasAnonymousRules)) {
+          out.push({ type: 'registry', name: 'catalog', actions: ['*'] });
+        }
+      }
+    }
+    return out;
+  }
+
+  async function handler(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const query = new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? '');
+    const service = query.get('service');
+    if (service !== null && service !== config.token.service) {
+      throw new RegistryError('DENIED', `unknown service "${service.slice(0, 100)}"`, { status: 400, headers: NO_STORE });
+    }
+    let subject: string | null = null;
+    if (req.headers.authorization !== undefined) {
+      const p = await authn.authenticate(req, 'basic');
+      if (isFailure(p)) {
+        if (p.failure === 'rate') throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'Retry-After': String(p.retryAfter), ...NO_STORE } });
+        throw new RegistryError('UNAUTHORIZED', p.message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, ...NO_STORE } });
+      }
+      if (p.kind === 'user') subject = p.name;
+    }
+    const access = grant(subject, query.getAll('scope'));
+    const issued = await tokens.issue(subject ?? '', access);
+    reply
+      .code(200)
+      .headers(NO_STORE)
+      .type('application/json')
+      .send(JSON.stringify({ token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt }));
+  }
+
+  return (app: FastifyInstance) => {
+    app.get('/auth/token', handler);
+    app.get('/auth/jwks.json', async (_req, reply) => reply.code(200).type('application/json').send(JSON.stringify(await tokens.jwks())));
+  };
+}
