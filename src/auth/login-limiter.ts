@@ -25,10 +25,13 @@ export class LoginLimiter {
 
   /** Seconds until `key` may try again, or 0 when it may now. */
   retryAfter(client: string, user: string, now = Date.now()): number {
+    // `max` failures in quick succession block; the score decays continuously,
+    // so the threshold sits half a failure lower.
+    const threshold = this.max - 0.5;
     const score = this.current(`${client}\n${user}`, now);
-    if (score < this.max) return 0;
-    // score * e^(-t/decay) < max - 1 + ε: the next failure is allowed.
-    return Math.max(1, Math.ceil((this.decay / 1000) * Math.log(score / (this.max - 0.999))));
+    if (score < threshold) return 0;
+    // score * e^(-t/decay) < threshold: the next attempt is allowed.
+    return Math.max(1, Math.ceil((this.decay / 1000) * Math.log(score / threshold)));
   }
 
   failed(client: string, user: string, now = Date.now()): void {
