@@ -54,7 +54,14 @@ export class Transport {
   /** After the main listener: the plain one, and the certificate watch. */
   async start(): Promise<string | undefined> {
     if (!this.tls) return undefined;
+    // Debounced: a certificate and its key are rarely replaced in the same instant.
+    let timer: NodeJS.Timeout | undefined;
     const reload = () => {
+      clearTimeout(timer);
+      timer = setTimeout(load, 500);
+      timer.unref();
+    };
+    const load = () => {
       try {
         this.https!.setSecureContext({ ...this.readPair(), minVersion: 'TLSv1.2' });
         this.logger.warn({ cert: this.tls!.cert }, 'TLS certificate reloaded');
