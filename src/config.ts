@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { applySecurityFile, applySecurityOverrides, DEFAULT_LIMITS, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
+import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
 export interface GcConfig {
@@ -49,7 +49,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   // Security (src/auth/config.ts): auth and TLS are off unless configured.
   trustedProxies: [],
-  limits: { ...DEFAULT_LIMITS },
+  limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
 };
 
 export class ConfigError extends Error {

@@ -82,8 +82,6 @@ export interface SecurityConfig {
   limits: LimitsConfig;
 }
 
-export const DEFAULT_LIMITS: LimitsConfig = { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 };
-
 /** The rule `berth serve --htpasswd FILE` starts with: every user may do everything, anonymous nobody. */
 export const QUICK_START_RULE: RuleConfig = { repositories: ['**'], users: ['*'], groups: [], anonymous: false, actions: ['pull', 'push', 'delete'] };
 

@@ -47,7 +47,7 @@ export class Htpasswd {
 
   private load(text: string): void {
     const users = new Map<string, string>();
-    let cost = 10;
+    let cost = 0;
     for (const [i, raw] of text.split(/\r?\n/).entries()) {
       const line = raw.trim();
       if (line === '' || line.startsWith('#')) continue;
@@ -63,6 +63,8 @@ export class Htpasswd {
       cost = Math.max(cost, Number(m[1]));
       users.set(user, hash);
     }
+    // The dummy costs what the users' hashes cost (the highest), 10 for an empty file.
+    if (cost === 0) cost = 10;
     if (!this.dummy || bcrypt.getRounds(this.dummy) !== cost) this.dummy = bcrypt.hashSync('berth dummy password', cost);
     this.users = users;
     this.generation++;
