@@ -14,7 +14,7 @@ import { blobFiles, listFiles } from '../helpers/data-dir.js';
 import { bytes, makeImage, randomBlob, RegistryClient, withQuery, type Image } from '../helpers/registry-client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-const PASSWORDS = { root: 'root-pw', alice: 'alice-pw', reader: 'reader-pw', carol: 'carol-pw' };
+const PASSWORDS = { root: 'root-pw', alice: 'alice-pw', reader: 'reader-pw', carol: 'carol-pw', dave: 'dave-pw' };
 const REPOS = ['team-a/app', 'public/app', 'other/app'] as const;
 type Action = 'pull' | 'push' | 'delete';
 
@@ -24,6 +24,7 @@ function oracle(user: string | null, repo: string, action: Action): boolean {
   if (repo === 'public/app' && action === 'pull') return true; // anonymous rule: everyone
   if (user === 'alice' && repo === 'team-a/app') return true;
   if (user === 'reader' && repo === 'team-a/app' && action === 'pull') return true;
+  if (user === 'dave' && repo === 'other/app' && action !== 'delete') return true;
   return false;
 }
 
@@ -47,9 +48,16 @@ auth:
     - repositories: ["**"]
       groups: [ops]
       actions: ["*"]
+    - repositories: ["other/**"]
+      users: [dave]
+      actions: [pull, push]
   admins:
     groups: [ops]
 `;
+
+function tagOf(principal: string): string {
+  return `by-${principal.replace(/[^a-z]+/g, '-')}`;
+}
 
 interface Principal {
   name: string;
@@ -65,6 +73,7 @@ describe('authorization matrix', () => {
   let root: RegistryClient;
   const images = new Map<string, Image>();
   let cells = 0;
+  let fallbacks = 0;
   const refusedDigests: string[] = [];
 
   function principals(): Principal[] {
@@ -127,7 +136,7 @@ describe('authorization matrix', () => {
     }
   }
 
-  it('every principal × repository × endpoint gets the outcome the rules say', async () => {
+  it('every principal × repository × endpoint gets the outcome the rules say', async (t) => {
     for (const p of principals()) {
       for (const repo of REPOS) {
         const auth = await p.header(repo);
@@ -164,10 +173,12 @@ describe('authorization matrix', () => {
           const status = await root.fetch(session);
           assert.equal(status.headers.get('range'), '0-0', `${p.name}: refused PATCH left the upload at offset 0`);
         }
-        await cell(p, can('push'), await f(`/v2/${repo}/manifests/by-${p.name.replace(/[^a-z]+/g, '-')}`, { method: 'PUT', headers: { 'content-type': image.mediaType }, body: bytes(image.manifest) }), 201, what('PUT manifest'));
+        await cell(p, can('push'), await f(`/v2/${repo}/manifests/${tagOf(p.name)}`, { method: 'PUT', headers: { 'content-type': image.mediaType }, body: bytes(image.manifest) }), 201, what('PUT manifest'));
         // Mount from team-a/app: allowed pushers get 201 when they may pull the source, else the upload fallback (202).
         const source = images.get('team-a/app')!.layers[1]!.digest;
-        const mountOk = can('push') ? (!p.bad && (oracle(p.user, 'team-a/app', 'pull')) ? 201 : 202) : 0;
+        // (dave pushes to other/app but may not pull team-a/app: his mount falls back to an upload.)
+        const mountOk = can('push') ? (oracle(p.user, 'team-a/app', 'pull') ? 201 : 202) : 0;
+        if (can('push') && !oracle(p.user, 'team-a/app', 'pull')) fallbacks++;
         await cell(p, can('push'), await f(`/v2/${repo}/blobs/uploads/?mount=${source}&from=team-a/app`, { method: 'POST' }), mountOk, what('POST mount'));
 
         // delete
@@ -207,6 +218,8 @@ describe('authorization matrix', () => {
       }
     }
     assert.ok(cells > 400, `${cells} cells`);
+    assert.equal(fallbacks, 2, 'the mount fallback was exercised (dave, by Basic and by token)');
+    t.diagnostic(`${cells} matrix cells`);
   });
 
   it('tokens carry only the granted access', async () => {
@@ -242,9 +255,10 @@ describe('authorization matrix', () => {
     const catalog = (await (await root.fetch('/v2/_catalog')).json()) as { repositories: string[] };
     assert.deepEqual(catalog.repositories, [...REPOS].sort(), 'no repository appeared');
     for (const d of refusedDigests) assert.deepEqual(blobFiles(server, d), [], `no bytes stored for refused ${d}`);
-    for (const repo of ['public/app', 'other/app']) {
+    for (const repo of REPOS) {
       const tags = ((await (await root.fetch(`/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
-      assert.deepEqual(tags.filter((t) => !t.startsWith('by-root')), ['v1'], `${repo}: only root's tags: ${tags}`);
+      const pushers = principals().filter((p) => !p.bad && oracle(p.user, repo, 'push'));
+      assert.deepEqual(tags, ['v1', ...pushers.map((p) => tagOf(p.name))].sort(), `${repo}: only the tags of those allowed to push`);
     }
     // Refused requests opened no upload sessions (root opened one per repository and principal).
     assert.ok(listFiles(join(server.dataDir, 'uploads')).length <= principals().length * REPOS.length * 2);
