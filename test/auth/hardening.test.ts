@@ -194,3 +194,25 @@ describe('quick start: berth serve --htpasswd FILE', () => {
     }
   });
 });
+
+describe('Basic-only mode (auth.token.enabled: false)', () => {
+  it('challenges with Basic, serves no token endpoint, and accepts Basic credentials', async () => {
+    const dir = authDir();
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw' });
+    writeFileSync(join(dir, 'berth.yaml'), `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\n  token:\n    enabled: false\n`);
+    const server = await startServer({ args: ['--config', join(dir, 'berth.yaml')], env: { BERTH_GC_ENABLED: 'false' } });
+    try {
+      const res = await fetch(`${server.url}/v2/a/b/tags/list`);
+      assert.equal(res.status, 401);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Basic realm="berth"/);
+      assert.equal((await fetch(`${server.url}/auth/token?service=berth`, { headers: { authorization: basic('alice', 'alice-pw') } })).status, 404);
+      await authed(server, basic('alice', 'alice-pw')).pushImage('a/b', makeImage(), 'v1');
+      assert.equal((await authed(server, basic('alice', 'alice-pw')).fetch('/v2/a/b/tags/list')).status, 200);
+      // A self-made token is not accepted: no key signs or verifies Berth tokens in this mode.
+      assert.equal((await fetch(`${server.url}/v2/`, { headers: { authorization: 'Bearer a.b.c' } })).status, 401);
+      assert.ok(!(await import('node:fs')).existsSync(join(server.dataDir, 'auth')), 'no signing key generated');
+    } finally {
+      await server.stop();
+    }
+  });
+});

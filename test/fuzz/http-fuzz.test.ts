@@ -107,7 +107,16 @@ function genQuery(r: Rng, f: Fixture): string {
 function genPath(r: Rng, f: Fixture): string {
   const name = genName(r, f);
   const ref = genRef(r, f);
-  const path = r.pick([
+  // Two thirds of the paths are registry endpoints (where authorization is decided), the rest anything.
+  const registry = [
+    () => `/v2/${name}/tags/list`,
+    () => `/v2/${name}/manifests/${ref}`,
+    () => `/v2/${name}/blobs/${ref}`,
+    () => `/v2/${name}/blobs/uploads/`,
+    () => `/v2/${name}/blobs/uploads/${ref}`,
+    () => `/v2/${name}/referrers/${ref}`,
+  ];
+  const path = r.chance(0.66) ? r.pick(registry)() : r.pick([
     () => '/v2/',
     () => '/v2',
     () => '/v2/_catalog',
