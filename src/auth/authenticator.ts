@@ -31,21 +31,23 @@ export class Authenticator {
     private readonly limiter: LoginLimiter,
   ) {}
 
-  /** The principal, or why the credentials were refused. `schemes` limits what is accepted. */
-  async authenticate(req: FastifyRequest, schemes: 'any' | 'basic' = 'any'): Promise<Principal | AuthFailure> {
+  /** The principal, or why the credentials were refused. */
+  async authenticate(req: FastifyRequest): Promise<Principal | AuthFailure> {
     const header = req.headers.authorization;
     if (header === undefined) return ANONYMOUS;
     const space = header.indexOf(' ');
     const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
     const value = space < 0 ? '' : header.slice(space + 1).trim();
     if (scheme === 'basic') return this.basic(req, header, value);
-    if (scheme === 'bearer' && schemes === 'any') return this.bearer(value);
+    if (scheme === 'bearer') return this.bearer(value);
     return { failure: 'credentials', message: 'unsupported authorization scheme' };
   }
 
-  checkBasic(req: FastifyRequest, header: string): Promise<Principal | AuthFailure> {
+  /** Basic credentials given as a header value (the token endpoint's forms): Bearer is not accepted. */
+  checkHeader(req: FastifyRequest, header: string): Promise<Principal | AuthFailure> {
     const space = header.indexOf(' ');
-    return this.basic(req, header, space < 0 ? '' : header.slice(space + 1).trim());
+    if (space < 0 || header.slice(0, space).toLowerCase() !== 'basic') return Promise.resolve({ failure: 'credentials', message: 'basic credentials required' });
+    return this.basic(req, header, header.slice(space + 1).trim());
   }
 
   private async basic(req: FastifyRequest, header: string, value: string): Promise<Principal | AuthFailure> {

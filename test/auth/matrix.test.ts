@@ -230,6 +230,18 @@ describe('authorization matrix', () => {
     ]);
     const r = await getToken(server.url, basic('root', PASSWORDS.root), ['repository:x/y:*']);
     assert.deepEqual(accessOf(r), [{ type: 'repository', name: 'x/y', actions: ['*'] }]);
+    // The OAuth2 password grant (POST) grants the same.
+    const form = new URLSearchParams({ grant_type: 'password', username: 'reader', password: PASSWORDS.reader, service: 'berth', client_id: 'test', scope: 'repository:team-a/app:pull,push repository:other/app:pull' });
+    const post = await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    assert.equal(post.status, 200);
+    const oauth = (await post.json()) as { access_token: string };
+    assert.deepEqual(accessOf(oauth.access_token), [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
+    const pulled = await fetch(`${server.url}/v2/team-a/app/tags/list`, { headers: { authorization: `Bearer ${oauth.access_token}` } });
+    assert.equal(pulled.status, 200);
+    form.set('password', 'wrong');
+    assert.equal((await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form })).status, 401);
+    form.set('grant_type', 'refresh_token');
+    assert.equal((await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form })).status, 400);
     const bad = await fetch(`${server.url}/auth/token?service=berth&scope=repository:team-a/app:pull`, { headers: { authorization: basic('alice', 'wrong') } });
     assert.equal(bad.status, 401);
     assert.match(bad.headers.get('www-authenticate') ?? '', /^Basic /);
