@@ -74,6 +74,8 @@ describe('authorization matrix', () => {
   const images = new Map<string, Image>();
   let cells = 0;
   let fallbacks = 0;
+  /** Repositories pushed by the catalog test (deleting a manifest does not remove its repository before GC). */
+  const extraRepos: string[] = [];
   const refusedDigests: string[] = [];
 
   function principals(): Principal[] {
@@ -248,6 +250,34 @@ describe('authorization matrix', () => {
     assert.equal(bad.headers.get('cache-control'), 'no-store');
   });
 
+  it('the catalog paginates over only what the caller may pull', async () => {
+    const image = makeImage({ layers: 1 });
+    const extra = ['aaa/hidden', 'public/b', 'team-a/c', 'team-a/d/e', 'zzz/hidden', 'other/f', 'team-a/g'];
+    for (const repo of extra) await root.pushImage(repo, image, 'v1');
+    const all = ((await (await root.fetch('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
+    for (const [user, pw] of [['alice', PASSWORDS.alice], ['reader', PASSWORDS.reader], ['carol', PASSWORDS.carol]] as const) {
+      const seen: string[] = [];
+      let next: string | undefined = '/v2/_catalog?n=2';
+      while (next) {
+        const res: Response = await fetch(server.url + next, { headers: { authorization: basic(user, pw) } });
+        assert.equal(res.status, 200);
+        const page = ((await res.json()) as { repositories: string[] }).repositories;
+        assert.ok(page.length <= 2);
+        seen.push(...page);
+        next = /^<([^>]+)>; rel="next"$/.exec(res.headers.get('link') ?? '')?.[1];
+      }
+      assert.deepEqual(seen, all.filter((r) => (user === 'alice' ? r.startsWith('team-a/') : user === 'reader' ? /^(team-a|public)\/[^/]+$/.test(r) : false) || r.startsWith('public/')), user);
+    }
+    await fetch(`${server.url}/v2/_catalog`); // anonymous: public only
+    const anon = ((await (await fetch(`${server.url}/v2/_catalog`)).json()) as { repositories: string[] }).repositories;
+    assert.deepEqual(anon, all.filter((r) => r.startsWith('public/')));
+    // Leave the repository set as the next test expects it.
+    for (const repo of extra) {
+      await root.fetch(`/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' });
+    }
+    extraRepos.push(...extra);
+  });
+
   it('refused pushes left no trace: no repository, no blob, no tag', async () => {
     // Pushes into a repository that does not exist, by everyone but root.
     for (const p of principals()) {
@@ -265,7 +295,7 @@ describe('authorization matrix', () => {
       await assertRefused(p, res, `push manifest to ${repo}`);
     }
     const catalog = (await (await root.fetch('/v2/_catalog')).json()) as { repositories: string[] };
-    assert.deepEqual(catalog.repositories, [...REPOS].sort(), 'no repository appeared');
+    assert.deepEqual(catalog.repositories, [...REPOS, ...extraRepos].sort(), 'no repository appeared');
     for (const d of refusedDigests) assert.deepEqual(blobFiles(server, d), [], `no bytes stored for refused ${d}`);
     for (const repo of REPOS) {
       const tags = ((await (await root.fetch(`/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
