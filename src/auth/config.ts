@@ -82,6 +82,9 @@ export interface SecurityConfig {
   limits: LimitsConfig;
 }
 
+/** Node's own limit on a request head, which Berth keeps by default. */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
 /** The rule `berth serve --htpasswd FILE` starts with: every user may do everything, anonymous nobody. */
 export const QUICK_START_RULE: RuleConfig = { repositories: ['**'], users: ['*'], groups: [], anonymous: false, actions: ['pull', 'push', 'delete'] };
 

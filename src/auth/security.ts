@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.js';
 import { RegistryError } from '../registry/errors.js';
 import { Authenticator } from './authenticator.js';
-import type { SecurityConfig } from './config.js';
+import { DEFAULT_MAX_HEADER_BYTES, type SecurityConfig } from './config.js';
 import { Guard, isLoopback } from './guard.js';
 import { Htpasswd } from './htpasswd.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -32,7 +32,9 @@ export class Security {
   ) {}
 
   static async create(config: SecurityConfig & { data: string }, logger: Logger): Promise<Security> {
-    const transport = config.auth || config.tls ? new Transport(config.tls, config.limits, logger) : undefined;
+    // Only a non-default head limit needs Berth's own sockets when auth and TLS are off.
+    const secured = config.auth !== undefined || config.tls !== undefined;
+    const transport = secured || config.limits.maxHeaderBytes !== DEFAULT_MAX_HEADER_BYTES ? new Transport(config.tls, config.limits, logger, secured) : undefined;
     const trusted = config.trustedProxies.length > 0 ? config.trustedProxies : undefined;
     const auth = config.auth;
     if (!auth) {

@@ -27,6 +27,8 @@ export class Transport {
     private readonly tls: TlsConfig | undefined,
     private readonly limits: LimitsConfig,
     private readonly logger: Logger,
+    /** Whether to add the security headers (auth or TLS on). */
+    private readonly headers: boolean,
   ) {}
 
   private readPair(): { cert: Buffer; key: Buffer } {
@@ -36,10 +38,12 @@ export class Transport {
   /** Fastify's serverFactory. */
   readonly factory = (handler: RequestHandler): Server => {
     const maxHeaderSize = this.limits.maxHeaderBytes;
-    const plainHandler: RequestHandler = (req, res) => {
-      for (const [k, v] of SECURITY_HEADERS) res.setHeader(k, v);
-      handler(req, res);
-    };
+    const plainHandler: RequestHandler = this.headers
+      ? (req, res) => {
+          for (const [k, v] of SECURITY_HEADERS) res.setHeader(k, v);
+          handler(req, res);
+        }
+      : handler;
     if (!this.tls) return createHttpServer({ maxHeaderSize }, plainHandler);
     const hsts = this.tls.hstsMaxAge > 0 ? `max-age=${this.tls.hstsMaxAge}` : undefined;
     const tlsHandler: RequestHandler = (req, res) => {

@@ -216,3 +216,29 @@ describe('Basic-only mode (auth.token.enabled: false)', () => {
     }
   });
 });
+
+describe('limits without auth', () => {
+  it('applies limits.maxHeaderBytes, and adds nothing else to the responses', async () => {
+    const dir = authDir();
+    writeFileSync(join(dir, 'berth.yaml'), 'limits:\n  maxHeaderBytes: 4096\n');
+    const server = await startServer({ args: ['--config', join(dir, 'berth.yaml')], env: { BERTH_GC_ENABLED: 'false' } });
+    try {
+      const status = (headers: Record<string, string>) =>
+        new Promise<{ status: number; frame: unknown }>((resolve, reject) => {
+          const { hostname, port } = new URL(server.url);
+          const req = request({ host: hostname, port: Number(port), path: '/v2/', headers, agent: false }, (r) => {
+            r.resume();
+            resolve({ status: r.statusCode!, frame: r.headers['x-frame-options'] });
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      assert.equal((await status({ 'x-big': 'x'.repeat(5000) })).status, 431);
+      const ok = await status({});
+      assert.equal(ok.status, 200, 'auth stays off');
+      assert.equal(ok.frame, undefined);
+    } finally {
+      await server.stop();
+    }
+  });
+});
