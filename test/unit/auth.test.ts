@@ -1,7 +1,8 @@
 /** Units of src/auth/: patterns and rules, scopes, the login limiter, htpasswd, config validation. */
 import assert from 'node:assert/strict';
 import bcrypt from 'bcryptjs';
-import { writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { defaultAuth } from '../../src/auth/config.js';
@@ -9,6 +10,7 @@ import { Htpasswd } from '../../src/auth/htpasswd.js';
 import { LoginLimiter } from '../../src/auth/login-limiter.js';
 import { compilePattern, Policy } from '../../src/auth/rules.js';
 import { bearerChallenge, parseScope } from '../../src/auth/scope.js';
+import { loadSigningKey, TokenError, TokenService } from '../../src/auth/tokens.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { authDir } from '../helpers/auth.js';
 
@@ -144,4 +146,34 @@ describe('security config', () => {
     assert.equal(d.token.ttl, 300_000);
     assert.equal(d.metrics, 'admin');
   });
+});
+
+describe('token signing keys', () => {
+  it('come from BERTH_TOKEN_KEY, a file, or are generated once (0600) in the data directory', async () => {
+    const dir = authDir();
+    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const fromEnv = await loadSigningKey(defaultAuth().token, dir, { BERTH_TOKEN_KEY: pem });
+    assert.equal(fromEnv.asymmetricKeyType, 'ed25519');
+    const generated = await loadSigningKey(defaultAuth().token, dir, {});
+    const file = join(dir, 'auth', 'token-signing-key.pem');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const again = await loadSigningKey(defaultAuth().token, dir, {});
+    assert.equal(again.export({ type: 'pkcs8', format: 'pem' }), generated.export({ type: 'pkcs8', format: 'pem' }), 'kept across restarts');
+    await assert.rejects(loadSigningKey({ ...defaultAuth().token, key: join(dir, 'missing.pem') }, dir, {}));
+  });
+  for (const [type, opts] of [['ec', { namedCurve: 'P-384' }], ['rsa', { modulusLength: 2048 }], ['ed25519', {}]] as const) {
+    it(`sign and verify with ${type}`, async () => {
+      const key = generateKeyPairSync(type as 'ec', opts as { namedCurve: string }).privateKey;
+      const service = await new TokenService(defaultAuth().token, key).init();
+      const { token } = await service.issue('ann', [{ type: 'repository', name: 'a', actions: ['pull'] }]);
+      const v = await service.verify(token);
+      assert.equal(v.subject, 'ann');
+      assert.equal(v.own, true);
+      assert.deepEqual(v.access, [{ type: 'repository', name: 'a', actions: ['pull'] }]);
+      // Expired by the verifier's clock (past the 30 s tolerance) once the cache no longer vouches for it.
+      const fresh = await new TokenService(defaultAuth().token, key).init();
+      await assert.rejects(fresh.verify(token, Date.now() + 10 * 60_000), TokenError);
+      assert.equal((await fresh.jwks()).keys.length, 1);
+    });
+  }
 });
