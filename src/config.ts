@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
 export interface GcConfig {
@@ -22,7 +23,7 @@ export interface GcConfig {
   uploadTimeout: number;
 }
 
-export interface Config {
+export interface Config extends SecurityConfig {
   /** HOST:PORT to listen on. */
   addr: string;
   /** Data directory: the SQLite database and the blobs. */
@@ -46,6 +47,9 @@ export const DEFAULT_CONFIG: Config = {
     untagged: true,
     uploadTimeout: 24 * 60 * 60_000,
   },
+  // Security (src/auth/config.ts): auth and TLS are off unless configured.
+  trustedProxies: [],
+  limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
 };
 
 export class ConfigError extends Error {
@@ -81,7 +85,7 @@ function checkLogLevel(level: string): LogLevel {
 }
 
 /** Settings given on the command line; undefined means "not given". */
-export interface ConfigOverrides {
+export interface ConfigOverrides extends SecurityOverrides {
   config?: string;
   addr?: string;
   data?: string;
@@ -102,6 +106,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.data) config.data = flags.data;
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
+  applySecurityOverrides(config, flags, env);
   parseAddr(config.addr);
   config.data = resolve(config.data);
   return config;
@@ -117,7 +122,7 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'log', 'deletes', 'gc']);
+  const known = new Set(['addr', 'data', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -133,4 +138,5 @@ function applyFile(config: Config, file: string): void {
     if (gc.manifestGrace !== undefined) config.gc.manifestGrace = parseDuration(gc.manifestGrace as string, 'gc.manifestGrace');
     if (gc.uploadTimeout !== undefined) config.gc.uploadTimeout = parseDuration(gc.uploadTimeout as string, 'gc.uploadTimeout');
   }
+  applySecurityFile(config, d);
 }

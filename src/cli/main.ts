@@ -32,6 +32,10 @@ withCommonOptions(program.command('serve'))
   .description('run the registry server')
   .option('-a, --addr <host:port>', 'address to listen on (env: BERTH_ADDR; default 0.0.0.0:5000)')
   .option('--no-deletes', 'refuse DELETE of manifests, tags and blobs (env: BERTH_DELETES=false)')
+  .option('--htpasswd <file>', 'turn auth on: users from this htpasswd file (bcrypt, `htpasswd -B`), Basic and token auth (env: BERTH_HTPASSWD)')
+  .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), reloaded on change (env: BERTH_TLS_CERT)')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert (env: BERTH_TLS_KEY)')
+  .option('--trusted-proxies <list>', 'comma-separated addresses/CIDRs whose X-Forwarded-* headers are believed (env: BERTH_TRUSTED_PROXIES)')
   .addHelpText(
     'after',
     `
@@ -51,7 +55,27 @@ variables, then flags. A config file looks like:
     untagged: true     # collect untagged manifests at all
     uploadTimeout: 24h # abandoned uploads are purged after this
 
-Endpoints: /v2/ (the registry API), /healthz.`,
+Security (all off by default; see README "Securing Berth"):
+
+  auth:
+    htpasswd: /etc/berth/htpasswd   # users; --htpasswd alone gives every user pull/push/delete on **
+    groups: { team-a: [alice, bob], ops: [root] }
+    rules:                          # grants are the union of matching rules
+      - { repositories: ["team-a/**"], groups: [team-a], actions: [pull, push, delete] }
+      - { repositories: ["public/**"], anonymous: true, actions: [pull] }
+    admins: { groups: [ops] }       # /admin/* and /metrics; none: loopback only
+    metrics: admin                  # or public
+    token: { service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
+  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }
+  proxy: { trusted: [10.0.0.0/8] }
+  limits: { maxHeaderBytes: 16384, uploadsPerClient: 16 }
+
+Secrets come from files or the environment (BERTH_TOKEN_KEY holds a PEM signing
+key), never from flags. Without auth.token.key a signing key is generated in
+<data>/auth/.
+
+Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
+/healthz, /metrics, /admin/gc.`,
   )
   .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.

@@ -1,5 +1,6 @@
 /** `berth serve`: the registry server. */
 import type { AddressInfo } from 'node:net';
+import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
 import { parseAddr, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
@@ -9,17 +10,36 @@ import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 
 export async function serve(config: Config): Promise<void> {
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
+  const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const app = buildServer({ registry, logger, extraRoutes: adminRoutes(gc, metadata) });
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  const app = buildServer({
+    registry,
+    logger,
+    extraRoutes: (a) => {
+      security.register(a);
+      admin(a);
+    },
+    guard: security.guard,
+    serverFactory: security.transport?.factory,
+    trustedProxies: security.trustedProxies,
+  });
 
   const { host, port } = parseAddr(config.addr);
   await app.listen({ host, port });
+  const plainAddr = await security.transport?.start();
   const address = app.server.address() as AddressInfo;
+  if (config.auth && !config.tls && !/^(127\.|\[?::1\]?$|localhost)/.test(host)) {
+    logger.warn({ addr: config.addr }, 'auth is on without TLS: passwords and tokens cross the network in clear unless a TLS proxy is in front');
+  }
   // Logged at warn so that it shows with request logging off (--log-level warn).
-  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes }, 'listening');
+  logger.warn(
+    { addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes, auth: config.auth !== undefined, tls: config.tls !== undefined, plainAddr },
+    'listening',
+  );
 
   gc.startBackground();
 
@@ -33,6 +53,7 @@ export async function serve(config: Config): Promise<void> {
     // (72 s) and holds the shutdown. Close each as soon as it becomes idle.
     const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
     await app.close();
+    await security.transport?.close();
     clearInterval(sweep);
     await gc.stop();
     await metadata.close();

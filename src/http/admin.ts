@@ -1,30 +1,30 @@
 /**
  * Operator endpoints outside the registry API: the GC trigger and the
- * Prometheus metrics. Until authentication exists, the admin trigger only
- * answers clients on the loopback interface.
+ * Prometheus metrics. Without auth the admin trigger only answers clients on
+ * the loopback interface; with auth it needs an admin (see src/auth/).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AdminCheck } from '../auth/security.js';
 import { Counter, Gauge, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, parseDuration } from '../config.js';
 import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 
-function isLoopback(req: FastifyRequest): boolean {
-  const addr = req.socket.remoteAddress ?? '';
-  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
-}
-
 function flag(value: unknown): boolean {
   return value === '' || value === '1' || value === 'true';
 }
 
-export function adminRoutes(gc: GcService, metadata: MetadataStore) {
+/**
+ * `adminCheck` guards /admin/* (without auth: loopback clients only; with
+ * auth: admins), `metricsCheck` guards /metrics (undefined: public).
+ */
+export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck) {
   const metrics = lifecycleMetrics(metadata);
   return (app: FastifyInstance) => {
     // POST /admin/gc[?dryRun=1][&verbose=1][&grace=30m]: one collection, its report as JSON.
     app.post('/admin/gc', async (req, reply) => {
-      if (!isLoopback(req)) throw new RegistryError('DENIED', 'the admin API is only served on loopback until authentication is configured');
+      await adminCheck(req);
       const q = req.query as Record<string, string | undefined>;
       let grace: number | undefined;
       try {
@@ -36,7 +36,8 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore) {
       const report = await gc.run('admin', { dryRun: flag(q.dryRun), verbose: flag(q.verbose), grace });
       return reply.code(200).type('application/json').send(JSON.stringify(report));
     });
-    app.get('/metrics', async (_req, reply) => {
+    app.get('/metrics', async (req: FastifyRequest, reply) => {
+      if (metricsCheck) await metricsCheck(req);
       return reply.code(200).type(metrics.contentType).send(await metrics.metrics());
     });
   };

@@ -3,8 +3,9 @@
  * handed to the registry as streams (never parsed or buffered by the
  * framework); every failure leaves as the spec's JSON error.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyServerFactory, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import type { Guard } from '../auth/guard.js';
 import type { Logger } from '../log.js';
 import { isRegistryError, RegistryError } from '../registry/errors.js';
 import { parseRepositoryName } from '../registry/reference.js';
@@ -35,10 +36,18 @@ export interface ServerOptions {
   logger: Logger;
   /** Extra routes outside /v2/ (health, admin), registered by the caller. */
   extraRoutes?: (app: FastifyInstance) => void;
+  /** Authorization of /v2/ requests (src/auth/); absent when auth is off, and then nothing is checked. */
+  guard?: Guard;
+  /** Server sockets (TLS, header limits) from src/auth/transport.ts; absent: Fastify's own. */
+  serverFactory?: FastifyServerFactory;
+  /** Proxies whose X-Forwarded-* headers are believed (addresses or CIDRs). */
+  trustedProxies?: string[];
 }
 
-export function buildServer({ registry, logger, extraRoutes }: ServerOptions): FastifyInstance {
+export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies }: ServerOptions): FastifyInstance {
   const app = Fastify({
+    ...(serverFactory ? { serverFactory } : {}),
+    ...(trustedProxies ? { trustProxy: trustedProxies } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
@@ -87,7 +96,9 @@ export function buildServer({ registry, logger, extraRoutes }: ServerOptions): F
       }
       const handler = HANDLERS[match.route][req.method]!;
       const repository = match.route === 'base' || match.route === 'catalog' ? '' : parseRepositoryName(match.repository);
-      await handler({ req, reply, registry, repository, reference: match.reference, query });
+      // Auth (off by default): one check before the handler; a refused request reaches no handler.
+      const access = guard === undefined ? undefined : await guard.authorize(req, reply, match.route, repository, query);
+      await handler({ req, reply, registry, repository, reference: match.reference, query, access });
     } catch (e) {
       sendError(req, reply, e);
     }

@@ -18,7 +18,7 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
     .send();
 };
 
-export const getBlob: Handler = async ({ req, reply, registry, repository, reference }) => {
+export const getBlob: Handler = async ({ req, reply, registry, repository, reference, access }) => {
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
   const range = parseRange(req.headers.range, blob.size);
   reply
@@ -26,7 +26,8 @@ export const getBlob: Handler = async ({ req, reply, registry, repository, refer
     .header('Docker-Content-Digest', blob.digest)
     .header('Accept-Ranges', 'bytes')
     .header('ETag', `"${blob.digest}"`)
-    .header('Cache-Control', 'max-age=31536000');
+    // With auth on, shared caches must not hand a private blob to someone else.
+    .header('Cache-Control', access ? 'private, max-age=31536000' : 'max-age=31536000');
   if (range) {
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`).header('Content-Length', range.end - range.start + 1);
   } else {

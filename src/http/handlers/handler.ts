@@ -12,6 +12,12 @@ export interface RequestContext {
   /** The path's last parameter: a reference, digest or upload id. */
   reference: string;
   query: URLSearchParams;
+  /** With auth on: what the caller may pull (catalog filtering, mount sources). Undefined when auth is off. */
+  access?: RequestAccess;
+}
+
+export interface RequestAccess {
+  canPull(repository: string): boolean;
 }
 
 export type Handler = (c: RequestContext) => Promise<void>;

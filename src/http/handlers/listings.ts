@@ -2,7 +2,23 @@
 import { MediaType } from '../../registry/media-types.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../../registry/listings.js';
 import { parseDigest } from '../../registry/reference.js';
-import { nextLink, pagination, type Handler } from './handler.js';
+import type { Page } from '../../metadata/store.js';
+import type { Registry } from '../../registry/registry.js';
+import { nextLink, pagination, type Handler, type RequestAccess } from './handler.js';
+
+/** A catalog page of only the repositories the caller may pull (auth on): reads on until it has n of them. */
+async function pullablePage(registry: Registry, access: RequestAccess, last: string | undefined, n: number): Promise<Page> {
+  const items: string[] = [];
+  let cursor = last;
+  for (;;) {
+    const page = await registry.listings.repositories(cursor, Math.max(n, 100));
+    let i = 0;
+    for (; i < page.items.length && items.length < n; i++) if (access.canPull(page.items[i]!)) items.push(page.items[i]!);
+    if (items.length >= n) return { items, more: i < page.items.length || page.more };
+    if (!page.more || page.items.length === 0) return { items, more: false };
+    cursor = page.items[page.items.length - 1];
+  }
+}
 
 export const listTags: Handler = async ({ reply, registry, repository, query }) => {
   const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
@@ -12,9 +28,9 @@ export const listTags: Handler = async ({ reply, registry, repository, query }) 
   reply.code(200).type('application/json').send(JSON.stringify({ name: repository, tags: page.items }));
 };
 
-export const listCatalog: Handler = async ({ reply, registry, query }) => {
+export const listCatalog: Handler = async ({ reply, registry, query, access }) => {
   const { n, last } = pagination(query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-  const page = await registry.listings.repositories(last, n);
+  const page = access ? await pullablePage(registry, access, last, n) : await registry.listings.repositories(last, n);
   if (page.more && page.items.length > 0) reply.header('Link', nextLink('/v2/_catalog', n, page.items[page.items.length - 1]!));
   reply.code(200).type('application/json').send(JSON.stringify({ repositories: page.items }));
 };

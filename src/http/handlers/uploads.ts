@@ -31,14 +31,15 @@ function replyBlobCreated(reply: FastifyReply, repository: string, digest: strin
 }
 
 /** POST: a monolithic upload (?digest=), a mount (?mount=[&from=]), or a new session. */
-export const startUpload: Handler = async ({ req, reply, registry, repository, query }) => {
+export const startUpload: Handler = async ({ req, reply, registry, repository, query, access }) => {
   const mount = query.get('mount');
   const digestParam = query.get('digest');
   if (mount !== null) {
     const from = query.get('from') ?? undefined;
     const digest = parseDigest(mount);
-    // An invalid `from` cannot hold the blob: fall back to an upload, as for an unknown one.
-    const source = from !== undefined && !isValidRepositoryName(from) ? undefined : from;
+    // An invalid `from` cannot hold the blob, and one the caller may not pull
+    // must not reveal it: fall back to an upload, as for an unknown one.
+    const source = from !== undefined && (!isValidRepositoryName(from) || (access !== undefined && !access.canPull(from))) ? undefined : from;
     const result =
       from !== undefined && source === undefined
         ? { mounted: false as const, upload: await registry.uploads.start(repository) }

@@ -1,0 +1,61 @@
+/**
+ * Puts the security pieces together for `berth serve`: the request guard and
+ * token routes (only when auth is on), the admin check, and the transport
+ * (only when auth or TLS is on: otherwise the server is built exactly as
+ * without this module, and no request pays for it).
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from '../log.js';
+import { RegistryError } from '../registry/errors.js';
+import { Authenticator } from './authenticator.js';
+import { DEFAULT_MAX_HEADER_BYTES, type SecurityConfig } from './config.js';
+import { Guard, isLoopback } from './guard.js';
+import { Htpasswd } from './htpasswd.js';
+import { LoginLimiter } from './login-limiter.js';
+import { Policy } from './rules.js';
+import { tokenRoutes } from './token-endpoint.js';
+import { loadSigningKey, TokenService } from './tokens.js';
+import { Transport } from './transport.js';
+import { UploadLimiter } from './upload-limiter.js';
+
+export type AdminCheck = (req: FastifyRequest) => Promise<void>;
+
+export class Security {
+  private constructor(
+    readonly guard: Guard | undefined,
+    readonly transport: Transport | undefined,
+    private readonly routes: ((app: FastifyInstance) => void) | undefined,
+    /** Checks for /admin/* and /metrics (undefined: anyone). */
+    readonly adminCheck: AdminCheck,
+    readonly metricsCheck: AdminCheck | undefined,
+    readonly trustedProxies: string[] | undefined,
+  ) {}
+
+  static async create(config: SecurityConfig & { data: string }, logger: Logger): Promise<Security> {
+    // Only a non-default head limit needs Berth's own sockets when auth and TLS are off.
+    const secured = config.auth !== undefined || config.tls !== undefined;
+    const transport = secured || config.limits.maxHeaderBytes !== DEFAULT_MAX_HEADER_BYTES ? new Transport(config.tls, config.limits, logger, secured) : undefined;
+    const trusted = config.trustedProxies.length > 0 ? config.trustedProxies : undefined;
+    const auth = config.auth;
+    if (!auth) {
+      const loopbackOnly: AdminCheck = async (req) => {
+        if (!isLoopback(req)) throw new RegistryError('DENIED', 'the admin API answers loopback clients only until auth.admins is configured');
+      };
+      return new Security(undefined, transport, undefined, loopbackOnly, undefined, trusted);
+    }
+    const htpasswd = auth.htpasswd ? new Htpasswd(auth.htpasswd, logger) : undefined;
+    const signingKey = auth.token.enabled ? await loadSigningKey(auth.token, config.data) : undefined;
+    const tokens = await new TokenService(auth.token, signingKey).init();
+    const policy = new Policy(auth);
+    const authn = new Authenticator(htpasswd, tokens, new LoginLimiter(auth.failedLogins, auth.failedLoginDecay));
+    const guard = new Guard(auth, policy, authn, new UploadLimiter(config.limits.uploadsPerClient));
+    const routes = auth.token.enabled ? tokenRoutes(auth, policy, authn, tokens) : undefined;
+    const adminCheck: AdminCheck = (req) => guard.authorizeAdmin(req);
+    return new Security(guard, transport, routes, adminCheck, auth.metrics === 'public' ? undefined : adminCheck, trusted);
+  }
+
+  /** Routes outside /v2/ this module serves (the token endpoint). */
+  register(app: FastifyInstance): void {
+    this.routes?.(app);
+  }
+}
