@@ -60,6 +60,17 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // The router refuses a malformed percent-escape or an overlong path itself,
     // before dispatch and the error handler: answer in the spec's format, and a
     // bad escape as matchRoute would (no such endpoint).
+    // Bytes that are not HTTP (bad method, malformed head) never reach a
+    // route: answer them in the spec's error format too, then hang up.
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed HTTP request', detail: { reason: error.message } }] });
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
     frameworkErrors: (error, req, reply) =>
       sendError(req, reply, error.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 }) : error),
   });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { listFiles } from '../helpers/data-dir.js';
@@ -313,6 +314,29 @@ describe('bad input', () => {
         }
       }
       assert.ok(existsSync(join(server.dataDir, 'metadata.db')));
+    });
+  });
+
+  describe('malformed HTTP', () => {
+    function rawBytes(bytes: Buffer): Promise<string> {
+      const { hostname, port } = new URL(server.url);
+      return new Promise((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => socket.end(bytes));
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('end', () => resolve(out));
+        socket.on('error', reject);
+      });
+    }
+
+    it('a request that is not HTTP gets a spec JSON error and the connection closes', async () => {
+      for (const bytes of ['FOO / HTTP/1.1\r\nHost: x\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\nX: ' + 'a'.repeat(70_000) + '\r\n\r\n', '\x00\x01\x02 nonsense\r\n\r\n']) {
+        const answer = await rawBytes(Buffer.from(bytes, 'latin1'));
+        const [head = '', body = ''] = answer.split('\r\n\r\n');
+        assert.match(head, /^HTTP\/1\.1 (400|431) /, JSON.stringify(bytes.slice(0, 40)));
+        assert.match(head, /connection: close/i);
+        assert.equal((JSON.parse(body) as { errors: { code: string }[] }).errors[0]!.code, 'UNSUPPORTED');
+      }
     });
   });
 
