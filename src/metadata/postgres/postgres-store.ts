@@ -89,6 +89,18 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Connection failures name the database (password hidden); schema errors pass through as they are. */
+export function describeConnectError(e: unknown, url: string): unknown {
+  const code = (e as { code?: string }).code;
+  if (e instanceof SchemaTooNewError || !(e instanceof Error)) return e;
+  if (code === undefined || /^(E[A-Z]+|28|3D)/.test(code)) {
+    const error = new Error(`cannot open the metadata store at ${redactUrl(url)}: ${e.message}`, { cause: e });
+    error.name = 'MetadataUnavailableError';
+    return error;
+  }
+  return e;
+}
+
 export function isPostgresUrl(value: string): boolean {
   return /^postgres(ql)?:\/\//i.test(value);
 }
@@ -427,7 +439,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
     } catch (e) {
       await pool.end().catch(() => undefined);
-      throw e;
+      throw describeConnectError(e, url);
     }
     return new PostgresMetadataStore(pool, new PoolRunner(pool));
   }
