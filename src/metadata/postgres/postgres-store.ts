@@ -345,8 +345,16 @@ class PoolRunner implements Runner {
     this.exec = execOn(pool);
   }
 
-  one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.exec.q<R>(name, values);
+  async one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
+    // A statement on its own is its own transaction: one that lost a deadlock was undone whole, so run it again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.exec.q<R>(name, values);
+      } catch (e) {
+        if (attempt >= MAX_ATTEMPTS || !retryable(e)) throw e;
+        await backoff(attempt);
+      }
+    }
   }
 
   async tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
