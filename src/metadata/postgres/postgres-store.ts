@@ -350,7 +350,7 @@ class PoolRunner implements Runner {
       const client = await this.pool.connect();
       let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
+        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
         const value = await fn(execOn(client));
         await client.query('COMMIT');
         return value;
@@ -818,7 +818,7 @@ export class PostgresMetadataStore implements MetadataStore {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
       // A process that dies mid-run loses its connection and so its locks; a hung one is cut off.
       await client.query(`SET LOCAL idle_in_transaction_session_timeout = '60s'`);
       const view = new PostgresMetadataStore(undefined, new DryRunRunner(client));
