@@ -14,6 +14,19 @@ export interface Backends {
 export async function openBackends(config: Config): Promise<Backends> {
   const storage = new FilesystemBlobStore(config.data);
   await storage.init();
-  const metadata = new SqliteMetadataStore(join(config.data, 'metadata.db'));
+  const metadata = await openMetadata(config);
   return { metadata, storage };
+}
+
+/** The configured metadata store, migrated to the current schema (a newer schema is refused). */
+export async function openMetadata(config: Config): Promise<MetadataStore> {
+  if (config.metadata) {
+    const { PostgresMetadataStore } = await import('./metadata/postgres/postgres-store.js'); // pg only when used
+    return PostgresMetadataStore.open(config.metadata);
+  }
+  return new SqliteMetadataStore(sqliteFile(config));
+}
+
+export function sqliteFile(config: Config): string {
+  return join(config.data, 'metadata.db');
 }

@@ -8,6 +8,7 @@ import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
+import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -36,8 +37,17 @@ export async function serve(config: Config): Promise<void> {
     logger.warn({ addr: config.addr }, 'auth is on without TLS: passwords and tokens cross the network in clear unless a TLS proxy is in front');
   }
   // Logged at warn so that it shows with request logging off (--log-level warn).
+  const metadataAt = config.metadata ? redactUrl(config.metadata) : 'sqlite';
   logger.warn(
-    { addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes, auth: config.auth !== undefined, tls: config.tls !== undefined, plainAddr },
+    {
+      addr: `${address.address}:${address.port}`,
+      data: config.data,
+      metadata: metadataAt,
+      deletes: config.deletes,
+      auth: config.auth !== undefined,
+      tls: config.tls !== undefined,
+      plainAddr,
+    },
     'listening',
   );
 

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { listFiles } from '../helpers/data-dir.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 import { bytes, makeImage, randomBlob, RegistryClient, withQuery } from '../helpers/registry-client.js';
 
 interface RawResponse {
@@ -313,7 +313,8 @@ describe('bad input', () => {
           assertRefused(res, 404, 'BLOB_UPLOAD_UNKNOWN', `${method} ${path}`);
         }
       }
-      assert.ok(existsSync(join(server.dataDir, 'metadata.db')));
+      if (TEST_METADATA === 'sqlite') assert.ok(existsSync(join(server.dataDir, 'metadata.db')));
+      assert.ok(existsSync(join(server.dataDir, 'blobs')));
     });
   });
 
