@@ -28,6 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -335,15 +336,25 @@ export class S3BlobStore implements BlobStore {
         done(seen === length ? null : (failure = new Error(`body has ${seen} bytes, expected ${length}`)));
       },
     });
-    body.on('error', (e) => tap.destroy(e));
-    body.pipe(tap);
+    // A failed body must end the request at once: S3 would otherwise wait
+    // for the bytes still due under Content-Length until it times out.
+    const abort = new AbortController();
+    const piping = pipeline(body, tap).catch((e: Error) => {
+      failure ??= e;
+      abort.abort(e);
+    });
     const key = uploadId;
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.blobObject(key), Body: tap, ContentLength: length }));
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.blobObject(key), Body: tap, ContentLength: length }), {
+        abortSignal: abort.signal,
+      });
     } catch (e) {
+      tap.destroy();
+      await piping;
       await this.deleteBlob(key).catch(() => {});
       throw failure ?? e;
     }
+    await piping;
     if (failure || seen !== length) {
       await this.deleteBlob(key).catch(() => {});
       throw failure ?? new Error(`body has ${seen} bytes, expected ${length}`);
