@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { MetadataStore } from './metadata/store.js';
 import { SqliteMetadataStore } from './metadata/sqlite/sqlite-store.js';
+import { PostgresMetadataStore } from './metadata/postgres/postgres-store.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { FilesystemBlobStore } from './storage/filesystem.js';
 
@@ -14,6 +15,16 @@ export interface Backends {
 export async function openBackends(config: Config): Promise<Backends> {
   const storage = new FilesystemBlobStore(config.data);
   await storage.init();
-  const metadata = new SqliteMetadataStore(join(config.data, 'metadata.db'));
+  const metadata = await openMetadata(config);
   return { metadata, storage };
+}
+
+/** The configured metadata store, migrated to the current schema (a newer schema is refused). */
+export async function openMetadata(config: Config): Promise<MetadataStore> {
+  if (config.metadata) return PostgresMetadataStore.open(config.metadata);
+  return new SqliteMetadataStore(sqliteFile(config));
+}
+
+export function sqliteFile(config: Config): string {
+  return join(config.data, 'metadata.db');
 }

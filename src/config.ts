@@ -27,6 +27,8 @@ export interface Config {
   addr: string;
   /** Data directory: the SQLite database and the blobs. */
   data: string;
+  /** Metadata store: a postgres:// URL; undefined means the SQLite file in the data directory. */
+  metadata?: string;
   logLevel: LogLevel;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
@@ -80,11 +82,20 @@ function checkLogLevel(level: string): LogLevel {
   return level as LogLevel;
 }
 
+/** The metadata store's location: only PostgreSQL URLs (SQLite lives in the data directory). */
+function checkMetadata(value: string): string {
+  if (!/^postgres(ql)?:\/\/[^\s]+$/i.test(value)) {
+    throw new ConfigError('invalid metadata store: use a postgres://USER@HOST:PORT/DB URL (or leave it unset for SQLite in the data directory)');
+  }
+  return value;
+}
+
 /** Settings given on the command line; undefined means "not given". */
 export interface ConfigOverrides {
   config?: string;
   addr?: string;
   data?: string;
+  metadata?: string;
   logLevel?: string;
   deletes?: boolean;
 }
@@ -95,11 +106,13 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (file) applyFile(config, file);
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
+  if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (flags.addr) config.addr = flags.addr;
   if (flags.data) config.data = flags.data;
+  if (flags.metadata) config.metadata = checkMetadata(flags.metadata);
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
   parseAddr(config.addr);
@@ -117,10 +130,11 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'log', 'deletes', 'gc']);
+  const known = new Set(['addr', 'data', 'metadata', 'log', 'deletes', 'gc']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
+  if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));

@@ -4,6 +4,7 @@ import './thread-pool.js';
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
 import type { FsckFlags, GcFlags } from './lifecycle.js';
+import type { MigrateFlags } from './migrate.js';
 
 const program = new Command();
 
@@ -21,6 +22,7 @@ function withCommonOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'YAML configuration file (env: BERTH_CONFIG)')
     .option('-d, --data <dir>', 'data directory: metadata.db and blobs (env: BERTH_DATA; default ./data)')
+    .option('--metadata <url>', 'metadata store: postgres://USER@HOST:PORT/DB (env: BERTH_METADATA; default SQLite in the data directory)')
     .addOption(
       new Option('--log-level <level>', 'log level; warn and above turns the per-request log off (env: BERTH_LOG_LEVEL; default info)').choices([
         'trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent',
@@ -40,6 +42,7 @@ variables, then flags. A config file looks like:
 
   addr: 0.0.0.0:5000
   data: /var/lib/berth
+  metadata: postgres://berth@db:5432/berth   # optional; default SQLite in data
   deletes: true
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
@@ -95,10 +98,29 @@ also repaired: a second run then exits 0), 2 on a usage or configuration error.`
     process.exitCode = await fsckCommand(opts);
   });
 
+withCommonOptions(program.command('migrate'))
+  .description('apply pending metadata schema migrations (serve also applies them at start)')
+  .option('--status', 'only print the schema version and whether migrations are pending (exit 1 if any)')
+  .option('--json', 'print the result as JSON')
+  .addHelpText(
+    'after',
+    `
+Safe to run while other nodes start or serve: migrations are applied under a
+lock, each in its own transaction. A schema newer than this Berth is refused.`,
+  )
+  .action(async (opts: MigrateFlags) => {
+    const { migrateCommand } = await import('./migrate.js');
+    process.exitCode = await migrateCommand(opts);
+  });
+
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof ConfigError) {
     process.stderr.write(`berth: ${e.message}\n`);
     process.exit(2);
+  }
+  if ((e as Error).name === 'SchemaTooNewError') {
+    process.stderr.write(`berth: ${(e as Error).message}\n`);
+    process.exit(1);
   }
   process.stderr.write(`berth: ${(e as Error).stack ?? e}\n`);
   process.exit(1);

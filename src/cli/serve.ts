@@ -7,6 +7,7 @@ import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
+import { redactUrl } from '../metadata/postgres/postgres-store.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
@@ -19,7 +20,8 @@ export async function serve(config: Config): Promise<void> {
   await app.listen({ host, port });
   const address = app.server.address() as AddressInfo;
   // Logged at warn so that it shows with request logging off (--log-level warn).
-  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes }, 'listening');
+  const metadataAt = config.metadata ? redactUrl(config.metadata) : 'sqlite';
+  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, metadata: metadataAt, deletes: config.deletes }, 'listening');
 
   gc.startBackground();
 

@@ -486,7 +486,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 }
 
-function migrate(db: Database.Database): void {
+/** Applies pending migrations; refuses a schema newer than this code. Returns the versions before and after. */
+export function migrate(db: Database.Database): { from: number; to: number } {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > MIGRATIONS.length) {
     throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
@@ -497,6 +498,7 @@ function migrate(db: Database.Database): void {
       db.pragma(`user_version = ${v + 1}`);
     }).immediate();
   }
+  return { from: version, to: MIGRATIONS.length };
 }
 
 function page(items: string[], limit: number): Page {

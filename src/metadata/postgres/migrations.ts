@@ -1,0 +1,225 @@
+/**
+ * PostgreSQL schema, as numbered migrations applied in order and recorded in
+ * `berth_schema_migrations`. Applying them holds an advisory lock, so several
+ * nodes starting at once apply each migration exactly once; a database whose
+ * schema is newer than this code is refused, so an old binary never writes
+ * to a schema it does not understand.
+ *
+ * The tables mirror the SQLite schema (src/metadata/sqlite/schema.ts) so that
+ * both stores pass one test suite. Times are milliseconds since the epoch in
+ * bigint columns; names are compared byte-wise (COLLATE "C") so that tag and
+ * repository listings sort in lexical byte order, as the spec asks.
+ */
+import type { ClientBase, Pool } from 'pg';
+
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    description: 'initial schema',
+    sql: `
+  CREATE TABLE repositories (
+    -- An identity is never reused, so (id, tags_version) names one state of one repository's tags.
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text COLLATE "C" NOT NULL UNIQUE,
+    created_at    bigint NOT NULL,
+    tags_version  bigint NOT NULL DEFAULT 0
+  );
+
+  -- state 0 = live, 1 = being deleted by GC (treated as absent by every reader).
+  CREATE TABLE blobs (
+    digest       text COLLATE "C" PRIMARY KEY,
+    size         bigint NOT NULL,
+    storage_key  text NOT NULL UNIQUE,
+    state        smallint NOT NULL DEFAULT 0,
+    last_seen    bigint NOT NULL
+  );
+  CREATE INDEX blobs_deleting ON blobs(digest) WHERE state = 1;
+
+  CREATE TABLE repository_blobs (
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest         text COLLATE "C" NOT NULL,
+    last_seen      bigint NOT NULL,
+    PRIMARY KEY (repository_id, digest)
+  );
+  CREATE INDEX repository_blobs_by_digest ON repository_blobs(digest);
+
+  CREATE TABLE manifests (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest         text COLLATE "C" NOT NULL,
+    media_type     text NOT NULL,
+    artifact_type  text,
+    subject        text COLLATE "C",
+    annotations    text,
+    size           bigint NOT NULL,
+    body           bytea NOT NULL,
+    created_at     bigint NOT NULL,
+    -- Set while the manifest has no tag and no parent index: a GC candidate since then.
+    untagged_at    bigint,
+    UNIQUE (repository_id, digest)
+  );
+  CREATE INDEX manifests_by_subject ON manifests(repository_id, subject) WHERE subject IS NOT NULL;
+  CREATE INDEX manifests_untagged ON manifests(untagged_at) WHERE untagged_at IS NOT NULL;
+
+  CREATE TABLE manifest_blobs (
+    manifest_id  bigint NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    digest       text COLLATE "C" NOT NULL,
+    PRIMARY KEY (manifest_id, digest)
+  );
+  CREATE INDEX manifest_blobs_by_digest ON manifest_blobs(digest);
+
+  CREATE TABLE manifest_children (
+    manifest_id    bigint NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    repository_id  bigint NOT NULL,
+    child_digest   text COLLATE "C" NOT NULL,
+    PRIMARY KEY (manifest_id, child_digest)
+  );
+  CREATE INDEX manifest_children_by_child ON manifest_children(repository_id, child_digest);
+
+  CREATE TABLE tags (
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name           text COLLATE "C" NOT NULL,
+    manifest_id    bigint NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    updated_at     bigint NOT NULL,
+    PRIMARY KEY (repository_id, name)
+  );
+  CREATE INDEX tags_by_manifest ON tags(manifest_id);
+
+  -- Every change to a repository's tags (including deletions cascading from a
+  -- manifest) bumps its tags_version in the same transaction. The UPDATE also
+  -- row-locks the repository, so concurrent tag changes of one repository
+  -- each get their own version.
+  CREATE FUNCTION berth_bump_tags_version() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      UPDATE repositories SET tags_version = tags_version + 1 WHERE id = OLD.repository_id;
+    ELSE
+      UPDATE repositories SET tags_version = tags_version + 1 WHERE id = NEW.repository_id;
+    END IF;
+    RETURN NULL;
+  END
+  $fn$;
+  CREATE TRIGGER tags_changed AFTER INSERT OR UPDATE OR DELETE ON tags
+    FOR EACH ROW EXECUTE FUNCTION berth_bump_tags_version();
+
+  CREATE TABLE uploads (
+    id          text PRIMARY KEY,
+    repository  text NOT NULL,
+    "offset"    bigint NOT NULL,
+    created_at  bigint NOT NULL,
+    updated_at  bigint NOT NULL,
+    -- The digest state travels with the upload when its bytes cannot be read back (S3).
+    hash_state  bytea
+  );
+  CREATE INDEX uploads_by_update ON uploads(updated_at);
+
+  -- Blobs whose liveness may have changed since 'since': the only ones GC examines.
+  CREATE TABLE gc_blob_queue (
+    digest  text COLLATE "C" PRIMARY KEY,
+    since   bigint NOT NULL
+  );
+  CREATE INDEX gc_blob_queue_by_since ON gc_blob_queue(since);
+
+  CREATE TABLE lifecycle_runs (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind               text NOT NULL,
+    trigger            text NOT NULL,
+    started_at         bigint NOT NULL,
+    duration_ms        bigint NOT NULL,
+    manifests_deleted  bigint NOT NULL DEFAULT 0,
+    blobs_deleted      bigint NOT NULL DEFAULT 0,
+    bytes_reclaimed    bigint NOT NULL DEFAULT 0,
+    uploads_purged     bigint NOT NULL DEFAULT 0,
+    problems           bigint NOT NULL DEFAULT 0
+  );
+  `,
+  },
+];
+
+export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** Any fixed number: every Berth node takes the same advisory lock to migrate. */
+const MIGRATION_LOCK = 0x62657274; // "bert"
+
+export class SchemaTooNewError extends Error {
+  override name = 'SchemaTooNewError';
+  constructor(readonly found: number, readonly supported: number) {
+    super(`metadata schema version ${found} is newer than this Berth understands (${supported}); upgrade Berth`);
+  }
+}
+
+export interface MigrationStatus {
+  /** Version before (and, for status, now). */
+  from: number;
+  /** Version after applying (equal to `from` when nothing was pending or only the status was asked). */
+  to: number;
+  latest: number;
+}
+
+async function currentVersion(client: ClientBase): Promise<number> {
+  const exists = await client.query(`SELECT to_regclass('berth_schema_migrations') IS NOT NULL AS e`);
+  if (!exists.rows[0].e) return 0;
+  const r = await client.query(`SELECT coalesce(max(version), 0)::int AS v FROM berth_schema_migrations`);
+  return r.rows[0].v as number;
+}
+
+/** The schema version of the database, without changing anything. */
+export async function schemaStatus(pool: Pool): Promise<MigrationStatus> {
+  const client = await pool.connect();
+  try {
+    const v = await currentVersion(client);
+    return { from: v, to: v, latest: LATEST_VERSION };
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Applies pending migrations, each in its own transaction, under an advisory
+ * lock (a second node waits, then finds nothing to do). Refuses a schema newer
+ * than this code.
+ */
+export async function migrate(pool: Pool): Promise<MigrationStatus> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await client.query(`
+        CREATE TABLE IF NOT EXISTS berth_schema_migrations (
+          version     integer PRIMARY KEY,
+          description text NOT NULL,
+          applied_at  bigint NOT NULL
+        )`);
+      const from = await currentVersion(client);
+      if (from > LATEST_VERSION) throw new SchemaTooNewError(from, LATEST_VERSION);
+      for (const m of MIGRATIONS) {
+        if (m.version <= from) continue;
+        await client.query('BEGIN');
+        try {
+          await client.query(m.sql);
+          await client.query('INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)', [
+            m.version,
+            m.description,
+            Date.now(),
+          ]);
+          await client.query('COMMIT');
+        } catch (e) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw e;
+        }
+      }
+      return { from, to: LATEST_VERSION, latest: LATEST_VERSION };
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch((e: Error) => (broken = e));
+    }
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,0 +1,869 @@
+/**
+ * The scale-out MetadataStore: PostgreSQL, shared by any number of Berth
+ * processes on any number of nodes. Same observable semantics as the SQLite
+ * store (the shared suite in test/metadata/ holds both to it).
+ *
+ * Locking strategy (READ COMMITTED + explicit row locks, not SERIALIZABLE):
+ * SQLite gets atomicity for free because it serializes writers; PostgreSQL
+ * runs transactions side by side, and in READ COMMITTED each statement sees
+ * what was committed when it started. So every check an operation acts on is
+ * made *after* taking the row lock that its rival must take too, in a
+ * statement that starts after the lock was granted (a fresh snapshot):
+ *
+ * - Blob rows are the meeting point of pushes and GC (invariant 2).
+ *   putManifest locks every referenced blob `FOR SHARE` (ordered by digest)
+ *   and only then checks state and links; claimBlobIfGarbage locks the blob
+ *   `FOR UPDATE` before it looks for references. Whichever comes second sees
+ *   the first one's commit: the claim sees the new manifest's references and
+ *   keeps the blob, or the push sees the blob marked deleting and answers
+ *   MANIFEST_BLOB_UNKNOWN. Never both. commitBlob and mountBlob lock the blob
+ *   row as well (invariant 3, and mounts renew the grace period under lock).
+ * - GC never waits: its claims take the queue row, the blob row and dangling
+ *   links with `SKIP LOCKED`, and manifest deletions and upload expiry do
+ *   too. A row some request (or another node's collector) is working on is
+ *   simply left for a later pass, so collectors on many nodes split the work
+ *   instead of queueing behind each other or behind pushes.
+ * - Manifests: putManifest locks its child manifests and its own row
+ *   (`FOR NO KEY UPDATE`), GC locks the manifest `FOR UPDATE` before checking
+ *   tags, parents and subject; a push that loses the race re-inserts the
+ *   manifest (its blobs are still held by its share locks).
+ * - Repositories: writers lock the repository row `FOR KEY SHARE`
+ *   (ensureRepository); deleteEmptyRepositories locks candidates
+ *   `FOR UPDATE SKIP LOCKED` and re-checks emptiness in a later statement.
+ * - Tags: a tag is read `FOR UPDATE` and then updated, or inserted with
+ *   `ON CONFLICT DO NOTHING` and retried: no lost update, and the previous
+ *   target is known exactly. A trigger bumps tags_version on every change.
+ * - Upload offsets: `UPDATE ... WHERE offset = $from` is a compare-and-set,
+ *   since PostgreSQL re-checks the condition on the newest row version.
+ *
+ * SERIALIZABLE would give the same guarantees with less thought, but turns
+ * ordinary contention (many pushes sharing base layers) into aborted
+ * transactions that all need retrying; explicit locks make only the true
+ * conflicts wait. The remaining lock-order cycles are rare and harmless to
+ * retry: a transaction that dies with a deadlock (40P01) or serialization
+ * failure (40001) is run again from the start (each operation is a closed
+ * transaction with no side effects outside the database).
+ *
+ * Hot reads (findBlob, findAnyBlob, findManifestByTag/Digest, tagsVersion)
+ * are single statements over the pool, as named prepared statements: one
+ * round trip each.
+ */
+import pg from 'pg';
+import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { RegistryError } from '../../registry/errors.js';
+import type {
+  BlobRecord,
+  CommitBlobResult,
+  LifecycleRun,
+  LifecycleTotals,
+  ManifestRecord,
+  ManifestRef,
+  MetadataStore,
+  NewManifest,
+  Page,
+  ReferrerDescriptor,
+  UploadRecord,
+} from '../store.js';
+import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
+
+const LIVE = 0;
+const DELETING = 1;
+
+type Row = Record<string, unknown>;
+
+export interface PostgresStoreOptions {
+  /** Connections in the pool (default 10, or `?pool=N` in the URL). */
+  poolSize?: number;
+  /** Apply pending migrations at open (default true); a newer schema is refused either way. */
+  migrate?: boolean;
+}
+
+/** The URL with its password hidden, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+export function isPostgresUrl(value: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(value);
+}
+
+/** int8 as a JS number (times, sizes, ids: all far below 2^53), for this pool only. */
+const INT8 = 20;
+const typeParsers = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8 && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as never,
+};
+
+/** Splits `?pool=N` off the URL (pg does not know it) and builds a pool. */
+export function createPool(url: string, poolSize?: number): pg.Pool {
+  const u = new URL(url);
+  const fromUrl = u.searchParams.get('pool');
+  u.searchParams.delete('pool');
+  const max = poolSize ?? (fromUrl !== null ? Number(fromUrl) : 10);
+  if (!Number.isInteger(max) || max < 1) throw new Error(`invalid pool size "${fromUrl}" in metadata URL`);
+  const pool = new pg.Pool({ connectionString: u.toString(), max, types: typeParsers, application_name: 'berth' });
+  // An idle client losing its connection (server restart) must not crash the process.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+// --- SQL ---------------------------------------------------------------------
+// Every statement has a name: pg prepares it once per connection and then
+// sends only Bind/Execute, so a single-statement read is one round trip.
+
+const SQL = {
+  findBlobInRepo: `
+    SELECT b.digest, b.size, b.storage_key, b.last_seen
+    FROM repositories r
+    JOIN repository_blobs l ON l.repository_id = r.id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}`,
+  findBlob: `SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = $1 AND state = ${LIVE}`,
+  touchBlob: `UPDATE blobs SET last_seen = $1 WHERE digest = $2 AND state = ${LIVE}`,
+  lockLiveBlob: `SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = $1 AND state = ${LIVE} FOR NO KEY UPDATE`,
+  lockLiveBlobInRepo: `
+    SELECT b.digest, b.size, b.storage_key, b.last_seen
+    FROM repositories r
+    JOIN repository_blobs l ON l.repository_id = r.id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
+    FOR NO KEY UPDATE OF b`,
+  linkBlob: `
+    INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, $3)
+    ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`,
+  enqueueBlob: `
+    INSERT INTO gc_blob_queue (digest, since) VALUES ($1, $2)
+    ON CONFLICT (digest) DO UPDATE SET since = greatest(gc_blob_queue.since, excluded.since)`,
+  enqueueBlobs: `
+    INSERT INTO gc_blob_queue (digest, since) SELECT DISTINCT d, $2::bigint FROM unnest($1::text[]) AS d ORDER BY d
+    ON CONFLICT (digest) DO UPDATE SET since = greatest(gc_blob_queue.since, excluded.since)`,
+  unlinkBlob: `
+    WITH gone AS (
+      DELETE FROM repository_blobs
+      WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2
+      RETURNING digest)
+    INSERT INTO gc_blob_queue (digest, since) SELECT digest, 0 FROM gone
+    ON CONFLICT (digest) DO UPDATE SET since = greatest(gc_blob_queue.since, excluded.since)
+    RETURNING digest`,
+
+  repositoryIdLocked: `SELECT id FROM repositories WHERE name = $1 FOR KEY SHARE`,
+  insertRepository: `INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id`,
+  repositoryExists: `SELECT 1 FROM repositories WHERE name = $1`,
+  tagsVersion: `SELECT id::text || ':' || tags_version::text AS v FROM repositories WHERE name = $1`,
+
+  createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES ($1, $2, 0, $3, $3)`,
+  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = $1`,
+  uploadExists: `SELECT 1 FROM uploads WHERE id = $1`,
+  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = $2, hash_state = $3 WHERE id = $4 AND "offset" = $5`,
+  deleteUpload: `DELETE FROM uploads WHERE id = $1`,
+
+  insertBlob: `
+    INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES ($1, $2, $3, ${LIVE}, $4)
+    ON CONFLICT (digest) DO NOTHING RETURNING digest`,
+  lockBlobAnyState: `SELECT state, storage_key FROM blobs WHERE digest = $1 FOR UPDATE`,
+  replaceBlob: `UPDATE blobs SET size = $2, storage_key = $3, state = ${LIVE}, last_seen = $4 WHERE digest = $1`,
+
+  findManifestByDigest: `
+    SELECT m.digest, m.media_type, m.size, m.body FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 AND m.digest = $2`,
+  findManifestByTag: `
+    SELECT m.digest, m.media_type, m.size, m.body
+    FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    WHERE r.name = $1 AND t.name = $2`,
+  shareLiveBlobs: `
+    SELECT digest FROM blobs WHERE digest = ANY($1::text[]) AND state = ${LIVE} ORDER BY digest FOR SHARE`,
+  linkedDigests: `SELECT digest FROM repository_blobs WHERE repository_id = $1 AND digest = ANY($2::text[])`,
+  lockManifestsByDigest: `
+    SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) ORDER BY digest FOR NO KEY UPDATE`,
+  lockManifest: `SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2 FOR NO KEY UPDATE`,
+  hasParent: `SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2 LIMIT 1`,
+  insertManifest: `
+    INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, body, created_at, untagged_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
+  insertManifestBlobs: `
+    INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING`,
+  touchLinks: `UPDATE repository_blobs SET last_seen = $1 WHERE repository_id = $2 AND digest = ANY($3::text[])`,
+  insertManifestChildren: `
+    INSERT INTO manifest_children (manifest_id, repository_id, child_digest) SELECT $1, $2, d FROM unnest($3::text[]) AS d
+    ON CONFLICT DO NOTHING`,
+  holdManifests: `UPDATE manifests SET untagged_at = NULL WHERE repository_id = $1 AND digest = ANY($2::text[]) AND untagged_at IS NOT NULL`,
+  holdManifestById: `UPDATE manifests SET untagged_at = NULL WHERE id = $1 AND untagged_at IS NOT NULL`,
+  releaseIfOrphan: `
+    UPDATE manifests m SET untagged_at = $1
+    WHERE m.repository_id = $2 AND m.digest = ANY($3::text[]) AND m.untagged_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+      AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`,
+  releaseReferrers: `UPDATE manifests SET untagged_at = coalesce(untagged_at, $1) WHERE repository_id = $2 AND subject = $3`,
+  lockTag: `SELECT manifest_id FROM tags WHERE repository_id = $1 AND name = $2 FOR UPDATE`,
+  updateTag: `UPDATE tags SET manifest_id = $3, updated_at = $4 WHERE repository_id = $1 AND name = $2`,
+  insertTag: `
+    INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (repository_id, name) DO NOTHING RETURNING name`,
+  deleteTagByName: `
+    DELETE FROM tags t USING repositories r
+    WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
+    RETURNING t.repository_id, t.manifest_id`,
+  releaseIfOrphanById: `
+    UPDATE manifests m SET untagged_at = $1
+    WHERE m.id = $2 AND m.untagged_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+      AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`,
+  lockManifestByName: `
+    SELECT m.id, m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 AND m.digest = $2 FOR UPDATE OF m`,
+  manifestBlobs: `SELECT digest FROM manifest_blobs WHERE manifest_id = $1 ORDER BY digest`,
+  manifestChildren: `SELECT child_digest FROM manifest_children WHERE manifest_id = $1`,
+  deleteManifest: `DELETE FROM manifests WHERE id = $1`,
+  listTags: `
+    SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+    WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3`,
+  listRepositories: `SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`,
+  listReferrers: `
+    SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+    FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 AND m.subject = $2 ORDER BY m.id`,
+
+  manifestCandidates: `
+    SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= $1 ORDER BY m.untagged_at, m.id LIMIT $2`,
+  lockManifestForGc: `
+    SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
+    FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 AND m.digest = $2
+    FOR UPDATE OF m SKIP LOCKED`,
+  manifestHeld: `
+    SELECT EXISTS (SELECT 1 FROM tags WHERE manifest_id = $1)
+        OR EXISTS (SELECT 1 FROM manifest_children WHERE repository_id = $2 AND child_digest = $3)
+        OR ($4::text IS NOT NULL AND EXISTS (SELECT 1 FROM manifests WHERE repository_id = $2 AND digest = $4::text))
+      AS held`,
+  blobCandidates: `SELECT digest FROM gc_blob_queue WHERE since <= $1 ORDER BY since, digest LIMIT $2`,
+  lockQueueEntry: `SELECT digest FROM gc_blob_queue WHERE digest = $1 FOR UPDATE SKIP LOCKED`,
+  queueEntryExists: `SELECT 1 FROM gc_blob_queue WHERE digest = $1`,
+  lockBlobForGc: `SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED`,
+  blobExists: `SELECT 1 FROM blobs WHERE digest = $1`,
+  deleteDanglingLinks: `
+    DELETE FROM repository_blobs l USING (
+      SELECT x.repository_id FROM repository_blobs x
+      WHERE x.digest = $1 AND x.last_seen <= $2 AND NOT EXISTS (
+        SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        WHERE mb.digest = x.digest AND m.repository_id = x.repository_id)
+      FOR UPDATE SKIP LOCKED) d
+    WHERE l.repository_id = d.repository_id AND l.digest = $1`,
+  blobReferences: `
+    SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE digest = $1) AS referenced,
+           (SELECT max(last_seen) FROM repository_blobs WHERE digest = $1) AS newest`,
+  requeueBlob: `UPDATE gc_blob_queue SET since = $1 WHERE digest = $2`,
+  dequeueBlob: `DELETE FROM gc_blob_queue WHERE digest = $1`,
+  markDeleting: `UPDATE blobs SET state = ${DELETING} WHERE digest = $1 AND state = ${LIVE}`,
+  deletingBlobs: `SELECT digest, size, storage_key, last_seen FROM blobs WHERE state = ${DELETING} ORDER BY digest LIMIT $1`,
+  deleteDeletingBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2 AND state = ${DELETING}`,
+  expireUploads: `
+    DELETE FROM uploads WHERE id IN (
+      SELECT id FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING id, updated_at`,
+  lockEmptyRepositories: `
+    SELECT id FROM repositories r
+    WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+      AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)
+    FOR UPDATE SKIP LOCKED`,
+  deleteEmptyRepositories: `
+    DELETE FROM repositories r WHERE r.id = ANY($1::bigint[])
+      AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+      AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
+  listBlobs: `
+    SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
+  storageKeyKnown: `SELECT 1 FROM blobs WHERE storage_key = $1`,
+  forgetBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2`,
+  deleteLinks: `DELETE FROM repository_blobs WHERE digest = $1`,
+  recordRun: `
+    INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
+      bytes_reclaimed, uploads_purged, problems) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+  runTotals: `
+    SELECT kind, count(*) AS runs, sum(manifests_deleted)::bigint AS manifests_deleted,
+      sum(blobs_deleted)::bigint AS blobs_deleted, sum(bytes_reclaimed)::bigint AS bytes_reclaimed,
+      sum(uploads_purged)::bigint AS uploads_purged, sum(problems)::bigint AS problems,
+      sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
+    FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
+} as const;
+
+type Statement = keyof typeof SQL;
+
+/** Runs named statements on one connection (inside a transaction, or the pool for single statements). */
+interface Exec {
+  q<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+function execOn(client: PoolClient | pg.Pool): Exec {
+  return {
+    q: <R extends QueryResultRow>(name: Statement, values: unknown[] = []) =>
+      client.query<R>({ name: `berth_${name}`, text: SQL[name], values }),
+  };
+}
+
+/** How the store reaches the database: the live pool, or a dry run's single transaction. */
+interface Runner {
+  /** One statement, atomically on its own. */
+  one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
+  /** A transaction (retried as a whole on deadlock or serialization failure). */
+  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T>;
+}
+
+const RETRYABLE = new Set(['40001', '40P01']);
+const MAX_ATTEMPTS = 8;
+
+function retryable(e: unknown): boolean {
+  return RETRYABLE.has((e as { code?: string } | undefined)?.code ?? '');
+}
+
+function backoff(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.random() * 5 * 2 ** attempt));
+}
+
+class PoolRunner implements Runner {
+  private readonly exec: Exec;
+  constructor(private readonly pool: pg.Pool) {
+    this.exec = execOn(pool);
+  }
+
+  one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.exec.q<R>(name, values);
+  }
+
+  async tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const value = await fn(execOn(client));
+        await client.query('COMMIT');
+        return value;
+      } catch (e) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError as Error; // the connection is unusable: do not return it to the pool
+        }
+        if (attempt < MAX_ATTEMPTS && retryable(e)) {
+          await backoff(attempt);
+          continue;
+        }
+        throw e;
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+}
+
+/**
+ * A dry run's view: one connection, one transaction that is rolled back at
+ * the end. Each operation runs as a savepoint (undone alone if it fails), one
+ * at a time, so the view behaves like the store: later operations see earlier
+ * ones' changes, and nobody else sees any of them.
+ */
+class DryRunRunner implements Runner {
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly exec: Exec;
+  constructor(private readonly client: PoolClient) {
+    this.exec = execOn(client);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.tx((x) => x.q<R>(name, values));
+  }
+
+  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+    return this.exclusive(async () => {
+      for (let attempt = 1; ; attempt++) {
+        await this.client.query('SAVEPOINT berth_op');
+        try {
+          const value = await fn(this.exec);
+          await this.client.query('RELEASE SAVEPOINT berth_op');
+          return value;
+        } catch (e) {
+          await this.client.query('ROLLBACK TO SAVEPOINT berth_op');
+          await this.client.query('RELEASE SAVEPOINT berth_op');
+          if (attempt < MAX_ATTEMPTS && retryable(e)) {
+            await backoff(attempt);
+            continue;
+          }
+          throw e;
+        }
+      }
+    });
+  }
+}
+
+export class PostgresMetadataStore implements MetadataStore {
+  /**
+   * Connects, checks the schema version (refusing a newer one) and, unless
+   * told not to, applies pending migrations.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresMetadataStore> {
+    const pool = createPool(url, options.poolSize);
+    try {
+      if (options.migrate ?? true) {
+        await migrate(pool);
+      } else {
+        const status = await schemaStatus(pool);
+        if (status.from > LATEST_VERSION) throw new SchemaTooNewError(status.from, LATEST_VERSION);
+        if (status.from < LATEST_VERSION) {
+          throw new Error(`metadata schema version ${status.from} is older than this Berth needs (${LATEST_VERSION}); run berth migrate`);
+        }
+      }
+    } catch (e) {
+      await pool.end().catch(() => undefined);
+      throw e;
+    }
+    return new PostgresMetadataStore(pool, new PoolRunner(pool));
+  }
+
+  private constructor(
+    /** Undefined for a dry run's view, which borrows one connection of its parent's pool. */
+    private readonly pool: pg.Pool | undefined,
+    private readonly db: Runner,
+  ) {}
+
+  // Blobs --------------------------------------------------------------------
+
+  async findBlob(repository: string, digest: string): Promise<BlobRecord | undefined> {
+    return toBlob((await this.db.one('findBlobInRepo', [repository, digest])).rows[0]);
+  }
+
+  async findAnyBlob(digest: string): Promise<BlobRecord | undefined> {
+    return toBlob((await this.db.one('findBlob', [digest])).rows[0]);
+  }
+
+  async touchBlob(digest: string, now: number): Promise<void> {
+    await this.db.one('touchBlob', [now, digest]);
+  }
+
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+    return this.db.tx(async (x) => {
+      // Locked (as a claim would) before anything acts on it: a blob GC has
+      // marked is not mounted, and a mounted one has its grace renewed first.
+      const row = (from === undefined ? await x.q('lockLiveBlob', [digest]) : await x.q('lockLiveBlobInRepo', [from, digest])).rows[0];
+      if (!row) return undefined;
+      const repoId = await ensureRepository(x, repository, now);
+      await x.q('linkBlob', [repoId, digest, now]);
+      await x.q('touchBlob', [now, digest]);
+      await x.q('enqueueBlob', [digest, now]);
+      return toBlob({ ...row, last_seen: now });
+    });
+  }
+
+  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    return ((await this.db.one('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+  }
+
+  // Uploads ------------------------------------------------------------------
+
+  async createUpload(id: string, repository: string, now: number): Promise<void> {
+    await this.db.one('createUpload', [id, repository, now]);
+  }
+
+  async findUpload(id: string): Promise<UploadRecord | undefined> {
+    const row = (await this.db.one('findUpload', [id])).rows[0];
+    if (!row) return undefined;
+    return {
+      id: row.id as string,
+      repository: row.repository as string,
+      offset: row.offset as number,
+      createdAt: row.created_at as number,
+      updatedAt: row.updated_at as number,
+      ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
+    };
+  }
+
+  async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
+    // PostgreSQL re-checks `"offset" = from` on the newest row version after
+    // waiting for a concurrent update: a compare-and-set.
+    return ((await this.db.one('advanceUpload', [to, now, hashState ?? null, id, from])).rowCount ?? 0) > 0;
+  }
+
+  async deleteUpload(id: string): Promise<boolean> {
+    return ((await this.db.one('deleteUpload', [id])).rowCount ?? 0) > 0;
+  }
+
+  async commitBlob(
+    uploadId: string | undefined,
+    repository: string,
+    blob: Omit<BlobRecord, 'lastSeen'>,
+    now: number,
+  ): Promise<CommitBlobResult> {
+    return this.db.tx(async (x): Promise<CommitBlobResult> => {
+      if (uploadId !== undefined && (await x.q('deleteUpload', [uploadId])).rowCount === 0) {
+        // Another request finished or cancelled this upload first.
+        throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+      }
+      const repoId = await ensureRepository(x, repository, now);
+      let result: CommitBlobResult;
+      for (;;) {
+        // New digest: insert. Otherwise lock the row (a concurrent commit of
+        // the same digest waits here) and look at its state.
+        if ((await x.q('insertBlob', [blob.digest, blob.size, blob.storageKey, now])).rowCount) {
+          result = { outcome: 'stored' };
+          break;
+        }
+        const existing = (await x.q('lockBlobAnyState', [blob.digest])).rows[0];
+        if (!existing) continue; // GC finished deleting it in between: insert again
+        if (existing.state === LIVE) {
+          await x.q('touchBlob', [now, blob.digest]);
+          result = { outcome: 'already-present' };
+        } else {
+          // Being deleted by GC: this upload's object becomes the blob. GC
+          // deletes by the key it marked, so it cannot remove this one.
+          await x.q('replaceBlob', [blob.digest, blob.size, blob.storageKey, now]);
+          result = { outcome: 'stored', replacedKey: existing.storage_key as string };
+        }
+        break;
+      }
+      await x.q('linkBlob', [repoId, blob.digest, now]);
+      await x.q('enqueueBlob', [blob.digest, now]);
+      return result;
+    });
+  }
+
+  // Manifests and tags -------------------------------------------------------
+
+  async findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    return toManifest((await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
+  }
+
+  async findManifestByTag(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    return toManifest((await this.db.one('findManifestByTag', [repository, tag])).rows[0]);
+  }
+
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+    const blobs = [...new Set(m.blobs)];
+    const children = [...new Set(m.children)];
+    await this.db.tx(async (x) => {
+      const repoId = await ensureRepository(x, repository, now);
+      // Invariant 2: share-lock the blobs first (a claim needs FOR UPDATE, so
+      // it waits for this transaction or has already marked the blob, which
+      // this lock then sees), then check links in a statement that starts
+      // after the locks were granted.
+      if (blobs.length > 0) {
+        const live = new Set((await x.q('shareLiveBlobs', [blobs])).rows.map((r) => r.digest as string));
+        const linked = new Set((await x.q('linkedDigests', [repoId, blobs])).rows.map((r) => r.digest as string));
+        const missing = m.blobs.filter((d) => !live.has(d) || !linked.has(d));
+        if (missing.length > 0) {
+          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'manifest references blobs unknown to the repository', {
+            detail: { digests: [...new Set(missing)].slice(0, 20) },
+          });
+        }
+      }
+      if (children.length > 0) {
+        // Locked: GC cannot delete a child this index is about to hold.
+        const present = new Set((await x.q('lockManifestsByDigest', [repoId, children])).rows.map((r) => r.digest as string));
+        const missing = m.children.filter((d) => !present.has(d));
+        if (missing.length > 0) {
+          throw new RegistryError('MANIFEST_UNKNOWN', 'index references manifests unknown to the repository', {
+            detail: { digests: [...new Set(missing)].slice(0, 20) },
+          });
+        }
+      }
+      let id: number | undefined;
+      for (;;) {
+        id = (await x.q('lockManifest', [repoId, m.digest])).rows[0]?.id as number | undefined;
+        if (id !== undefined) break;
+        const held = tag !== undefined || (await x.q('hasParent', [repoId, m.digest])).rowCount! > 0;
+        id = (
+          await x.q('insertManifest', [
+            repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
+            m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, held ? null : now,
+          ])
+        ).rows[0]?.id as number | undefined;
+        if (id === undefined) continue; // pushed concurrently: lock that one
+        if (blobs.length > 0) {
+          await x.q('insertManifestBlobs', [id, blobs]);
+          await x.q('touchLinks', [now, repoId, blobs]);
+        }
+        if (children.length > 0) {
+          await x.q('insertManifestChildren', [id, repoId, children]);
+          await x.q('holdManifests', [repoId, children]);
+        }
+        break;
+      }
+      if (tag !== undefined) {
+        const previous = await upsertTag(x, repoId, tag, id, now);
+        await x.q('holdManifestById', [id]);
+        if (previous !== undefined && previous !== id) await x.q('releaseIfOrphanById', [now, previous]);
+      }
+    });
+  }
+
+  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+    return this.db.tx(async (x) => {
+      const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
+      if (!row) return false;
+      await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
+      return true;
+    });
+  }
+
+  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+    return this.db.tx(async (x) => {
+      const row = (await x.q('deleteTagByName', [repository, tag])).rows[0];
+      if (!row) return false;
+      await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      return true;
+    });
+  }
+
+  async repositoryExists(repository: string): Promise<boolean> {
+    return ((await this.db.one('repositoryExists', [repository])).rowCount ?? 0) > 0;
+  }
+
+  async tagsVersion(repository: string): Promise<string | undefined> {
+    return (await this.db.one('tagsVersion', [repository])).rows[0]?.v as string | undefined;
+  }
+
+  async listTags(repository: string, last: string | undefined, limit: number): Promise<Page> {
+    const rows = (await this.db.one('listTags', [repository, last ?? '', limit + 1])).rows;
+    return page(rows.map((r) => r.name as string), limit);
+  }
+
+  async listRepositories(last: string | undefined, limit: number): Promise<Page> {
+    const rows = (await this.db.one('listRepositories', [last ?? '', limit + 1])).rows;
+    return page(rows.map((r) => r.name as string), limit);
+  }
+
+  async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
+    const rows = (await this.db.one('listReferrers', [repository, subject])).rows;
+    return rows
+      .filter((r) => artifactType === undefined || r.artifact_type === artifactType)
+      .map((r) => {
+        const d: ReferrerDescriptor = { mediaType: r.media_type as string, digest: r.digest as string, size: r.size as number };
+        if (r.artifact_type) d.artifactType = r.artifact_type as string;
+        if (r.annotations) d.annotations = JSON.parse(r.annotations as string);
+        return d;
+      });
+  }
+
+  // Lifecycle ----------------------------------------------------------------
+
+  async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
+    const rows = (await this.db.one('manifestCandidates', [cutoff, limit])).rows;
+    return rows.map((r) => ({ repository: r.name as string, digest: r.digest as string }));
+  }
+
+  async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
+    return this.db.tx(async (x) => {
+      // SKIP LOCKED: a manifest a push (or another collector) is working on is left for a later pass.
+      const row = (await x.q('lockManifestForGc', [ref.repository, ref.digest])).rows[0];
+      if (!row || row.untagged_at === null || (row.untagged_at as number) > cutoff) return undefined;
+      const id = row.id as number;
+      const repoId = row.repository_id as number;
+      const held = (await x.q('manifestHeld', [id, repoId, ref.digest, row.subject ?? null])).rows[0]!.held as boolean;
+      if (held) {
+        // Live through a tag, a parent or its subject: no longer a candidate until that changes.
+        await x.q('holdManifestById', [id]);
+        return undefined;
+      }
+      await deleteManifestRow(x, id, repoId, ref.digest, now);
+      return toManifest(row);
+    });
+  }
+
+  async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
+    return (await this.db.one('blobCandidates', [cutoff, limit])).rows.map((r) => r.digest as string);
+  }
+
+  async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
+    return this.db.tx(async (x) => {
+      // A claim waits for nothing: whatever another transaction holds (a push
+      // share-locking the blob, a manifest deletion re-queueing it, another
+      // node's collector) is skipped and stays queued for a later pass.
+      const queued = (await x.q('lockQueueEntry', [digest])).rowCount! > 0;
+      if (!queued && (await x.q('queueEntryExists', [digest])).rowCount! > 0) return { linksRemoved: 0 };
+      const row = (await x.q('lockBlobForGc', [digest])).rows[0];
+      if (!row && (await x.q('blobExists', [digest])).rowCount! > 0) return { linksRemoved: 0 };
+      // From here on the blob row is ours: no push can reference it or link it until we commit.
+      const linksRemoved = (await x.q('deleteDanglingLinks', [digest, cutoff])).rowCount ?? 0;
+      if (!row || row.state !== LIVE) {
+        await x.q('dequeueBlob', [digest]);
+        return { linksRemoved };
+      }
+      const refs = (await x.q('blobReferences', [digest])).rows[0]!;
+      if (refs.referenced) {
+        // Referenced: a manifest deletion re-queues it.
+        await x.q('dequeueBlob', [digest]);
+        return { linksRemoved };
+      }
+      const newestLink = refs.newest as number | null;
+      const newest = Math.max(newestLink ?? 0, row.last_seen as number);
+      if (newestLink !== null || newest > cutoff) {
+        // Still linked (recently, or by a row someone holds), uploaded or said to exist: look again later.
+        await x.q('requeueBlob', [newest, digest]);
+        return { linksRemoved };
+      }
+      await x.q('markDeleting', [digest]);
+      await x.q('dequeueBlob', [digest]);
+      return { blob: toBlob(row), linksRemoved };
+    });
+  }
+
+  async listDeletingBlobs(limit: number): Promise<BlobRecord[]> {
+    return (await this.db.one('deletingBlobs', [limit])).rows.map((r) => toBlob(r)!);
+  }
+
+  async finishBlobDeletion(digest: string, storageKey: string): Promise<void> {
+    await this.db.one('deleteDeletingBlob', [digest, storageKey]);
+  }
+
+  async expireUploads(cutoff: number, limit: number): Promise<string[]> {
+    const rows = (await this.db.one('expireUploads', [cutoff, limit])).rows;
+    return rows.sort((a, b) => (a.updated_at as number) - (b.updated_at as number)).map((r) => r.id as string);
+  }
+
+  async deleteEmptyRepositories(): Promise<number> {
+    return this.db.tx(async (x) => {
+      // Lock first, re-check after: a writer that linked something into the
+      // repository committed before our lock (and the check sees it), or
+      // waits for it (and then creates the repository again).
+      const ids = (await x.q('lockEmptyRepositories')).rows.map((r) => r.id as number);
+      if (ids.length === 0) return 0;
+      return (await x.q('deleteEmptyRepositories', [ids])).rowCount ?? 0;
+    });
+  }
+
+  async listBlobs(after: string, limit: number): Promise<BlobRecord[]> {
+    return (await this.db.one('listBlobs', [after, limit])).rows.map((r) => toBlob(r)!);
+  }
+
+  async storageKeyKnown(key: string): Promise<boolean> {
+    return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
+  }
+
+  async uploadExists(id: string): Promise<boolean> {
+    return ((await this.db.one('uploadExists', [id])).rowCount ?? 0) > 0;
+  }
+
+  async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
+    return this.db.tx(async (x) => {
+      if ((await x.q('forgetBlob', [digest, storageKey])).rowCount === 0) return false;
+      await x.q('deleteLinks', [digest]);
+      await x.q('dequeueBlob', [digest]);
+      return true;
+    });
+  }
+
+  async recordRun(run: LifecycleRun): Promise<void> {
+    await this.db.one('recordRun', [
+      run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
+      run.bytesReclaimed, run.uploadsPurged, run.problems,
+    ]);
+  }
+
+  async runTotals(): Promise<LifecycleTotals[]> {
+    return (await this.db.one('runTotals')).rows.map((r) => ({
+      kind: r.kind as string,
+      runs: r.runs as number,
+      manifestsDeleted: r.manifests_deleted as number,
+      blobsDeleted: r.blobs_deleted as number,
+      bytesReclaimed: r.bytes_reclaimed as number,
+      uploadsPurged: r.uploads_purged as number,
+      problems: r.problems as number,
+      durationMs: r.duration_ms as number,
+      lastRunAt: r.last_run_at as number,
+    }));
+  }
+
+  /**
+   * The view runs in one READ COMMITTED transaction on one connection, each
+   * operation in a savepoint, and is rolled back at the end. Nothing it does
+   * is ever visible to anyone else. Locking consequence: rows the view
+   * changes stay locked until the dry run ends — garbage manifests, their
+   * tags-free children and referrers, dangling links, queue entries, blobs it
+   * "marks", expired uploads, empty repositories. Live requests touching
+   * exactly those rows (re-pushing a garbage manifest, re-uploading a blob the
+   * view marked, pushing into an empty repository it "removed") wait until
+   * the dry run finishes; everything else proceeds, and live collectors skip
+   * the locked rows. The view itself skips rows live requests hold, like a
+   * real run. A dry run is as long as a real run, so keep it for operators.
+   */
+  async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
+    if (!this.pool) return fn(this); // already a view: its changes are discarded anyway
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      // A process that dies mid-run loses its connection and so its locks; a hung one is cut off.
+      await client.query(`SET LOCAL idle_in_transaction_session_timeout = '60s'`);
+      const view = new PostgresMetadataStore(undefined, new DryRunRunner(client));
+      return await fn(view);
+    } finally {
+      await client.query('ROLLBACK').catch((e: Error) => (broken = e));
+      client.release(broken);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.end();
+  }
+}
+
+// Internals (each runs inside the caller's transaction) -------------------------
+
+/** The repository's id, creating it if needed; key-share locked so deleteEmptyRepositories cannot remove it under us. */
+async function ensureRepository(x: Exec, name: string, now: number): Promise<number> {
+  for (;;) {
+    const found = (await x.q('repositoryIdLocked', [name])).rows[0];
+    if (found) return found.id as number;
+    const created = (await x.q('insertRepository', [name, now])).rows[0];
+    if (created) return created.id as number;
+    // Created by a concurrent transaction that has committed since: lock that one.
+  }
+}
+
+/** Points the tag at the manifest; returns the manifest it pointed at before, if any. */
+async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number): Promise<number | undefined> {
+  for (;;) {
+    const current = (await x.q('lockTag', [repoId, tag])).rows[0];
+    if (current) {
+      await x.q('updateTag', [repoId, tag, manifestId, now]);
+      return current.manifest_id as number;
+    }
+    if ((await x.q('insertTag', [repoId, tag, manifestId, now])).rowCount) return undefined;
+    // Inserted concurrently and committed: lock and update that row.
+  }
+}
+
+/** Deletes a manifest; its blobs, children and referrers become GC candidates. The row must be locked. */
+async function deleteManifestRow(x: Exec, id: number, repoId: number, digest: string, now: number): Promise<void> {
+  const blobs = (await x.q('manifestBlobs', [id])).rows.map((r) => r.digest as string);
+  const children = (await x.q('manifestChildren', [id])).rows.map((r) => r.child_digest as string);
+  await x.q('deleteManifest', [id]);
+  if (blobs.length > 0) await x.q('enqueueBlobs', [blobs, now]);
+  if (children.length > 0) await x.q('releaseIfOrphan', [now, repoId, children]);
+  await x.q('releaseReferrers', [now, repoId, digest]);
+}
+
+function page(items: string[], limit: number): Page {
+  return { items: items.slice(0, limit), more: items.length > limit };
+}
+
+function toBlob(row: Row | undefined): BlobRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, size: row.size as number, storageKey: row.storage_key as string, lastSeen: row.last_seen as number };
+}
+
+function toManifest(row: Row | undefined): ManifestRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
+}

@@ -1,0 +1,92 @@
+/**
+ * The shared MetadataStore suite against PostgreSQL (a fresh database per
+ * test; `open()` gives a second pool on it, i.e. another node), plus what is
+ * PostgreSQL's own: migrations under concurrent starts, schema refusal.
+ * Skips with a message when no server is reachable, and fails then under CI=true.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { PostgresMetadataStore, redactUrl } from '../../src/metadata/postgres/postgres-store.js';
+import { LATEST_VERSION } from '../../src/metadata/postgres/migrations.js';
+import { berth } from '../helpers/berth-cli.js';
+import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
+import { metadataStoreSuite } from './store-suite.js';
+
+const unavailable = await postgresUnavailable();
+
+if (unavailable && process.env.CI === 'true') {
+  it('PostgreSQL is reachable (required under CI=true)', () => assert.fail(unavailable));
+} else if (unavailable) {
+  describe('MetadataStore contract: postgres', { skip: `skipped: ${unavailable}` }, () => {
+    it('needs a PostgreSQL server');
+  });
+} else {
+  const databases: TestDatabase[] = [];
+  after(async () => {
+    await Promise.all(databases.map((d) => d.drop()));
+  });
+
+  metadataStoreSuite('postgres', async () => {
+    const db = await createTestDatabase();
+    databases.push(db);
+    return {
+      open: () => PostgresMetadataStore.open(db.url, { poolSize: 4 }),
+      cleanup: () => db.drop(),
+    };
+  });
+
+  describe('PostgreSQL schema migrations', () => {
+    it('nodes starting at once on an empty database migrate it exactly once', async () => {
+      const db = await createTestDatabase();
+      databases.push(db);
+      const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresMetadataStore.open(db.url, { poolSize: 2 })));
+      await Promise.all(stores.map((s) => s.close()));
+      const client = new pg.Client(db.url);
+      await client.connect();
+      const rows = (await client.query('SELECT version FROM berth_schema_migrations ORDER BY version')).rows.map((r) => r.version);
+      await client.end();
+      assert.deepEqual(rows, Array.from({ length: LATEST_VERSION }, (_, i) => i + 1));
+    });
+
+    it('a schema newer than the code is refused at start, by serve and by migrate', async () => {
+      const db = await createTestDatabase();
+      databases.push(db);
+      await (await PostgresMetadataStore.open(db.url)).close();
+      const client = new pg.Client(db.url);
+      await client.connect();
+      await client.query(`INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES (${LATEST_VERSION + 1}, 'future', 0)`);
+      await client.end();
+      await assert.rejects(PostgresMetadataStore.open(db.url), /schema version \d+ is newer than this Berth understands/);
+      const migrate = await berth(['migrate', '--metadata', db.url]);
+      assert.equal(migrate.code, 1);
+      assert.match(migrate.stderr, /newer than this Berth understands/);
+      const serve = await berth(['serve', '--addr', '127.0.0.1:0', '--data', '/nonexistent-berth-dir', '--metadata', db.url]);
+      assert.notEqual(serve.code, 0);
+      assert.match(serve.stderr, /newer than this Berth understands/);
+    });
+
+    it('berth migrate applies pending migrations and prints from → to; --status only reports', async () => {
+      const db = await createTestDatabase();
+      databases.push(db);
+      const status = await berth(['migrate', '--status', '--json', '--metadata', db.url]);
+      assert.equal(status.code, 1, 'pending migrations: exit 1');
+      assert.equal(JSON.parse(status.stdout).from, 0);
+      const withPassword = new URL(db.url);
+      withPassword.password = 'hunter2';
+      const run = await berth(['migrate', '--metadata', db.url]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`schema version 0 → ${LATEST_VERSION}`));
+      const again = await berth(['migrate', '--status', '--metadata', db.url]);
+      assert.equal(again.code, 0);
+      assert.match(again.stdout, /up to date/);
+      assert.doesNotMatch(redactUrl(withPassword.toString()), /hunter2/);
+    });
+
+    it('an unreachable server is a clear error naming the URL without its password', async () => {
+      const r = await berth(['migrate', '--metadata', 'postgres://someone:hunter2@127.0.0.1:1/none']);
+      assert.notEqual(r.code, 0);
+      assert.doesNotMatch(r.stderr + r.stdout, /hunter2/);
+    });
+  });
+}

@@ -1,0 +1,581 @@
+/**
+ * The MetadataStore contract, as one suite every implementation must pass
+ * (the idea of distribution's storage driver test suites). Each test gets an
+ * empty database; `open()` gives another store on the same database — a
+ * second process or node — for the races of the consistency contract.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { RegistryError } from '../../src/registry/errors.js';
+import type { MetadataStore, NewManifest } from '../../src/metadata/store.js';
+
+export interface StoreFixture {
+  /** A new store instance (its own connections) on this fixture's database. */
+  open(): Promise<MetadataStore>;
+  /** Removes the database; the stores opened are closed by the suite first. */
+  cleanup(): Promise<void>;
+}
+
+export type FixtureFactory = () => Promise<StoreFixture>;
+
+const T = 1_000_000; // a fixed "now", ms
+
+export function digestOf(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+let keySeq = 0;
+function key(digest: string): string {
+  return `sha256/${digest.slice(7, 9)}/${digest.slice(7)}.u${++keySeq}-${process.pid}`;
+}
+
+function manifest(name: string, blobs: string[], extra: Partial<NewManifest> = {}): NewManifest {
+  const body = Buffer.from(JSON.stringify({ name, blobs, children: extra.children ?? [], subject: extra.subject ?? null }));
+  return {
+    digest: digestOf(body.toString()),
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: body.length,
+    body,
+    blobs,
+    children: [],
+    ...extra,
+  };
+}
+
+function isError(code: string) {
+  return (e: unknown) => {
+    assert.ok(e instanceof RegistryError, `expected RegistryError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code);
+    return true;
+  };
+}
+
+/** Stores a blob into a repository the way an upload does. */
+async function pushBlob(s: MetadataStore, repo: string, name: string, now = T) {
+  const digest = digestOf(name);
+  const storageKey = key(digest);
+  const result = await s.commitBlob(undefined, repo, { digest, size: name.length, storageKey }, now);
+  return { digest, storageKey, result };
+}
+
+export function metadataStoreSuite(label: string, factory: FixtureFactory, options: { concurrency?: boolean } = {}): void {
+  /** Runs a test against a fresh database; `more()` opens a second store (another node). */
+  function test(name: string, fn: (s: MetadataStore, more: () => Promise<MetadataStore>) => Promise<void>) {
+    it(name, async () => {
+      const fixture = await factory();
+      const opened: MetadataStore[] = [];
+      const more = async () => {
+        const s = await fixture.open();
+        opened.push(s);
+        return s;
+      };
+      try {
+        await fn(await more(), more);
+      } finally {
+        for (const s of opened) await s.close();
+        await fixture.cleanup();
+      }
+    });
+  }
+
+  describe(`MetadataStore contract: ${label}`, () => {
+    describe('blobs', () => {
+      test('a committed blob is found through its repository only, and anywhere by findAnyBlob', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer-1');
+        assert.deepEqual(b.result, { outcome: 'stored' });
+        assert.deepEqual(await s.findBlob('a/app', b.digest), { digest: b.digest, size: 7, storageKey: b.storageKey, lastSeen: T });
+        assert.equal(await s.findBlob('b/other', b.digest), undefined);
+        assert.equal((await s.findAnyBlob(b.digest))?.storageKey, b.storageKey);
+        assert.equal(await s.findAnyBlob(digestOf('nothing')), undefined);
+        assert.equal(await s.repositoryExists('a/app'), true);
+        assert.equal(await s.repositoryExists('b/other'), false);
+      });
+
+      test('committing a live digest again is already-present: linked, renewed, stored once', async (s) => {
+        const first = await pushBlob(s, 'a/app', 'layer');
+        const again = await s.commitBlob(undefined, 'b/app', { digest: first.digest, size: 5, storageKey: key(first.digest) }, T + 50);
+        assert.deepEqual(again, { outcome: 'already-present' });
+        const found = await s.findBlob('b/app', first.digest);
+        assert.equal(found?.storageKey, first.storageKey);
+        assert.equal(found?.lastSeen, T + 50);
+      });
+
+      test('commitBlob ends the upload session; an unknown session is BLOB_UPLOAD_UNKNOWN and stores nothing', async (s) => {
+        await s.createUpload('u1', 'a/app', T);
+        const digest = digestOf('x');
+        await s.commitBlob('u1', 'a/app', { digest, size: 1, storageKey: key(digest) }, T);
+        assert.equal(await s.uploadExists('u1'), false);
+        const other = digestOf('y');
+        await assert.rejects(s.commitBlob('u1', 'a/app', { digest: other, size: 1, storageKey: key(other) }, T), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.findAnyBlob(other), undefined);
+      });
+
+      test('touchBlob renews the grace period of a live blob', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        await s.touchBlob(b.digest, T + 1000);
+        assert.equal((await s.findBlob('a/app', b.digest))?.lastSeen, T + 1000);
+      });
+
+      test('mountBlob links a blob live in `from` (or anywhere), renewing it; refuses otherwise', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer');
+        assert.equal(await s.mountBlob('a/dst', b.digest, 'a/nowhere', T + 1), undefined);
+        assert.equal(await s.findBlob('a/dst', b.digest), undefined);
+        const mounted = await s.mountBlob('a/dst', b.digest, 'a/src', T + 2);
+        assert.deepEqual(mounted, { digest: b.digest, size: 5, storageKey: b.storageKey, lastSeen: T + 2 });
+        assert.equal((await s.findBlob('a/dst', b.digest))?.lastSeen, T + 2);
+        assert.ok(await s.mountBlob('a/third', b.digest, undefined, T + 3));
+        assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
+      });
+
+      test('unlinkBlob removes the link once and makes the blob a GC candidate', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        assert.equal(await s.unlinkBlob('a/app', b.digest), true);
+        assert.equal(await s.unlinkBlob('a/app', b.digest), false);
+        assert.equal(await s.unlinkBlob('a/none', b.digest), false);
+        assert.equal(await s.findBlob('a/app', b.digest), undefined);
+        assert.ok((await s.listBlobCandidates(T, 10)).includes(b.digest));
+      });
+    });
+
+    describe('uploads', () => {
+      test('uploads: create, find, compare-and-set offsets with hash state, delete', async (s) => {
+        await s.createUpload('u1', 'a/app', T);
+        assert.deepEqual(await s.findUpload('u1'), { id: 'u1', repository: 'a/app', offset: 0, createdAt: T, updatedAt: T });
+        assert.equal(await s.advanceUpload('u1', 0, 100, T + 1, Buffer.from([1, 2, 3])), true);
+        assert.equal(await s.advanceUpload('u1', 0, 200, T + 2), false, 'a stale offset must not move it');
+        const u = await s.findUpload('u1');
+        assert.equal(u?.offset, 100);
+        assert.equal(u?.updatedAt, T + 1);
+        assert.deepEqual(u?.hashState, Buffer.from([1, 2, 3]));
+        assert.equal(await s.advanceUpload('u1', 100, 150, T + 3), true);
+        assert.equal((await s.findUpload('u1'))?.hashState, undefined, 'no hash state given: none kept');
+        assert.equal(await s.uploadExists('u1'), true);
+        assert.equal(await s.deleteUpload('u1'), true);
+        assert.equal(await s.deleteUpload('u1'), false);
+        assert.equal(await s.findUpload('u1'), undefined);
+        assert.equal(await s.advanceUpload('u1', 150, 200, T), false);
+      });
+
+      test('expireUploads deletes idle sessions only, oldest first, at most `limit`', async (s) => {
+        await s.createUpload('old1', 'a/app', T - 300);
+        await s.createUpload('old2', 'a/app', T - 200);
+        await s.createUpload('old3', 'a/app', T - 100);
+        await s.createUpload('fresh', 'a/app', T);
+        assert.deepEqual(await s.expireUploads(T - 50, 2), ['old1', 'old2']);
+        assert.deepEqual(await s.expireUploads(T - 50, 10), ['old3']);
+        assert.equal(await s.uploadExists('fresh'), true);
+      });
+    });
+
+    describe('manifests and tags', () => {
+      test('putManifest refuses blobs not live in the repository (MANIFEST_BLOB_UNKNOWN), naming them', async (s) => {
+        const here = await pushBlob(s, 'a/app', 'here');
+        const elsewhere = await pushBlob(s, 'b/app', 'elsewhere');
+        const m = manifest('m', [here.digest, elsewhere.digest]);
+        await assert.rejects(s.putManifest('a/app', m, 'v1', T), (e) => {
+          isError('MANIFEST_BLOB_UNKNOWN')(e);
+          assert.deepEqual((e as RegistryError).detail, { digests: [elsewhere.digest] });
+          return true;
+        });
+        assert.equal(await s.findManifestByDigest('a/app', m.digest), undefined);
+        assert.equal(await s.findManifestByTag('a/app', 'v1'), undefined);
+      });
+
+      test('a stored manifest is found by digest and by tag, bytes intact', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const m = manifest('m', [b.digest, b.digest]);
+        await s.putManifest('a/app', m, 'latest', T);
+        const expected = { digest: m.digest, mediaType: m.mediaType, size: m.size, body: m.body };
+        assert.deepEqual(await s.findManifestByDigest('a/app', m.digest), expected);
+        assert.deepEqual(await s.findManifestByTag('a/app', 'latest'), expected);
+        assert.equal(await s.findManifestByTag('a/app', 'other'), undefined);
+        assert.equal(await s.findManifestByDigest('b/app', m.digest), undefined);
+        await s.putManifest('a/app', m, undefined, T + 1); // idempotent
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
+      });
+
+      test('an index needs its children in the repository (MANIFEST_UNKNOWN) and holds them', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const child = manifest('child', [b.digest]);
+        const index = manifest('index', [], { children: [child.digest], mediaType: 'application/vnd.oci.image.index.v1+json' });
+        await assert.rejects(s.putManifest('a/app', index, 'v1', T), isError('MANIFEST_UNKNOWN'));
+        await s.putManifest('a/app', child, undefined, T);
+        assert.deepEqual(await s.listManifestCandidates(T, 10), [{ repository: 'a/app', digest: child.digest }]);
+        await s.putManifest('a/app', index, 'v1', T + 1);
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [], 'the index holds its child');
+        assert.equal(await s.deleteTag('a/app', 'v1', T + 2), true);
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: index.digest }]);
+        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: index.digest }, T + 10, T + 3));
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: child.digest }], 'released by its parent');
+      });
+
+      test('moving a tag releases the manifest it pointed at; deleteTag and deleteManifest', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const m1 = manifest('m1', [b.digest]);
+        const m2 = manifest('m2', [b.digest]);
+        await s.putManifest('a/app', m1, 'v', T);
+        await s.putManifest('a/app', m1, 'w', T);
+        await s.putManifest('a/app', m2, 'v', T + 1);
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [], 'm1 still has tag w');
+        assert.equal(await s.deleteTag('a/app', 'w', T + 2), true);
+        assert.equal(await s.deleteTag('a/app', 'w', T + 2), false);
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: m1.digest }]);
+        assert.equal(await s.deleteManifest('a/app', m2.digest, T + 3), true);
+        assert.equal(await s.deleteManifest('a/app', m2.digest, T + 3), false);
+        assert.equal(await s.findManifestByTag('a/app', 'v'), undefined, 'its tags went with it');
+        assert.deepEqual((await s.listTags('a/app', undefined, 10)).items, []);
+      });
+
+      test('tagsVersion changes with every tag change, not otherwise, and differs for a re-created repository', async (s) => {
+        assert.equal(await s.tagsVersion('a/app'), undefined);
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const m1 = manifest('m1', [b.digest]);
+        const m2 = manifest('m2', [b.digest]);
+        const seen = new Set<string>();
+        const version = async () => (await s.tagsVersion('a/app'))!;
+        const changed = async (what: string) => {
+          const v = await version();
+          assert.ok(v !== undefined && !seen.has(v), `tagsVersion must change: ${what}`);
+          seen.add(v);
+        };
+        await changed('start');
+        await s.putManifest('a/app', m1, undefined, T);
+        assert.ok(seen.has(await version()), 'an untagged push changes no tag');
+        await s.putManifest('a/app', m1, 'v1', T);
+        await changed('tag created');
+        await s.putManifest('a/app', m2, 'v1', T);
+        await changed('tag moved');
+        await s.putManifest('a/app', m2, 'v1', T + 1);
+        await changed('tag pushed again');
+        await s.putManifest('a/app', m2, 'v2', T);
+        await changed('second tag');
+        await s.deleteTag('a/app', 'v1', T);
+        await changed('tag deleted');
+        await s.deleteManifest('a/app', m2.digest, T);
+        await changed('tag deleted with its manifest');
+        await s.unlinkBlob('a/app', b.digest);
+        await s.deleteManifest('a/app', m1.digest, T);
+        assert.equal(await s.deleteEmptyRepositories(), 1);
+        assert.equal(await s.tagsVersion('a/app'), undefined);
+        await pushBlob(s, 'a/app', 'layer');
+        await changed('repository created again');
+      });
+
+      test('listTags and listRepositories: byte order, strictly after `last`, `more`', async (s) => {
+        const b = await pushBlob(s, 'r', 'layer');
+        const m = manifest('m', [b.digest]);
+        for (const t of ['b', 'B', 'a-1', 'a', 'Z', '_x', '1.0']) await s.putManifest('r', m, t, T);
+        const all = ['1.0', 'B', 'Z', '_x', 'a', 'a-1', 'b'];
+        assert.deepEqual(await s.listTags('r', undefined, 100), { items: all, more: false });
+        assert.deepEqual(await s.listTags('r', undefined, 3), { items: all.slice(0, 3), more: true });
+        assert.deepEqual(await s.listTags('r', 'Z', 3), { items: ['_x', 'a', 'a-1'], more: true });
+        assert.deepEqual(await s.listTags('r', 'a-1', 3), { items: ['b'], more: false });
+        assert.deepEqual(await s.listTags('r', 'b', 3), { items: [], more: false });
+        assert.deepEqual(await s.listTags('unknown', undefined, 3), { items: [], more: false });
+        for (const repo of ['lib/b', 'Lib/a', 'lib/a-b', 'lib/a']) await pushBlob(s, repo, 'layer');
+        const repos = ['Lib/a', 'lib/a', 'lib/a-b', 'lib/b', 'r'];
+        assert.deepEqual(await s.listRepositories(undefined, 100), { items: repos, more: false });
+        assert.deepEqual(await s.listRepositories('lib/a', 2), { items: ['lib/a-b', 'lib/b'], more: true });
+      });
+
+      test('listReferrers: manifests whose subject is the digest, in push order, filtered by artifactType', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const subject = manifest('subject', [b.digest]);
+        await s.putManifest('a/app', subject, 'v1', T);
+        const sig = manifest('sig', [b.digest], { subject: subject.digest, artifactType: 'application/sig', annotations: { 'x.y': 'z', a: 'b' } });
+        const sbom = manifest('sbom', [b.digest], { subject: subject.digest, artifactType: 'application/sbom' });
+        await s.putManifest('a/app', sig, undefined, T);
+        await s.putManifest('a/app', sbom, undefined, T);
+        await s.putManifest('b/app', manifest('elsewhere', [], { subject: subject.digest }), undefined, T);
+        assert.deepEqual(await s.listReferrers('a/app', subject.digest, undefined), [
+          { mediaType: sig.mediaType, digest: sig.digest, size: sig.size, artifactType: 'application/sig', annotations: { 'x.y': 'z', a: 'b' } },
+          { mediaType: sbom.mediaType, digest: sbom.digest, size: sbom.size, artifactType: 'application/sbom' },
+        ]);
+        assert.deepEqual((await s.listReferrers('a/app', subject.digest, 'application/sbom')).map((r) => r.digest), [sbom.digest]);
+        assert.deepEqual(await s.listReferrers('a/app', digestOf('none'), undefined), []);
+      });
+    });
+
+    describe('garbage collection protocol', () => {
+      test('an unreferenced blob is claimed only after its grace period, then deleted by its key', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        assert.deepEqual(await s.listBlobCandidates(T - 1, 10), []);
+        assert.deepEqual(await s.listBlobCandidates(T, 10), [b.digest]);
+        const early = await s.claimBlobIfGarbage(b.digest, T - 1);
+        assert.equal(early.blob, undefined, 'inside its grace period');
+        assert.ok(await s.findBlob('a/app', b.digest));
+        const claim = await s.claimBlobIfGarbage(b.digest, T);
+        assert.equal(claim.linksRemoved, 1);
+        assert.deepEqual(claim.blob, { digest: b.digest, size: 5, storageKey: b.storageKey, lastSeen: T });
+        assert.equal(await s.findBlob('a/app', b.digest), undefined, 'a blob being deleted reads as absent');
+        assert.equal(await s.findAnyBlob(b.digest), undefined);
+        assert.equal(await s.mountBlob('b/app', b.digest, undefined, T), undefined);
+        assert.deepEqual(await s.listBlobs('', 10), []);
+        assert.equal(await s.storageKeyKnown(b.storageKey), true, 'still known while being deleted');
+        assert.deepEqual((await s.listDeletingBlobs(10)).map((x) => x.digest), [b.digest]);
+        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), []);
+        assert.equal((await s.claimBlobIfGarbage(b.digest, T + 10)).blob, undefined, 'claimed once');
+        await s.finishBlobDeletion(b.digest, b.storageKey);
+        assert.deepEqual(await s.listDeletingBlobs(10), []);
+        assert.equal(await s.storageKeyKnown(b.storageKey), false);
+      });
+
+      test('a renewal (HEAD, mount) inside the grace period re-queues the blob instead of claiming it', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        await s.touchBlob(b.digest, T + 100);
+        assert.equal((await s.claimBlobIfGarbage(b.digest, T + 50)).blob, undefined);
+        assert.deepEqual(await s.listBlobCandidates(T + 50, 10), [], 're-queued at its renewal');
+        assert.deepEqual(await s.listBlobCandidates(T + 100, 10), [b.digest]);
+        assert.ok((await s.claimBlobIfGarbage(b.digest, T + 100)).blob);
+      });
+
+      test('a referenced blob is kept; deleting its manifest makes it garbage again', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T);
+        const kept = await s.claimBlobIfGarbage(b.digest, T + 10);
+        assert.deepEqual(kept, { linksRemoved: 0 });
+        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), [], 'a referenced blob leaves the queue');
+        assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T - 1, T + 1), undefined, 'manifest grace');
+        const deleted = await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1);
+        assert.equal(deleted?.digest, m.digest);
+        assert.deepEqual(deleted?.body, m.body);
+        assert.equal(await s.findManifestByDigest('a/app', m.digest), undefined);
+        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), [b.digest]);
+        const claim = await s.claimBlobIfGarbage(b.digest, T + 10);
+        assert.equal(claim.blob?.digest, b.digest);
+        assert.equal(claim.linksRemoved, 1);
+      });
+
+      test('deleteManifestIfGarbage keeps manifests held by a tag, a parent or a live subject', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const subject = manifest('subject', [b.digest]);
+        const referrer = manifest('sig', [b.digest], { subject: subject.digest });
+        await s.putManifest('a/app', subject, undefined, T);
+        await s.putManifest('a/app', referrer, undefined, T);
+        const ref = (d: string) => ({ repository: 'a/app', digest: d });
+        assert.equal(await s.deleteManifestIfGarbage(ref(referrer.digest), T, T), undefined, 'its subject is live');
+        assert.deepEqual(await s.listManifestCandidates(T, 10), [ref(subject.digest)], 'the referrer is held until its subject goes');
+        await s.putManifest('a/app', subject, 'v1', T);
+        assert.equal(await s.deleteManifestIfGarbage(ref(subject.digest), T, T), undefined, 'tagged');
+        await s.deleteTag('a/app', 'v1', T + 1);
+        assert.ok(await s.deleteManifestIfGarbage(ref(subject.digest), T + 1, T + 2));
+        assert.deepEqual(await s.listManifestCandidates(T + 2, 10), [ref(referrer.digest)], 'released with its subject');
+        assert.ok(await s.deleteManifestIfGarbage(ref(referrer.digest), T + 2, T + 3));
+        assert.equal(await s.deleteManifestIfGarbage(ref(referrer.digest), T + 2, T + 3), undefined, 'gone');
+      });
+
+      test('a claimed blob cannot be referenced: putManifest is MANIFEST_BLOB_UNKNOWN (invariant 2)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        assert.ok((await s.claimBlobIfGarbage(b.digest, T)).blob);
+        await assert.rejects(s.putManifest('a/app', manifest('m', [b.digest]), 'v1', T + 1), isError('MANIFEST_BLOB_UNKNOWN'));
+      });
+
+      test('re-uploading a blob GC is deleting replaces it: replacedKey, and GC finishes only its own object (invariant 3)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const claim = await s.claimBlobIfGarbage(b.digest, T);
+        assert.ok(claim.blob);
+        const newKey = key(b.digest);
+        const again = await s.commitBlob(undefined, 'b/app', { digest: b.digest, size: 5, storageKey: newKey }, T + 5);
+        assert.deepEqual(again, { outcome: 'stored', replacedKey: b.storageKey });
+        await s.finishBlobDeletion(claim.blob.digest, claim.blob.storageKey);
+        assert.deepEqual(await s.findBlob('b/app', b.digest), { digest: b.digest, size: 5, storageKey: newKey, lastSeen: T + 5 });
+        assert.deepEqual(await s.listDeletingBlobs(10), []);
+        assert.equal(await s.storageKeyKnown(b.storageKey), false);
+        assert.equal(await s.storageKeyKnown(newKey), true);
+        await s.putManifest('b/app', manifest('m', [b.digest]), 'v1', T + 6);
+      });
+
+      test('deleteEmptyRepositories removes repositories with no manifest and no blob link', async (s) => {
+        const b = await pushBlob(s, 'a/empty', 'layer', T);
+        await pushBlob(s, 'a/linked', 'layer', T);
+        const c = await pushBlob(s, 'a/manifest', 'other', T);
+        await s.putManifest('a/manifest', manifest('m', [c.digest]), undefined, T);
+        await s.unlinkBlob('a/manifest', c.digest);
+        await s.unlinkBlob('a/empty', b.digest);
+        assert.equal(await s.deleteEmptyRepositories(), 1);
+        assert.deepEqual((await s.listRepositories(undefined, 10)).items, ['a/linked', 'a/manifest']);
+        assert.equal(await s.deleteEmptyRepositories(), 0);
+      });
+
+      test('listBlobs pages live blobs in digest order; forgetBlob makes a blob unknown (invariant 7)', async (s) => {
+        const blobs = await Promise.all(['l1', 'l2', 'l3', 'l4'].map((n) => pushBlob(s, 'a/app', n, T)));
+        const sorted = blobs.map((b) => b.digest).sort();
+        const first = await s.listBlobs('', 3);
+        assert.deepEqual(first.map((b) => b.digest), sorted.slice(0, 3));
+        assert.deepEqual((await s.listBlobs(first[2]!.digest, 3)).map((b) => b.digest), sorted.slice(3));
+        const victim = blobs[0]!;
+        assert.equal(await s.forgetBlob(victim.digest, 'some/other/key'), false);
+        assert.equal(await s.forgetBlob(victim.digest, victim.storageKey), true);
+        assert.equal(await s.forgetBlob(victim.digest, victim.storageKey), false);
+        assert.equal(await s.findBlob('a/app', victim.digest), undefined);
+        assert.equal(await s.storageKeyKnown(victim.storageKey), false);
+        assert.ok(!(await s.listBlobCandidates(T + 10, 10)).includes(victim.digest));
+        const re = await pushBlob(s, 'a/app', 'l1', T + 1);
+        assert.deepEqual(re.result, { outcome: 'stored' }, 'clients upload it again');
+      });
+
+      test('recordRun and runTotals sum runs per kind', async (s) => {
+        assert.deepEqual(await s.runTotals(), []);
+        const run = { trigger: 'cli' as const, durationMs: 10, manifestsDeleted: 1, blobsDeleted: 2, bytesReclaimed: 3_000_000_000_000, uploadsPurged: 4, problems: 0 };
+        await s.recordRun({ ...run, kind: 'gc', startedAt: T });
+        await s.recordRun({ ...run, kind: 'gc', startedAt: T + 5, trigger: 'background' });
+        await s.recordRun({ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 });
+        const totals = (await s.runTotals()).sort((a, b) => a.kind.localeCompare(b.kind));
+        assert.deepEqual(totals, [
+          { kind: 'fsck', runs: 1, manifestsDeleted: 1, blobsDeleted: 2, bytesReclaimed: 3e12, uploadsPurged: 4, problems: 7, durationMs: 10, lastRunAt: T + 1 },
+          { kind: 'gc', runs: 2, manifestsDeleted: 2, blobsDeleted: 4, bytesReclaimed: 6e12, uploadsPurged: 8, problems: 0, durationMs: 20, lastRunAt: T + 5 },
+        ]);
+      });
+
+      test('dryRun: the view sees its own changes, a failing operation alone is undone, all is discarded', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T);
+        await s.createUpload('stale', 'a/app', T - 1000);
+        const result = await s.dryRun(async (view) => {
+          assert.ok(await view.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
+          assert.equal(await view.findManifestByDigest('a/app', m.digest), undefined);
+          await assert.rejects(view.putManifest('a/app', manifest('bad', [digestOf('missing')]), 'x', T), isError('MANIFEST_BLOB_UNKNOWN'));
+          assert.deepEqual(await view.listBlobCandidates(T + 10, 10), [b.digest]);
+          const claim = await Promise.all([view.claimBlobIfGarbage(b.digest, T + 10), view.expireUploads(T, 10)]);
+          assert.equal(claim[0].blob?.digest, b.digest);
+          assert.deepEqual(claim[1], ['stale']);
+          assert.equal(await view.deleteEmptyRepositories(), 1);
+          await view.recordRun({ kind: 'gc', trigger: 'cli', startedAt: T, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
+          return 'done';
+        });
+        assert.equal(result, 'done');
+        assert.ok(await s.findManifestByDigest('a/app', m.digest));
+        assert.ok(await s.findBlob('a/app', b.digest));
+        assert.equal(await s.uploadExists('stale'), true);
+        assert.deepEqual(await s.listDeletingBlobs(10), []);
+        assert.deepEqual(await s.runTotals(), []);
+        assert.equal(await s.repositoryExists('a/app'), true);
+        // The store still works normally afterwards.
+        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
+      });
+    });
+
+    if (options.concurrency !== false) {
+      describe('concurrency between two stores on one database (two nodes)', () => {
+        test('manifest push racing a GC claim: never both succeed (invariant 2)', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 24 }, (_, i) => pushBlob(a, 'r/app', `race-${i}`, T)));
+          const outcomes = await Promise.all(
+            blobs.map(async (blob, i) => {
+              const m = manifest(`m${i}`, [blob.digest]);
+              const [pushed, claim] = await Promise.all([
+                a.putManifest('r/app', m, `t${i}`, T + 1).then(() => true, (e) => (isError('MANIFEST_BLOB_UNKNOWN')(e), false)),
+                b.claimBlobIfGarbage(blob.digest, T + 10),
+              ]);
+              return { blob, pushed, claimed: claim.blob !== undefined };
+            }),
+          );
+          for (const o of outcomes) {
+            assert.ok(!(o.pushed && o.claimed), `both the push and the claim of ${o.blob.digest} succeeded`);
+            if (o.pushed) assert.ok(await a.findBlob('r/app', o.blob.digest), 'a pushed manifest keeps its blobs readable');
+          }
+        });
+
+        test('concurrent uploads of one new digest: exactly one is stored, the others already-present', async (a, more) => {
+          const b = await more();
+          const digest = digestOf('same');
+          const keys = Array.from({ length: 10 }, () => key(digest));
+          const results = await Promise.all(keys.map((k, i) => (i % 2 ? a : b).commitBlob(undefined, `r/${i}`, { digest, size: 4, storageKey: k }, T)));
+          const stored = results.flatMap((r, i) => (r.outcome === 'stored' ? [keys[i]] : []));
+          assert.equal(stored.length, 1, JSON.stringify(results));
+          assert.ok(results.every((r) => r.outcome === 'already-present' || r.replacedKey === undefined));
+          assert.equal((await a.findAnyBlob(digest))?.storageKey, stored[0]);
+          for (let i = 0; i < 10; i++) assert.ok(await b.findBlob(`r/${i}`, digest));
+        });
+
+        test('concurrent advanceUpload from the same offset: exactly one wins', async (a, more) => {
+          const b = await more();
+          await a.createUpload('u', 'r/app', T);
+          const wins = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).advanceUpload('u', 0, 10 + i, T + i)));
+          assert.equal(wins.filter(Boolean).length, 1);
+          const u = await a.findUpload('u');
+          assert.equal(u?.offset, 10 + wins.indexOf(true));
+        });
+
+        test('concurrent pushes to one tag: one target wins, every other manifest is released, versions all differ', async (a, more) => {
+          const b = await more();
+          const blob = await pushBlob(a, 'r/app', 'layer', T);
+          const ms = Array.from({ length: 12 }, (_, i) => manifest(`m${i}`, [blob.digest]));
+          const v0 = await a.tagsVersion('r/app');
+          await Promise.all(ms.map((m, i) => (i % 2 ? a : b).putManifest('r/app', m, 'latest', T)));
+          const target = (await a.findManifestByTag('r/app', 'latest'))!.digest;
+          const candidates = (await b.listManifestCandidates(T + 10, 100)).map((r) => r.digest).sort();
+          assert.deepEqual(candidates, ms.map((m) => m.digest).filter((d) => d !== target).sort(), 'no lost release');
+          assert.notEqual(await a.tagsVersion('r/app'), v0);
+          assert.deepEqual((await a.listTags('r/app', undefined, 10)).items, ['latest']);
+        });
+
+        test('a re-upload racing GC claims and deletions: the blob is never lost (invariant 3)', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 16 }, (_, i) => pushBlob(a, 'r/app', `re-${i}`, T)));
+          await Promise.all(
+            blobs.map(async (blob) => {
+              const newKey = key(blob.digest);
+              const [claim, commit] = await Promise.all([
+                b.claimBlobIfGarbage(blob.digest, T + 10),
+                a.commitBlob(undefined, 'r/app', { digest: blob.digest, size: 5, storageKey: newKey }, T + 20),
+              ]);
+              if (claim.blob) await b.finishBlobDeletion(claim.blob.digest, claim.blob.storageKey);
+              const found = await a.findBlob('r/app', blob.digest);
+              assert.ok(found, 'the re-uploaded blob exists');
+              // The bytes GC removed are never the ones metadata names.
+              if (claim.blob) assert.notEqual(found.storageKey, claim.blob.storageKey);
+              if (commit.outcome === 'stored') assert.equal(found.storageKey, newKey);
+              else assert.equal(found.storageKey, blob.storageKey);
+            }),
+          );
+        });
+
+        test('pushes into repositories racing deleteEmptyRepositories lose nothing', async (a, more) => {
+          const b = await more();
+          const names = Array.from({ length: 12 }, (_, i) => `r/e${i}`);
+          for (const n of names) {
+            const x = await pushBlob(a, n, `seed-${n}`, T);
+            await a.unlinkBlob(n, x.digest);
+          }
+          const pushed = await Promise.all([
+            ...names.map((n) => pushBlob(a, n, `blob-${n}`, T + 1)),
+            b.deleteEmptyRepositories(),
+            b.deleteEmptyRepositories(),
+          ]);
+          for (let i = 0; i < names.length; i++) {
+            const p = pushed[i] as Awaited<ReturnType<typeof pushBlob>>;
+            assert.ok(await b.findBlob(names[i]!, p.digest), `${names[i]} lost its blob`);
+          }
+        });
+
+        test('collectors on two nodes claim each blob once', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 20 }, (_, i) => pushBlob(a, 'r/app', `g-${i}`, T)));
+          const claims = await Promise.all(blobs.flatMap((x) => [a.claimBlobIfGarbage(x.digest, T), b.claimBlobIfGarbage(x.digest, T)]));
+          const claimed = claims.filter((c) => c.blob).map((c) => c.blob!.digest);
+          assert.equal(new Set(claimed).size, claimed.length, 'a blob was claimed twice');
+          // Whatever was skipped because the other collector held it is found by a later pass.
+          for (const d of await a.listBlobCandidates(T, 100)) if ((await a.claimBlobIfGarbage(d, T)).blob) claimed.push(d);
+          assert.equal(claimed.length, blobs.length);
+        });
+
+        test('a dry run does not block reads and writes elsewhere on the live store', async (a, more) => {
+          const b = await more();
+          const x = await pushBlob(a, 'r/app', 'dry', T);
+          await a.dryRun(async (view) => {
+            assert.ok((await view.claimBlobIfGarbage(x.digest, T)).blob);
+            // Live requests meanwhile, through the other node: not blocked.
+            const y = await pushBlob(b, 'r/other', 'live', T);
+            assert.ok(await b.findBlob('r/other', y.digest));
+            assert.ok(await b.findBlob('r/app', x.digest), 'the view\'s claim is invisible to the live store');
+          });
+          assert.ok(await a.findBlob('r/app', x.digest));
+        });
+      });
+    }
+  });
+}
