@@ -33,6 +33,10 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Keep the same port as a previous server (restart tests). */
   addr?: string;
+  /** Names the server in error messages (several servers in one test, e.g. scale-out nodes). */
+  name?: string;
+  /** How long to wait for "listening" (default 15 s). */
+  startTimeoutMs?: number;
 }
 
 export function makeDataDir(): string {
@@ -41,6 +45,7 @@ export function makeDataDir(): string {
 
 export async function startServer(opts: StartOptions = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? makeDataDir();
+  const who = opts.name ? `berth (${opts.name})` : 'berth';
   const child = spawn(
     process.execPath,
     [BERTH_BIN, 'serve', '--addr', opts.addr ?? '127.0.0.1:0', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
@@ -52,7 +57,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   const addr = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`berth did not start in time:\n${out}`)), 15000);
+    const timer = setTimeout(() => reject(new Error(`${who} did not start in time:\n${out}`)), opts.startTimeoutMs ?? 15000);
     const onData = () => {
       const m = /"addr":"([^"]+)"[^\n]*"msg":"listening"/.exec(out);
       if (m) {
@@ -64,7 +69,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     child.stdout!.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`berth exited with ${code} before listening:\n${out}`));
+      reject(new Error(`${who} exited with ${code} before listening:\n${out}`));
     });
   });
   return {
