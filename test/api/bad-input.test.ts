@@ -10,7 +10,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { listFiles } from '../helpers/data-dir.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 import { bytes, makeImage, randomBlob, RegistryClient, withQuery } from '../helpers/registry-client.js';
 
 interface RawResponse {
@@ -312,7 +312,8 @@ describe('bad input', () => {
           assertRefused(res, 404, 'BLOB_UPLOAD_UNKNOWN', `${method} ${path}`);
         }
       }
-      assert.ok(existsSync(join(server.dataDir, 'metadata.db')));
+      if (TEST_METADATA === 'sqlite') assert.ok(existsSync(join(server.dataDir, 'metadata.db')));
+      assert.ok(existsSync(join(server.dataDir, 'blobs')));
     });
   });
 

@@ -1,12 +1,19 @@
 /**
  * Starts a real `berth serve` process on a random loopback port with a
  * temporary data directory, the way an operator runs it.
+ *
+ * With BERTH_TEST_METADATA=postgres, every data directory also gets a fresh
+ * PostgreSQL database (see helpers/postgres.ts) passed as --metadata: the
+ * whole API suite then runs against the PostgreSQL store. The database lives
+ * as long as the data directory: dropped when a server stops and removes its
+ * directory, otherwise when the test process ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
 
 export const BERTH_BIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -39,6 +46,43 @@ export interface StartOptions {
   startTimeoutMs?: number;
 }
 
+/** Which metadata store test servers use: 'sqlite' (default) or 'postgres'. */
+export const TEST_METADATA = process.env.BERTH_TEST_METADATA === 'postgres' ? 'postgres' : 'sqlite';
+
+const databases = new Map<string, Promise<TestDatabase>>();
+let dropAllRegistered = false;
+
+/** The PostgreSQL database of a data directory (created on first use), in postgres mode. */
+function databaseFor(dataDir: string): Promise<TestDatabase> {
+  let db = databases.get(dataDir);
+  if (!db) {
+    db = createTestDatabase();
+    databases.set(dataDir, db);
+    if (!dropAllRegistered) {
+      dropAllRegistered = true;
+      // Databases of data directories a test kept (restarts, crash tests) go when the test process ends.
+      process.once('beforeExit', () => void Promise.all([...databases.values()].map(async (d) => (await d).drop())).catch(() => undefined));
+    }
+  }
+  return db;
+}
+
+async function dropDatabaseFor(dataDir: string): Promise<void> {
+  const db = databases.get(dataDir);
+  if (!db) return;
+  databases.delete(dataDir);
+  await (await db).drop();
+}
+
+/**
+ * `--metadata URL` for a command run on `dataDir` (`berth gc --data DIR`...)
+ * in postgres mode; nothing in SQLite mode, where the database is in DIR.
+ */
+export async function metadataArgs(dataDir: string): Promise<string[]> {
+  if (TEST_METADATA !== 'postgres') return [];
+  return ['--metadata', (await databaseFor(dataDir)).url];
+}
+
 export function makeDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'berth-test-'));
 }
@@ -46,9 +90,10 @@ export function makeDataDir(): string {
 export async function startServer(opts: StartOptions = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? makeDataDir();
   const who = opts.name ? `berth (${opts.name})` : 'berth';
+  const metadata = await metadataArgs(dataDir);
   const child = spawn(
     process.execPath,
-    [BERTH_BIN, 'serve', '--addr', opts.addr ?? '127.0.0.1:0', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
+    [BERTH_BIN, 'serve', '--addr', opts.addr ?? '127.0.0.1:0', '--data', dataDir, ...metadata, '--log-level', 'warn', ...(opts.args ?? [])],
     { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -84,7 +129,10 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
         child.kill('SIGTERM');
         await exited;
       }
-      if (!keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData && !opts.dataDir) {
+        rmSync(dataDir, { recursive: true, force: true });
+        await dropDatabaseFor(dataDir);
+      }
     },
     async kill() {
       if (child.exitCode === null && child.signalCode === null) {

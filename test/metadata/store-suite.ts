@@ -157,6 +157,21 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.advanceUpload('u1', 150, 200, T), false);
       });
 
+      test('identifiers from the network with a NUL byte are misses, not errors', async (s) => {
+        await s.createUpload('u1', 'a/app', T);
+        assert.equal(await s.findUpload('u1\0'), undefined);
+        assert.equal(await s.uploadExists('u1\0x'), false);
+        assert.equal(await s.advanceUpload('u1\0', 0, 1, T), false);
+        assert.equal(await s.deleteUpload('u1\0'), false);
+        const digest = digestOf('n');
+        await assert.rejects(s.commitBlob('u1\0', 'a/app', { digest, size: 1, storageKey: key(digest) }, T), isError('BLOB_UPLOAD_UNKNOWN'));
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const m = manifest('m', [b.digest]);
+        for (const t of ['a', 'a-1', 'b']) await s.putManifest('a/app', m, t, T);
+        assert.deepEqual(await s.listTags('a/app', 'a\0z', 10), { items: ['a-1', 'b'], more: false });
+        assert.deepEqual(await s.listRepositories('a\0', 10), { items: ['a/app'], more: false });
+      });
+
       test('expireUploads deletes idle sessions only, oldest first, at most `limit`', async (s) => {
         await s.createUpload('old1', 'a/app', T - 300);
         await s.createUpload('old2', 'a/app', T - 200);

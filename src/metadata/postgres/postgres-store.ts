@@ -477,6 +477,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
+    if (!storable(id)) return undefined;
     const row = (await this.db.one('findUpload', [id])).rows[0];
     if (!row) return undefined;
     return {
@@ -490,12 +491,14 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
+    if (!storable(id)) return false;
     // PostgreSQL re-checks `"offset" = from` on the newest row version after
     // waiting for a concurrent update: a compare-and-set.
     return ((await this.db.one('advanceUpload', [to, now, hashState ?? null, id, from])).rowCount ?? 0) > 0;
   }
 
   async deleteUpload(id: string): Promise<boolean> {
+    if (!storable(id)) return false;
     return ((await this.db.one('deleteUpload', [id])).rowCount ?? 0) > 0;
   }
 
@@ -506,7 +509,7 @@ export class PostgresMetadataStore implements MetadataStore {
     now: number,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
-      if (uploadId !== undefined && (await x.q('deleteUpload', [uploadId])).rowCount === 0) {
+      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
         // Another request finished or cancelled this upload first.
         throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
       }
@@ -549,6 +552,10 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+    if (m.artifactType !== undefined && !storable(m.artifactType)) {
+      // PostgreSQL text cannot hold NUL, and no media type contains one.
+      throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
+    }
     const blobs = [...new Set(m.blobs)];
     const children = [...new Set(m.children)];
     await this.db.tx(async (x) => {
@@ -634,12 +641,12 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async listTags(repository: string, last: string | undefined, limit: number): Promise<Page> {
-    const rows = (await this.db.one('listTags', [repository, last ?? '', limit + 1])).rows;
+    const rows = (await this.db.one('listTags', [repository, afterKey(last), limit + 1])).rows;
     return page(rows.map((r) => r.name as string), limit);
   }
 
   async listRepositories(last: string | undefined, limit: number): Promise<Page> {
-    const rows = (await this.db.one('listRepositories', [last ?? '', limit + 1])).rows;
+    const rows = (await this.db.one('listRepositories', [afterKey(last), limit + 1])).rows;
     return page(rows.map((r) => r.name as string), limit);
   }
 
@@ -751,6 +758,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async uploadExists(id: string): Promise<boolean> {
+    if (!storable(id)) return false;
     return ((await this.db.one('uploadExists', [id])).rowCount ?? 0) > 0;
   }
 
@@ -852,6 +860,25 @@ async function deleteManifestRow(x: Exec, id: number, repoId: number, digest: st
   if (blobs.length > 0) await x.q('enqueueBlobs', [blobs, now]);
   if (children.length > 0) await x.q('releaseIfOrphan', [now, repoId, children]);
   await x.q('releaseReferrers', [now, repoId, digest]);
+}
+
+/**
+ * PostgreSQL text cannot hold NUL. Identifiers from the network that contain
+ * one (an upload id in a URL) name nothing Berth stores: the lookup is a miss,
+ * not an error.
+ */
+function storable(text: string): boolean {
+  return !text.includes('\0');
+}
+
+/**
+ * `last` of a listing, for `name > last`. Names never contain NUL, so for
+ * them "after 'a\0x'" is "after 'a'": cut at the first NUL.
+ */
+function afterKey(last: string | undefined): string {
+  if (last === undefined) return '';
+  const nul = last.indexOf('\0');
+  return nul < 0 ? last : last.slice(0, nul);
 }
 
 function page(items: string[], limit: number): Page {
