@@ -11,7 +11,7 @@ import { Registry } from '../registry/registry.js';
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const app = buildServer({ registry, logger, extraRoutes: adminRoutes(gc, metadata) });
 
@@ -19,7 +19,7 @@ export async function serve(config: Config): Promise<void> {
   await app.listen({ host, port });
   const address = app.server.address() as AddressInfo;
   // Logged at warn so that it shows with request logging off (--log-level warn).
-  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, deletes: config.deletes }, 'listening');
+  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, storage: config.storage.url, deletes: config.deletes }, 'listening');
 
   gc.startBackground();
 

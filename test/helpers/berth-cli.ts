@@ -1,6 +1,6 @@
 /** Runs `berth <command>` as a separate process, as an operator would beside a running server. */
 import { execFile } from 'node:child_process';
-import { BERTH_BIN } from './server.js';
+import { BERTH_BIN, storageArgs } from './server.js';
 
 export interface CliResult {
   code: number;
@@ -9,8 +9,11 @@ export interface CliResult {
 }
 
 export function berth(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  // A command on a test server's data directory uses that server's storage too.
+  const data = args.indexOf('--data');
+  const storage = data >= 0 && args[data + 1] ? storageArgs(args[data + 1]!) : { args: [], env: {} };
   return new Promise((resolve) => {
-    execFile(process.execPath, [BERTH_BIN, ...args], { env: { ...process.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BERTH_BIN, ...args, ...storage.args], { env: { ...process.env, ...storage.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
