@@ -12,7 +12,7 @@ import { redactUrl } from '../metadata/postgres/postgres-store.js';
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const app = buildServer({ registry, logger, extraRoutes: adminRoutes(gc, metadata) });
 
@@ -21,7 +21,7 @@ export async function serve(config: Config): Promise<void> {
   const address = app.server.address() as AddressInfo;
   // Logged at warn so that it shows with request logging off (--log-level warn).
   const metadataAt = config.metadata ? redactUrl(config.metadata) : 'sqlite';
-  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, metadata: metadataAt, deletes: config.deletes }, 'listening');
+  logger.warn({ addr: `${address.address}:${address.port}`, data: config.data, metadata: metadataAt, storage: config.storage.url, deletes: config.deletes }, 'listening');
 
   gc.startBackground();
 
