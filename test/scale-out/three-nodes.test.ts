@@ -141,9 +141,9 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
     const db = await freshDatabase();
     const tmp = mkdtempSync(join(tmpdir(), 'berth-scale-'));
     const configFile = join(tmp, 'berth.yaml');
-    // The lifecycle tests' settings: background collector every few hundred
-    // ms with grace 0; abandoned uploads are kept (the crashed one must survive).
-    writeFileSync(configFile, ['gc:', '  enabled: true', '  interval: 500ms', '  blobGrace: 0', '  manifestGrace: 0', 'storage:', `  partSize: ${PART_SIZE}`, ''].join('\n'));
+    // Background collector on every node each second with grace 0 (the lifecycle
+    // tests' settings); abandoned uploads are kept (the crashed one must survive).
+    writeFileSync(configFile, ['gc:', '  enabled: true', '  interval: 1s', '  blobGrace: 0', '  manifestGrace: 0', 'storage:', `  partSize: ${PART_SIZE}`, ''].join('\n'));
     const storageUrl = `s3://${s3.bucket}/${prefix.replace(/\/$/, '')}`;
     const backendArgs = ['--metadata', db.url, '--storage', storageUrl, '--s3-endpoint', s3.endpoint];
     const env = s3.awsEnv;
@@ -292,13 +292,17 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
      */
     async function pushImage(i: number, image: Image, big?: Blob): Promise<void> {
       for (let attempt = 0; ; attempt++) {
-        for (const b of image.blobs) {
-          const head = await call(i, `/v2/${image.repo}/blobs/${b.digest}`, { method: 'HEAD' });
-          if (head.status === 200) continue;
+        // The big blob first, then the small ones in parallel (as docker pushes
+        // layers), so that at grace 0 no blob waits long for its manifest.
+        const ensure = async (b: Blob, k: number) => {
+          const head = await call(i + k, `/v2/${image.repo}/blobs/${b.digest}`, { method: 'HEAD' });
+          if (head.status === 200) return;
           assert.equal(head.status, 404, `HEAD blob: ${head.status}`);
           if (b === big) await pushChunked(image.repo, b);
-          else await pushMonolithic(i, image.repo, b);
-        }
+          else await pushMonolithic(i + k, image.repo, b);
+        };
+        if (big) await ensure(big, 0);
+        await Promise.all(image.blobs.map((b, k) => (b === big ? undefined : ensure(b, k))));
         const res = await call(i + 1, `/v2/${image.repo}/manifests/${image.tag}`, { method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: bytes(image.manifest) });
         const text = await res.text();
         if (res.status === 201) {
@@ -337,7 +341,7 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
       const repo = `scale/client-${w}`;
       for (let n = 0; Date.now() < deadline; n++) {
         const tag = `t${n % 3}`; // re-pointing a tag leaves the old manifest to GC
-        const big = n % 3 === 1 ? randomBlob(PART_SIZE + 512 * 1024 + Math.floor(Math.random() * 4096)) : undefined;
+        const big = n % 4 === 1 ? randomBlob(PART_SIZE + 512 * 1024 + Math.floor(Math.random() * 4096)) : undefined;
         const layers = [shared[(w + n) % shared.length]!, randomBlob(1024), ...(big ? [big] : [])];
         const image = makeImage(repo, tag, layers);
         await pushImage(w + n, image, big);
@@ -347,7 +351,7 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
         stats.pullsDuringLoad++;
         if (n % 2 === 1) {
           // Delete another of this client's images by digest: GC takes what only it used.
-          const victim = tagged.get(`${repo}:t${(n + 1) % 3}`);
+          const victim = tagged.get(`${repo}:t${(n + 2) % 3}`); // the previous image
           if (victim) {
             tagged.delete(`${repo}:${victim.tag}`);
             const res = await call(w + n + 1, `/v2/${repo}/manifests/${victim.digest}`, { method: 'DELETE' });
@@ -386,6 +390,7 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
           await res.arrayBuffer();
           stats.adminGcRuns++;
         }
+        await new Promise((r) => setTimeout(r, 700));
       }
     }
 
@@ -489,7 +494,8 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
           `nodes up in ${(startedIn / 1000).toFixed(1)} s, total ${seconds.toFixed(1)} s`,
       );
       console.log(`three-nodes-json: ${JSON.stringify({ ...stats, tagged: tagged.size, seconds })}`);
-      assert.ok(stats.imagesPushed > WORKERS && stats.blobsChunked > 1 && stats.gcProcesses >= 2, 'the load must actually have run');
+      assert.ok(stats.imagesPushed > WORKERS && stats.deletes > 0 && stats.blobsChunked > 1 && stats.gcProcesses >= 2, 'the load must actually have run');
+      assert.ok(stats.chunksPerNode.every((c) => c > 0), 'every node took chunks');
     } catch (e) {
       (e as Error).message = `[phase: ${phase}] ${(e as Error).message}`;
       throw e;
