@@ -127,7 +127,7 @@ program.parseAsync(process.argv).catch((e: unknown) => {
     process.stderr.write(`berth: ${e.message}\n`);
     process.exit(2);
   }
-  if ((e as Error).name === 'SchemaTooNewError') {
+  if ((e as Error).name === 'SchemaTooNewError' || (e as Error).name === 'MetadataUnavailableError') {
     process.stderr.write(`berth: ${(e as Error).message}\n`);
     process.exit(1);
   }

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { sqliteFile } from '../backends.js';
 import { loadConfig, type ConfigOverrides } from '../config.js';
-import { createPool, redactUrl } from '../metadata/postgres/postgres-store.js';
+import { createPool, describeConnectError, redactUrl } from '../metadata/postgres/postgres-store.js';
 import { LATEST_VERSION, migrate as migratePostgres, schemaStatus } from '../metadata/postgres/migrations.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from '../metadata/sqlite/schema.js';
 
@@ -28,7 +28,9 @@ export async function migrateCommand(flags: MigrateFlags): Promise<number> {
   if (config.metadata) {
     const pool = createPool(config.metadata, 1);
     try {
-      const r = flags.status ? await schemaStatus(pool) : await migratePostgres(pool);
+      const r = await (flags.status ? schemaStatus(pool) : migratePostgres(pool)).catch((e: unknown) => {
+        throw describeConnectError(e, config.metadata!);
+      });
       report = { store: 'postgres', location: redactUrl(config.metadata), from: r.from, to: r.to, latest: LATEST_VERSION, applied: !flags.status };
     } finally {
       await pool.end();

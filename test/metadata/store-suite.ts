@@ -225,6 +225,18 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: child.digest }], 'released by its parent');
       });
 
+      test('a child pushed again under an existing index is held by it, not a GC candidate', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const child = manifest('child', [b.digest]);
+        const index = manifest('index', [], { children: [child.digest] });
+        await s.putManifest('a/app', child, undefined, T);
+        await s.putManifest('a/app', index, 'v1', T);
+        assert.equal(await s.deleteManifest('a/app', child.digest, T + 1), true);
+        await s.putManifest('a/app', child, undefined, T + 2);
+        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
+        assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: child.digest }, T + 10, T + 3), undefined);
+      });
+
       test('moving a tag releases the manifest it pointed at; deleteTag and deleteManifest', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer');
         const m1 = manifest('m1', [b.digest]);
@@ -517,8 +529,9 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
 
         test('concurrent pushes to one tag: one target wins, every other manifest is released, versions all differ', async (a, more) => {
           const b = await more();
-          const blob = await pushBlob(a, 'r/app', 'layer', T);
-          const ms = Array.from({ length: 12 }, (_, i) => manifest(`m${i}`, [blob.digest]));
+          await pushBlob(a, 'r/app', 'layer', T);
+          // No blobs: nothing else (a shared link row) serializes these pushes before the tag.
+          const ms = Array.from({ length: 12 }, (_, i) => manifest(`m${i}`, []));
           const v0 = await a.tagsVersion('r/app');
           await Promise.all(ms.map((m, i) => (i % 2 ? a : b).putManifest('r/app', m, 'latest', T)));
           const target = (await a.findManifestByTag('r/app', 'latest'))!.digest;

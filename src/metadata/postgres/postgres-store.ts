@@ -89,6 +89,18 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Connection failures name the database (password hidden); schema errors pass through as they are. */
+export function describeConnectError(e: unknown, url: string): unknown {
+  const code = (e as { code?: string }).code;
+  if (e instanceof SchemaTooNewError || !(e instanceof Error)) return e;
+  if (code === undefined || /^(E[A-Z]+|28|3D)/.test(code)) {
+    const error = new Error(`cannot open the metadata store at ${redactUrl(url)}: ${e.message}`, { cause: e });
+    error.name = 'MetadataUnavailableError';
+    return error;
+  }
+  return e;
+}
+
 export function isPostgresUrl(value: string): boolean {
   return /^postgres(ql)?:\/\//i.test(value);
 }
@@ -182,10 +194,11 @@ const SQL = {
   lockManifestsByDigest: `
     SELECT digest FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) ORDER BY digest FOR NO KEY UPDATE`,
   lockManifest: `SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2 FOR NO KEY UPDATE`,
-  hasParent: `SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2 LIMIT 1`,
   insertManifest: `
     INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, body, created_at, untagged_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    -- Untagged (a GC candidate from now) unless a tag or a parent index already holds it.
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $10::boolean OR EXISTS (
+      SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2) THEN NULL ELSE $9::bigint END)
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
   insertManifestBlobs: `
     INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING`,
@@ -427,7 +440,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
     } catch (e) {
       await pool.end().catch(() => undefined);
-      throw e;
+      throw describeConnectError(e, url);
     }
     return new PostgresMetadataStore(pool, new PoolRunner(pool));
   }
@@ -588,11 +601,10 @@ export class PostgresMetadataStore implements MetadataStore {
       for (;;) {
         id = (await x.q('lockManifest', [repoId, m.digest])).rows[0]?.id as number | undefined;
         if (id !== undefined) break;
-        const held = tag !== undefined || (await x.q('hasParent', [repoId, m.digest])).rowCount! > 0;
         id = (
           await x.q('insertManifest', [
             repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
-            m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, held ? null : now,
+            m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, tag !== undefined,
           ])
         ).rows[0]?.id as number | undefined;
         if (id === undefined) continue; // pushed concurrently: lock that one
