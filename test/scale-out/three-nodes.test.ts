@@ -473,6 +473,15 @@ describe('scale-out: three nodes, one PostgreSQL database, one S3 prefix', () =>
       assert.ok(crashImage, 'the crash scenario ran');
       assert.ok(alive.every(Boolean), 'all nodes are up again');
 
+      phase = 'after the restart';
+      // The restarted node takes its chunk of an upload again (chunk 2 of 4).
+      const after = randomBlob(PART_SIZE + 512 * 1024);
+      const afterImage = makeImage('scale/after-restart', 'latest', [after]);
+      const chunksOnRestarted = stats.chunksPerNode[2]!;
+      await pushImage(0, afterImage, after);
+      assert.ok(stats.chunksPerNode[2]! > chunksOnRestarted, 'the restarted node took a chunk');
+      tagged.set('scale/after-restart:latest', afterImage);
+
       phase = 'final gc';
       const last = await cli(['gc', '--grace', '0', '--json']);
       assert.equal(last.code, 0, `berth gc: ${last.stderr}`);
