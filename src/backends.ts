@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { parseS3Url, type Config } from './config.js';
 import type { MetadataStore } from './metadata/store.js';
 import { SqliteMetadataStore } from './metadata/sqlite/sqlite-store.js';
-import { PostgresMetadataStore } from './metadata/postgres/postgres-store.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { FilesystemBlobStore } from './storage/filesystem.js';
 import { S3BlobStore } from './storage/s3.js';
@@ -21,7 +20,10 @@ export async function openBackends(config: Config): Promise<Backends> {
 
 /** The configured metadata store, migrated to the current schema (a newer schema is refused). */
 export async function openMetadata(config: Config): Promise<MetadataStore> {
-  if (config.metadata) return PostgresMetadataStore.open(config.metadata);
+  if (config.metadata) {
+    const { PostgresMetadataStore } = await import('./metadata/postgres/postgres-store.js'); // pg only when used
+    return PostgresMetadataStore.open(config.metadata);
+  }
   return new SqliteMetadataStore(sqliteFile(config));
 }
 

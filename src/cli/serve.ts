@@ -7,7 +7,7 @@ import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
-import { redactUrl } from '../metadata/postgres/postgres-store.js';
+import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);

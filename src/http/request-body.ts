@@ -44,19 +44,29 @@ export async function readLimited(req: IncomingMessage, limit: number): Promise<
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  try {
-    for await (const chunk of req) {
-      total += (chunk as Buffer).length;
-      if (total > limit) {
+  // Listeners, not `for await`: leaving a for-await early destroys the
+  // request, and with it a keep-alive connection the client is about to
+  // reuse (its next request then hangs). Past the limit the rest of the body
+  // is drained and discarded, so the 413 leaves the connection usable.
+  await new Promise<void>((resolve, reject) => {
+    const done = (error?: RegistryError) => {
+      req.off('data', onData).off('end', onEnd).off('error', onCut).off('aborted', onCut);
+      if (error) {
         req.resume();
-        throw tooLarge();
+        reject(error);
+      } else {
+        resolve();
       }
-      chunks.push(chunk as Buffer);
-    }
-  } catch (e) {
-    if (e instanceof RegistryError) throw e;
-    throw new RegistryError('MANIFEST_INVALID', 'request body was cut off');
-  }
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > limit) done(tooLarge());
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onCut = () => done(new RegistryError('MANIFEST_INVALID', 'request body was cut off'));
+    req.on('data', onData).on('end', onEnd).on('error', onCut).on('aborted', onCut);
+  });
   if (length !== undefined && total !== length) throw new RegistryError('SIZE_INVALID', 'body shorter than Content-Length');
   return Buffer.concat(chunks, total);
 }

@@ -458,6 +458,35 @@ describe('manifests', () => {
       assert.equal(await errorCode(res), 'SIZE_INVALID');
       assert.equal((await get(repo, 'chunked')).status, 404);
     });
+
+    it('after a chunked manifest refused with 413, the client\'s next requests are answered (the connection is not left hanging)', async () => {
+      const body = padded(MAX_MANIFEST + 64 * 1024);
+      for (let round = 0; round < 4; round++) {
+        const stream = new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (let i = 0; i < body.length; i += 256 * 1024) controller.enqueue(new Uint8Array(body.subarray(i, i + 256 * 1024)));
+            controller.close();
+          },
+        });
+        const res = await client.fetch(`/v2/${repo}/manifests/chunked`, {
+          method: 'PUT',
+          headers: { 'Content-Type': OCI_MANIFEST },
+          body: stream,
+          duplex: 'half',
+        } as RequestInit);
+        assert.equal(res.status, 413);
+        await res.arrayBuffer();
+        assert.equal((await get(repo, 'chunked')).status, 404);
+        const b = randomBlob(64);
+        const push = await client.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(b.size) },
+          body: bytes(b.data),
+          signal: AbortSignal.timeout(10_000),
+        });
+        assert.equal(push.status, 201, `round ${round}`);
+      }
+    });
   });
 
   describe('OCI-Subject', () => {

@@ -65,6 +65,7 @@ import type {
   UploadRecord,
 } from '../store.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
+import { redactUrl } from './url.js';
 
 const LIVE = 0;
 const DELETING = 1;
@@ -78,16 +79,7 @@ export interface PostgresStoreOptions {
   migrate?: boolean;
 }
 
-/** The URL with its password hidden, for logs and error messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(invalid URL)';
-  }
-}
+export { redactUrl };
 
 /** Connection failures name the database (password hidden); schema errors pass through as they are. */
 export function describeConnectError(e: unknown, url: string): unknown {
@@ -99,10 +91,6 @@ export function describeConnectError(e: unknown, url: string): unknown {
     return error;
   }
   return e;
-}
-
-export function isPostgresUrl(value: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(value);
 }
 
 /** int8 as a JS number (times, sizes, ids: all far below 2^53), for this pool only. */
@@ -345,8 +333,16 @@ class PoolRunner implements Runner {
     this.exec = execOn(pool);
   }
 
-  one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.exec.q<R>(name, values);
+  async one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
+    // A statement on its own is its own transaction: one that lost a deadlock was undone whole, so run it again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.exec.q<R>(name, values);
+      } catch (e) {
+        if (attempt >= MAX_ATTEMPTS || !retryable(e)) throw e;
+        await backoff(attempt);
+      }
+    }
   }
 
   async tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
