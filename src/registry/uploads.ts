@@ -103,6 +103,7 @@ export class Uploads {
         await storage.deleteBlob(key).catch(() => {});
         throw e;
       }
+      crashPoint('commit-after-rename');
       return this.record(id, repository, digest, body.length, key, false);
     }
     await storage.createUpload(id);

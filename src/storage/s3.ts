@@ -67,6 +67,8 @@ export interface S3StoreOptions {
   forcePathStyle?: boolean;
   /** Multipart part size P, at least 5 MiB. */
   partSize?: number;
+  /** Most entries per list request (tests use a small one to exercise pagination); default: the server's (1000). */
+  pageSize?: number;
   /** A ready client (tests); otherwise one is made from the options above. */
   client?: S3Client;
 }
@@ -77,6 +79,7 @@ export class S3BlobStore implements BlobStore {
   readonly prefix: string;
   readonly partSize: number;
   readonly maxWholeBlob: number;
+  private readonly pageSize: number | undefined;
   /** Multipart upload ids by Berth upload id: a cache of an immutable fact, safe to share. */
   private readonly multipartIds = new Map<string, string>();
 
@@ -89,6 +92,7 @@ export class S3BlobStore implements BlobStore {
       throw new Error(`S3 part size must be at least ${MIN_PART_SIZE} bytes (5 MiB), got ${this.partSize}`);
     }
     this.maxWholeBlob = this.partSize;
+    this.pageSize = options.pageSize;
     this.client = options.client ?? makeClient(options);
   }
 
@@ -224,7 +228,7 @@ export class S3BlobStore implements BlobStore {
     let uploadIdMarker: string | undefined;
     for (;;) {
       const res = await this.client.send(
-        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.pageSize }),
       );
       for (const u of res.Uploads ?? []) out.push({ key: u.Key!, id: u.UploadId!, initiated: u.Initiated?.getTime() ?? 0 });
       if (!res.IsTruncated) return out;
@@ -240,10 +244,20 @@ export class S3BlobStore implements BlobStore {
     const target = this.blobObject(uploadId);
     const multipart = await this.multipartId(uploadId, false);
     if (!multipart || length === 0) {
-      if (fullParts > 0) throw new Error(`upload ${uploadId}: ${length} bytes recorded but no multipart upload found`);
+      // A commit retried after a crash that followed the first one's completion finds the blob made.
+      const done = async () => (await this.statBlob(uploadId))?.size === length;
+      if (fullParts > 0) {
+        if (await done()) return uploadId;
+        throw new Error(`upload ${uploadId}: ${length} bytes recorded but no multipart upload found`);
+      }
       if (tailLength > 0) {
         // Everything is in the tail (< P bytes): a server-side copy.
-        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: this.copySource(this.tailObject(uploadId, length)) }));
+        try {
+          await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: this.copySource(this.tailObject(uploadId, length)) }));
+        } catch (e) {
+          if (!isNotFound(e) || !(await done())) throw e;
+          return uploadId;
+        }
       } else {
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: target, Body: Buffer.alloc(0), ContentLength: 0 }));
       }
@@ -277,7 +291,7 @@ export class S3BlobStore implements BlobStore {
     const parts = new Map<number, CompletedPart>();
     let marker: string | undefined;
     for (;;) {
-      const res = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: multipart, PartNumberMarker: marker }));
+      const res = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: multipart, PartNumberMarker: marker, MaxParts: this.pageSize }));
       for (const p of res.Parts ?? []) {
         if (p.PartNumber! > count) continue;
         if (p.Size !== this.partSize) throw new Error(`part ${p.PartNumber} of ${key} has ${p.Size} bytes, expected ${this.partSize}`);
@@ -440,7 +454,7 @@ export class S3BlobStore implements BlobStore {
   private async *listObjects(prefix: string): AsyncIterable<{ Key: string; Size: number; LastModified: number }> {
     let token: string | undefined;
     do {
-      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: this.pageSize }));
       for (const o of res.Contents ?? []) yield { Key: o.Key!, Size: o.Size ?? 0, LastModified: o.LastModified?.getTime() ?? 0 };
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);

@@ -12,7 +12,7 @@
  * (see test/helpers/s3-env.ts), under a prefix named after the data directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,6 +148,9 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
+  // Debugging aid: BERTH_TEST_SERVER_LOG=FILE appends every test server's output to FILE.
+  const tee = process.env.BERTH_TEST_SERVER_LOG;
+  if (tee) for (const s of [child.stdout!, child.stderr!]) s.on('data', (d) => appendFileSync(tee, d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   const addr = await new Promise<string>((resolve, reject) => {

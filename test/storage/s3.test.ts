@@ -13,10 +13,10 @@ import { blobStoreSuite, chunked } from './blob-store-suite.js';
 
 const skip = s3SkipReason();
 
-function makeStore(prefix: string): S3BlobStore {
+function makeStore(prefix: string, pageSize?: number): S3BlobStore {
   const env = s3TestEnv()!;
   for (const [k, v] of Object.entries(env.awsEnv)) process.env[k] ??= v;
-  return new S3BlobStore({ bucket: env.bucket, prefix, endpoint: env.endpoint, region: env.region, partSize: MIN_PART_SIZE });
+  return new S3BlobStore({ bucket: env.bucket, prefix, endpoint: env.endpoint, region: env.region, partSize: MIN_PART_SIZE, pageSize });
 }
 
 if (skip) {
@@ -26,8 +26,9 @@ if (skip) {
 } else {
   blobStoreSuite('s3', async () => {
     const prefix = uniquePrefix('storage');
-    const store = makeStore(prefix);
-    const other = makeStore(prefix);
+    // Pages of 2 entries: every listing (objects, multipart uploads, parts) paginates.
+    const store = makeStore(prefix, 2);
+    const other = makeStore(prefix, 2);
     return {
       store,
       other,
@@ -55,6 +56,23 @@ if (skip) {
         let tails = 0;
         for await (const _ of store.listUploads()) tails++;
         assert.equal(tails, 0, 'no tail object or multipart upload is left');
+      } finally {
+        await store.deleteEverything();
+        store.close();
+      }
+    });
+
+    test('a commit retried after the first completed (a crash before metadata) finds the blob made', async () => {
+      const store = makeStore(uniquePrefix('storage-retry'));
+      try {
+        for (const size of [1000, MIN_PART_SIZE + 10]) {
+          const id = `retry-${size}-${randomBytes(4).toString('hex')}`;
+          const data = randomBytes(size);
+          await store.appendUpload(id, 0, chunked(data), () => {});
+          const key = await store.commitUpload(id, size, `sha256:${'00'.repeat(32)}`);
+          assert.equal(await makeStore(store.prefix).commitUpload(id, size, `sha256:${'00'.repeat(32)}`), key);
+          assert.equal((await store.statBlob(key))?.size, size);
+        }
       } finally {
         await store.deleteEverything();
         store.close();
