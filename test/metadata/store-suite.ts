@@ -580,6 +580,26 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           }
         });
 
+        test('a manifest deletion racing a claim of its blob: the blob is never forgotten by GC', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 24 }, (_, i) => pushBlob(a, 'r/app', `q-${i}`, T)));
+          const ms = blobs.map((x, i) => manifest(`qm${i}`, [x.digest]));
+          for (const m of ms) await a.putManifest('r/app', m, undefined, T);
+          // The push's enqueue is done with; what remains queued is the blobs' upload.
+          for (const x of blobs) await a.claimBlobIfGarbage(x.digest, T + 10);
+          assert.deepEqual(await a.listBlobCandidates(T + 1000, 100), [], 'referenced blobs leave the queue');
+          const claimed = new Set<string>();
+          await Promise.all(
+            blobs.map(async (x, i) => {
+              const [, claim] = await Promise.all([a.deleteManifest('r/app', ms[i]!.digest, T + 20), b.claimBlobIfGarbage(x.digest, T + 1000)]);
+              if (claim.blob) claimed.add(x.digest);
+            }),
+          );
+          // Whatever this pass did not take must still be queued for the next one.
+          const queued = new Set(await a.listBlobCandidates(T + 1000, 100));
+          for (const x of blobs) assert.ok(claimed.has(x.digest) || queued.has(x.digest), `${x.digest} dropped out of GC`);
+        });
+
         test('collectors on two nodes claim each blob once', async (a, more) => {
           const b = await more();
           const blobs = await Promise.all(Array.from({ length: 20 }, (_, i) => pushBlob(a, 'r/app', `g-${i}`, T)));

@@ -350,7 +350,7 @@ class PoolRunner implements Runner {
       const client = await this.pool.connect();
       let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
+        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
         const value = await fn(execOn(client));
         await client.query('COMMIT');
         return value;
@@ -705,30 +705,34 @@ export class PostgresMetadataStore implements MetadataStore {
       // share-locking the blob, a manifest deletion re-queueing it, another
       // node's collector) is skipped and stays queued for a later pass.
       const queued = (await x.q('lockQueueEntry', [digest])).rowCount! > 0;
+      // Only the queue entry locked here is ours to remove or move: one that
+      // appears while this runs was added by a transaction (a manifest
+      // deletion) that knew more than this claim's snapshot, and must stay.
+      const dequeue = async () => void (queued && (await x.q('dequeueBlob', [digest])));
       if (!queued && (await x.q('queueEntryExists', [digest])).rowCount! > 0) return { linksRemoved: 0 };
       const row = (await x.q('lockBlobForGc', [digest])).rows[0];
       if (!row && (await x.q('blobExists', [digest])).rowCount! > 0) return { linksRemoved: 0 };
       // From here on the blob row is ours: no push can reference it or link it until we commit.
       const linksRemoved = (await x.q('deleteDanglingLinks', [digest, cutoff])).rowCount ?? 0;
       if (!row || row.state !== LIVE) {
-        await x.q('dequeueBlob', [digest]);
+        await dequeue();
         return { linksRemoved };
       }
       const refs = (await x.q('blobReferences', [digest])).rows[0]!;
       if (refs.referenced) {
         // Referenced: a manifest deletion re-queues it.
-        await x.q('dequeueBlob', [digest]);
+        await dequeue();
         return { linksRemoved };
       }
       const newestLink = refs.newest as number | null;
       const newest = Math.max(newestLink ?? 0, row.last_seen as number);
       if (newestLink !== null || newest > cutoff) {
         // Still linked (recently, or by a row someone holds), uploaded or said to exist: look again later.
-        await x.q('requeueBlob', [newest, digest]);
+        if (queued) await x.q('requeueBlob', [newest, digest]);
         return { linksRemoved };
       }
       await x.q('markDeleting', [digest]);
-      await x.q('dequeueBlob', [digest]);
+      await dequeue();
       return { blob: toBlob(row), linksRemoved };
     });
   }
@@ -818,7 +822,7 @@ export class PostgresMetadataStore implements MetadataStore {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
       // A process that dies mid-run loses its connection and so its locks; a hung one is cut off.
       await client.query(`SET LOCAL idle_in_transaction_session_timeout = '60s'`);
       const view = new PostgresMetadataStore(undefined, new DryRunRunner(client));
