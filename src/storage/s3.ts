@@ -52,6 +52,8 @@ import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+/** Connections to the object store per process. */
+const MAX_SOCKETS = 512;
 /** S3 allows at most 10,000 parts per multipart upload. */
 const MAX_PARTS = 10_000;
 
@@ -500,6 +502,9 @@ function makeClient(options: S3StoreOptions): S3Client {
     // by their digest anyway.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A pull without redirects holds a connection for its whole transfer:
+    // the SDK's default of 50 would queue every request behind 50 pulls.
+    requestHandler: { httpAgent: { maxSockets: MAX_SOCKETS }, httpsAgent: { maxSockets: MAX_SOCKETS } },
   });
   // Multi-object delete needs Content-MD5 on S3 implementations that do not
   // take the SDK's newer CRC32 checksum for it (AWS takes either).
