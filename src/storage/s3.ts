@@ -9,6 +9,7 @@
  *                                              of the upload's multipart upload
  *   uploads/<upload-id>/tail.<offset>          the bytes of an upload past its
  *                                              last full part, after `offset` bytes
+ *   uploads/<upload-id>/multipart              the id of its multipart upload
  *   quarantine/blobs/<upload-id>               blobs fsck found corrupt
  *
  * An upload's bytes [0, k·P) are parts 1..k of a multipart upload whose
@@ -52,6 +53,8 @@ import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+/** Connections to the object store per process. */
+const MAX_SOCKETS = 512;
 /** S3 allows at most 10,000 parts per multipart upload. */
 const MAX_PARTS = 10_000;
 
@@ -196,22 +199,37 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  private markerObject(uploadId: string): string {
+    return `${this.tailsPrefix(uploadId)}multipart`;
+  }
+
   /**
-   * The multipart upload of a Berth upload, found by listing the multipart
-   * uploads of its key (so any node finds it), created when `create` is set.
-   * Should a race have made two, the oldest is the upload's.
+   * The multipart upload of a Berth upload, created when `create` is set.
+   * Its id is kept in a small marker object beside the tails, so any node
+   * finds it with one GET (read-after-write consistent, unlike what a
+   * listing of multipart uploads promises everywhere). A multipart upload
+   * whose marker was never written (a crash in between) is aborted with the
+   * upload (`deleteUpload` aborts every multipart upload of the key) or by
+   * fsck, which lists multipart uploads as uploads.
    */
   private async multipartId(uploadId: string, create: true): Promise<string>;
   private async multipartId(uploadId: string, create: false): Promise<string | undefined>;
   private async multipartId(uploadId: string, create: boolean): Promise<string | undefined> {
     const cached = this.multipartIds.get(uploadId);
     if (cached) return cached;
-    const key = this.blobObject(uploadId);
-    const found = await this.listMultipart(key);
-    let id = found.filter((u) => u.key === key).sort((a, b) => a.initiated - b.initiated || a.id.localeCompare(b.id))[0]?.id;
+    let id: string | undefined;
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.markerObject(uploadId) }));
+      id = (await res.Body!.transformToString()).trim() || undefined;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
     if (!id && create) {
-      const res = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' }));
+      const res = await this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.blobObject(uploadId), ContentType: 'application/octet-stream' }),
+      );
       id = res.UploadId!;
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.markerObject(uploadId), Body: id, ContentLength: Buffer.byteLength(id) }));
     }
     if (id) this.rememberMultipart(uploadId, id);
     return id;
@@ -243,9 +261,9 @@ export class S3BlobStore implements BlobStore {
     const tailLength = length % P;
     const target = this.blobObject(uploadId);
     const multipart = await this.multipartId(uploadId, false);
+    // A commit retried after a crash that followed the first one's completion finds the blob made.
+    const done = async () => (await this.statBlob(uploadId))?.size === length;
     if (!multipart || length === 0) {
-      // A commit retried after a crash that followed the first one's completion finds the blob made.
-      const done = async () => (await this.statBlob(uploadId))?.size === length;
       if (fullParts > 0) {
         if (await done()) return uploadId;
         throw new Error(`upload ${uploadId}: ${length} bytes recorded but no multipart upload found`);
@@ -263,27 +281,37 @@ export class S3BlobStore implements BlobStore {
       }
       if (multipart) await this.abortMultipart(target);
     } else {
-      const parts = await this.listParts(target, multipart, fullParts);
-      if (tailLength > 0) {
-        const res = await this.client.send(
-          new UploadPartCopyCommand({
-            Bucket: this.bucket,
-            Key: target,
-            UploadId: multipart,
-            PartNumber: fullParts + 1,
-            CopySource: this.copySource(this.tailObject(uploadId, length)),
-          }),
-        );
-        parts.push({ PartNumber: fullParts + 1, ETag: res.CopyPartResult!.ETag! });
+      try {
+        await this.completeMultipart(uploadId, target, multipart, fullParts, tailLength, length);
+      } catch (e) {
+        // Gone multipart upload or tail: a commit that completed before may have left the marker behind.
+        if ((errorName(e) !== 'NoSuchUpload' && !isNotFound(e)) || !(await done())) throw e;
       }
-      // Parts past these (left by an interrupted append) are discarded by S3.
-      await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: multipart, MultipartUpload: { Parts: parts } }),
-      );
     }
     this.multipartIds.delete(uploadId);
-    await this.deleteTails(uploadId, () => true).catch(() => {});
+    await this.deleteTails(uploadId, () => true, true).catch(() => {});
     return uploadId;
+  }
+
+  /** Adds the tail as the last part (a server-side copy) and completes the multipart upload. */
+  private async completeMultipart(uploadId: string, target: string, multipart: string, fullParts: number, tailLength: number, length: number): Promise<void> {
+    const parts = await this.listParts(target, multipart, fullParts);
+    if (tailLength > 0) {
+      const res = await this.client.send(
+        new UploadPartCopyCommand({
+          Bucket: this.bucket,
+          Key: target,
+          UploadId: multipart,
+          PartNumber: fullParts + 1,
+          CopySource: this.copySource(this.tailObject(uploadId, length)),
+        }),
+      );
+      parts.push({ PartNumber: fullParts + 1, ETag: res.CopyPartResult!.ETag! });
+    }
+    // Parts past these (left by an interrupted append) are discarded by S3.
+    await this.client.send(
+      new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: multipart, MultipartUpload: { Parts: parts } }),
+    );
   }
 
   /** The ETags of parts 1..count, each checked to be a full part. */
@@ -322,12 +350,12 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** Deletes an upload's tail objects whose offset passes `which`. */
-  private async deleteTails(uploadId: string, which: (offset: number) => boolean): Promise<void> {
+  /** Deletes an upload's tail objects whose offset passes `which`, and with `all` its other objects (the marker). */
+  private async deleteTails(uploadId: string, which: (offset: number) => boolean, all = false): Promise<void> {
     const keys: string[] = [];
     for await (const o of this.listObjects(this.tailsPrefix(uploadId))) {
       const m = /\/tail\.(\d+)$/.exec(o.Key);
-      if (!m || which(Number(m[1]))) keys.push(o.Key);
+      if (m ? which(Number(m[1])) : all) keys.push(o.Key);
     }
     await this.deleteObjects(keys);
   }
@@ -379,7 +407,7 @@ export class S3BlobStore implements BlobStore {
   async deleteUpload(uploadId: string): Promise<void> {
     this.multipartIds.delete(uploadId);
     await this.abortMultipart(this.blobObject(uploadId));
-    await this.deleteTails(uploadId, () => true);
+    await this.deleteTails(uploadId, () => true, true);
   }
 
   async *listUploads(): AsyncIterable<StoredObject> {
@@ -500,6 +528,9 @@ function makeClient(options: S3StoreOptions): S3Client {
     // by their digest anyway.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // A pull without redirects holds a connection for its whole transfer:
+    // the SDK's default of 50 would queue every request behind 50 pulls.
+    requestHandler: { httpAgent: { maxSockets: MAX_SOCKETS }, httpsAgent: { maxSockets: MAX_SOCKETS } },
   });
   // Multi-object delete needs Content-MD5 on S3 implementations that do not
   // take the SDK's newer CRC32 checksum for it (AWS takes either).

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3BlobStore } from '../../src/storage/s3.js';
 import { join } from 'node:path';
 import { digestOfKey } from '../../src/storage/blob-store.js';
 import { TEST_STORAGE, testStore, type TestServer } from './server.js';
@@ -70,6 +72,13 @@ export async function blobFiles(server: TestServer, digest: string): Promise<str
 
 export async function blobSize(server: TestServer, key: string): Promise<number | undefined> {
   return (await testStore(server.dataDir).statBlob(key))?.size;
+}
+
+/** Replaces a stored blob's bytes behind Berth's back (fsck tests: bit rot). */
+export async function overwriteBlob(dataDir: string, key: string, data: Buffer): Promise<void> {
+  if (TEST_STORAGE === 'fs') return writeFileSync(join(dataDir, 'blobs', key), data);
+  const store = testStore(dataDir) as S3BlobStore;
+  await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: `${store.prefix}blobs/${key}`, Body: data, ContentLength: data.length }));
 }
 
 /** Asserts the status and the spec's error code of a response. */

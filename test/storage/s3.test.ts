@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { MIN_PART_SIZE, S3BlobStore } from '../../src/storage/s3.js';
 import { s3SkipReason, s3TestEnv, uniquePrefix } from '../helpers/s3-env.js';
 import { blobStoreSuite, chunked } from './blob-store-suite.js';
@@ -69,7 +69,11 @@ if (skip) {
           const id = `retry-${size}-${randomBytes(4).toString('hex')}`;
           const data = randomBytes(size);
           await store.appendUpload(id, 0, chunked(data), () => {});
+          const marker = `${store.prefix}uploads/${id}/multipart`;
+          const multipart = size > MIN_PART_SIZE ? await (await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: marker }))).Body!.transformToString() : undefined;
           const key = await store.commitUpload(id, size, `sha256:${'00'.repeat(32)}`);
+          // The crash came before the marker was deleted: it names a multipart upload that is complete.
+          if (multipart) await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: marker, Body: multipart }));
           assert.equal(await makeStore(store.prefix).commitUpload(id, size, `sha256:${'00'.repeat(32)}`), key);
           assert.equal((await store.statBlob(key))?.size, size);
         }
