@@ -5,6 +5,7 @@
 //
 //   npm run bench -- [--rounds 3] [--only push,head] [--size-mib 512] [--quick]
 //                    [--servers berth,reference] [--berth-cmd '...'] [--out FILE]
+//                    [--storage s3 [--metadata postgres]]
 //
 // See bench/README.md.
 import { parseArgs } from 'node:util';
@@ -13,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RegistryClient, OCI_MANIFEST, pool, sha256 } from './lib/client.mjs';
-import { berthServer, referenceServer, cpuSnapshot, foreignShare, foreignTicks } from './lib/servers.mjs';
+import { berthServer, referenceServer, cpuSnapshot, foreignShare, foreignTicks, countServicesAsWorkload } from './lib/servers.mjs';
+import { s3Settings, runPrefix, deleteS3Prefix, createBenchDatabase, PG_ADMIN_URL } from './lib/backends.mjs';
 import {
   run,
   which,
@@ -41,6 +43,8 @@ const { values: opt } = parseArgs({
     'chunk-mib': { type: 'string' },
     quick: { type: 'boolean', default: false },
     servers: { type: 'string', default: 'berth,reference' },
+    storage: { type: 'string', default: 'fs' },
+    metadata: { type: 'string', default: 'sqlite' },
     'berth-cmd': { type: 'string' },
     'registry-bin': { type: 'string' },
     'no-build': { type: 'boolean', default: false },
@@ -69,6 +73,13 @@ if (opt.help) {
   --chunk-mib N           chunk size for the chunked push (default 16; 8 with --quick)
   --quick                 small sizes, short wrk runs, 1 round: a smoke run
   --servers LIST          berth,reference (default both)
+  --storage fs|s3         where both servers keep blobs (default fs: a local directory each).
+                          s3: the S3 endpoint of S3_ENDPOINT, S3_BUCKET, S3_REGION,
+                          S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY (eval "$(bash .ci/setup-services.sh)"),
+                          each server under its own prefix of bench/<run>/, deleted at the end
+  --metadata sqlite|postgres  Berth's metadata store (default sqlite); postgres: a fresh
+                          database created from BERTH_BENCH_PG_URL or BERTH_TEST_PG_URL
+                          (default postgres://postgres@127.0.0.1:5432/test), dropped at the end
   --berth-cmd CMD         shell command to start Berth; {addr} {port} {data} are substituted
   --registry-bin PATH     reference registry binary (default: docker-registry on PATH)
   --no-build              do not run \`npm run build\` first
@@ -120,6 +131,19 @@ const cfg = {
 if (!(Number.isInteger(cfg.retryNoisy) && cfg.retryNoisy >= 0)) die('--retry-noisy must be a non-negative integer');
 if (!(cfg.waitIdleS >= 0)) die('--wait-idle must be a number of seconds');
 const MiB = 1 << 20;
+
+if (!['fs', 's3'].includes(opt.storage)) die(`--storage must be fs or s3, got ${opt.storage}`);
+if (!['sqlite', 'postgres'].includes(opt.metadata)) die(`--metadata must be sqlite or postgres, got ${opt.metadata}`);
+const s3 = opt.storage === 's3' ? s3Settings() : undefined;
+if (opt.storage === 's3' && !s3) {
+  die('--storage s3 needs S3_ENDPOINT, S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (or the AWS_* ones): eval "$(bash .ci/setup-services.sh)" first');
+}
+/** This run's S3 prefix (each server gets a sub-prefix), and Berth's PostgreSQL database. */
+const backends = { prefix: s3 ? runPrefix() : undefined, db: undefined, cleaned: false };
+// The S3 store and PostgreSQL work for the servers under test: their CPU is
+// workload, not "other processes" (they may also serve other users, which
+// the harness cannot tell apart).
+const servicesCounted = countServicesAsWorkload({ s3: Boolean(s3), postgres: opt.metadata === 'postgres' });
 
 const serverNames = opt.servers.split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of serverNames) if (s !== 'berth' && s !== 'reference') die(`unknown server ${s} (berth, reference)`);
@@ -398,6 +422,10 @@ function cleanupSync() {
       /* ignore */
     }
   }
+  if (!backends.cleaned && (backends.prefix || backends.db)) {
+    const left = [backends.prefix && `S3 objects under s3://${s3.bucket}/${backends.prefix}`, backends.db && `PostgreSQL database ${backends.db.name}`].filter(Boolean);
+    console.error(`bench: left behind: ${left.join(', ')}`);
+  }
   if (opt['keep-tmp']) console.error(`bench: kept ${tmpRoot}`);
   else fs.rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 }
@@ -473,6 +501,18 @@ async function seedServer(server) {
   }
 }
 
+/** Removes this run's S3 prefix and PostgreSQL database (unless --keep-tmp). */
+async function cleanupBackends() {
+  if (opt['keep-tmp']) return;
+  try {
+    if (backends.prefix) await deleteS3Prefix(repoRoot, s3, backends.prefix);
+    if (backends.db) await backends.db.drop();
+    backends.cleaned = true;
+  } catch (e) {
+    console.error(`bench: cleaning up the S3 prefix / database failed: ${e.message}`);
+  }
+}
+
 // ------------------------------------------------------------------ main
 
 async function main() {
@@ -491,6 +531,8 @@ async function main() {
     `- node ${info.node}; ${info.curl.split(' (')[0]}; ${info.wrk}; ${info.ab}`,
     `- reference: ${info.reference}`,
     `- berth: commit ${info.berth}`,
+    `- storage: ${s3 ? `S3 at ${s3.endpoint}, bucket ${s3.bucket}, prefix ${backends.prefix}{berth,reference}/ (reference: s3 driver, chunksize 5 MiB)` : 'local filesystem'}; ` +
+      `Berth metadata: ${opt.metadata === 'postgres' ? `PostgreSQL (${PG_ADMIN_URL.replace(/\/[^/]*$/, '/')}<fresh database>)` : 'SQLite'}`,
     '',
     `Settings: rounds ${cfg.rounds}, blob ${cfg.sizeMiB} MiB (chunks ${cfg.chunkMiB} MiB), pull repeats ${cfg.pullRepeats}, ` +
       `wrk ${cfg.durationS}s × ${cfg.connections} connections × ${cfg.wrkThreads} threads, ` +
@@ -501,8 +543,19 @@ async function main() {
   console.log(header);
 
   // Start servers.
+  if (opt.metadata === 'postgres' && serverNames.includes('berth')) {
+    try {
+      backends.db = await createBenchDatabase();
+    } catch (e) {
+      die(`--metadata postgres: cannot create a database through ${PG_ADMIN_URL}: ${e.message}`, 1);
+    }
+  }
+  const s3For = (name) => (s3 ? { settings: s3, prefix: `${backends.prefix}${name}/` } : undefined);
   for (const name of serverNames) {
-    const s = name === 'berth' ? await berthServer({ tmpRoot, repoRoot, cmdTemplate: opt['berth-cmd'] }) : await referenceServer({ tmpRoot, bin: registryBin });
+    const s =
+      name === 'berth'
+        ? await berthServer({ tmpRoot, repoRoot, cmdTemplate: opt['berth-cmd'], s3: s3For('berth'), metadataUrl: backends.db?.url })
+        : await referenceServer({ tmpRoot, bin: registryBin, s3: s3For('reference') });
     servers.push(s);
     try {
       await s.start();
@@ -620,6 +673,7 @@ async function main() {
   const rss = Object.fromEntries(servers.map((s) => [s.name, s.peakRssMiB()]));
   for (const c of ctx.clients.values()) c.close();
   for (const s of servers) await s.stop();
+  await cleanupBackends();
   info.loadavgEnd = os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
   // ---------------------------------------------------------------- report
@@ -670,7 +724,8 @@ async function main() {
   }
   lines.push(
     '',
-    `Load average at end: ${info.loadavgEnd}. CPU used by user processes other than the servers, curl/wrk/ab and this harness: ` +
+    `Load average at end: ${info.loadavgEnd}. CPU used by user processes other than the servers, curl/wrk/ab and this harness` +
+      `${servicesCounted ? ` (and the ${[s3 && 'S3 store', opt.metadata === 'postgres' && 'PostgreSQL'].filter(Boolean).join(' and ')}, counted as workload although shared)` : ''}: ` +
       `${(foreignTotal * 100).toFixed(0)}% of the machine, over all measurements.`,
   );
   const noisy = Object.entries(foreignCpu).flatMap(([wid, m]) =>

@@ -1,10 +1,11 @@
 /** Opens the metadata store and blob store a configuration names. */
 import { join } from 'node:path';
-import type { Config } from './config.js';
+import { parseS3Url, type Config } from './config.js';
 import type { MetadataStore } from './metadata/store.js';
 import { SqliteMetadataStore } from './metadata/sqlite/sqlite-store.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { FilesystemBlobStore } from './storage/filesystem.js';
+import { S3BlobStore } from './storage/s3.js';
 
 export interface Backends {
   metadata: MetadataStore;
@@ -12,8 +13,7 @@ export interface Backends {
 }
 
 export async function openBackends(config: Config): Promise<Backends> {
-  const storage = new FilesystemBlobStore(config.data);
-  await storage.init();
+  const storage = await openStorage(config);
   const metadata = await openMetadata(config);
   return { metadata, storage };
 }
@@ -29,4 +29,12 @@ export async function openMetadata(config: Config): Promise<MetadataStore> {
 
 export function sqliteFile(config: Config): string {
   return join(config.data, 'metadata.db');
+}
+
+async function openStorage(config: Config): Promise<BlobStore> {
+  const { url, endpoint, region, pathStyle, partSize } = config.storage;
+  if (url) return new S3BlobStore({ ...parseS3Url(url), endpoint, region, forcePathStyle: pathStyle, partSize });
+  const storage = new FilesystemBlobStore(config.data);
+  await storage.init();
+  return storage;
 }

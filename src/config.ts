@@ -23,6 +23,21 @@ export interface GcConfig {
   uploadTimeout: number;
 }
 
+export interface StorageConfig {
+  /** Undefined: blobs in the data directory; `s3://BUCKET/PREFIX`: an S3 bucket. */
+  url?: string;
+  /** S3 endpoint for S3-compatible stores (MinIO, Swift, …); undefined: AWS. */
+  endpoint?: string;
+  /** Undefined: from AWS_REGION or the AWS config, else us-east-1. */
+  region?: string;
+  /** Path-style addressing; undefined: on when an endpoint is set. */
+  pathStyle?: boolean;
+  /** Multipart part size in bytes (at least 5 MiB). */
+  partSize: number;
+  /** Answer blob GETs with a 307 redirect to a pre-signed URL (bytes flow from the object store). */
+  redirect: boolean;
+}
+
 export interface Config extends SecurityConfig {
   /** HOST:PORT to listen on. */
   addr: string;
@@ -34,6 +49,7 @@ export interface Config extends SecurityConfig {
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
   gc: GcConfig;
+  storage: StorageConfig;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -52,6 +68,7 @@ export const DEFAULT_CONFIG: Config = {
   // Security (src/auth/config.ts): auth and TLS are off unless configured.
   trustedProxies: [],
   limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
+  storage: { partSize: 16 * 1024 * 1024, redirect: false },
 };
 
 export class ConfigError extends Error {
@@ -102,6 +119,8 @@ export interface ConfigOverrides extends SecurityOverrides {
   metadata?: string;
   logLevel?: string;
   deletes?: boolean;
+  storage?: string;
+  s3Endpoint?: string;
 }
 
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
@@ -114,13 +133,19 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
+  if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
+  const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  if (endpoint) config.storage.endpoint = endpoint;
   if (flags.addr) config.addr = flags.addr;
   if (flags.data) config.data = flags.data;
   if (flags.metadata) config.metadata = checkMetadata(flags.metadata);
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
   applySecurityOverrides(config, flags, env);
+  if (flags.storage) config.storage.url = flags.storage;
+  if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
+  checkStorage(config.storage);
   config.data = resolve(config.data);
   return config;
 }
@@ -135,7 +160,7 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -152,5 +177,41 @@ function applyFile(config: Config, file: string): void {
     if (gc.manifestGrace !== undefined) config.gc.manifestGrace = parseDuration(gc.manifestGrace as string, 'gc.manifestGrace');
     if (gc.uploadTimeout !== undefined) config.gc.uploadTimeout = parseDuration(gc.uploadTimeout as string, 'gc.uploadTimeout');
   }
+  if (typeof d.storage === 'string') config.storage.url = d.storage;
+  else if (d.storage !== undefined && d.storage !== null) {
+    const st = d.storage as Record<string, unknown>;
+    if (st.url !== undefined) config.storage.url = String(st.url);
+    if (st.endpoint !== undefined) config.storage.endpoint = String(st.endpoint);
+    if (st.region !== undefined) config.storage.region = String(st.region);
+    if (st.pathStyle !== undefined) config.storage.pathStyle = parseBoolean(st.pathStyle as string, 'storage.pathStyle');
+    if (st.partSize !== undefined) config.storage.partSize = parseSize(st.partSize as string, 'storage.partSize');
+    if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
+  }
   applySecurityFile(config, d);
+}
+
+/** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */
+export function parseSize(value: string | number, what = 'size'): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(value.trim());
+  if (!m) throw new ConfigError(`invalid ${what} "${value}": use bytes or a number with KiB, MiB or GiB (e.g. 16MiB)`);
+  const unit = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? 'b')[0]!.toLowerCase() as 'b'];
+  return Number(m[1]) * unit;
+}
+
+/** The bucket and key prefix of an `s3://BUCKET/PREFIX` storage URL. */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new ConfigError(`invalid storage "${url}": use s3://BUCKET/PREFIX, or leave it unset for the data directory`);
+  return { bucket: m[1]!, prefix: m[2] ?? '' };
+}
+
+function checkStorage(storage: StorageConfig): void {
+  if (storage.url === undefined || storage.url === '') {
+    storage.url = undefined;
+    if (storage.redirect) throw new ConfigError('storage.redirect needs S3 storage (storage: s3://BUCKET/PREFIX)');
+    return;
+  }
+  parseS3Url(storage.url);
+  if (storage.partSize < 5 * 1024 * 1024) throw new ConfigError(`storage.partSize must be at least 5MiB (S3's smallest part)`);
 }

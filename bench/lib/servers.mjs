@@ -65,24 +65,52 @@ function processTree(rootPid) {
  * @returns {{total: number, others: Map<number, number>}} total: all CPUs' ticks since boot;
  *   others: pid -> utime+stime+cutime+cstime of every other user process.
  */
+/**
+ * Processes that belong to the workload although this harness did not start
+ * them: in S3 mode the S3 store and PostgreSQL serve the servers under test.
+ * `pids` by process id, `comms` by command name (PostgreSQL forks a backend
+ * per connection).
+ */
+export const workloadServices = { pids: new Set(), comms: new Set() };
+
+/** Registers the shared S3 store (its pid files in S3_STATE_DIR/run) and, if asked, PostgreSQL as workload. */
+export function countServicesAsWorkload({ s3 = false, postgres = false } = {}) {
+  if (s3) {
+    const runDir = path.join(process.env.S3_STATE_DIR ?? path.join(process.env.TMPDIR ?? '/tmp', 's3-swift'), 'run');
+    try {
+      for (const f of fs.readdirSync(runDir)) {
+        const pid = Number(fs.readFileSync(path.join(runDir, f), 'utf8').trim());
+        if (pid > 0) workloadServices.pids.add(pid);
+      }
+    } catch {
+      /* not the shared Swift store: its CPU stays "other processes" */
+    }
+  }
+  if (postgres) workloadServices.comms.add('postgres');
+  return workloadServices.pids.size + workloadServices.comms.size > 0;
+}
+
 export function cpuSnapshot() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
-  const procs = new Map(); // pid -> {ppid, ticks}
+  const procs = new Map(); // pid -> {ppid, ticks, comm}
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       const x = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(d), { ppid: Number(x[1]), ticks: Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14]) });
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      procs.set(Number(d), { ppid: Number(x[1]), ticks: Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14]), comm });
     } catch {
       /* gone */
     }
   }
   const excluded = (pid) => {
     for (let p = pid, hops = 0; p > 0 && hops < 64; hops++) {
-      if (p === process.pid || p === 2) return true;
-      p = procs.get(p)?.ppid ?? 0;
+      if (p === process.pid || p === 2 || workloadServices.pids.has(p)) return true;
+      const proc = procs.get(p);
+      if (proc && workloadServices.comms.has(proc.comm)) return true;
+      p = proc?.ppid ?? 0;
     }
     return false;
   };
@@ -216,12 +244,41 @@ function cleanEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
-export async function referenceServer({ tmpRoot, bin }) {
+/**
+ * The reference registry. With `s3` ({ settings, prefix }: bench/lib/backends.mjs),
+ * its `s3` storage driver keeps everything under that key prefix of the bucket
+ * (chunksize 5 MiB, path-style requests to the regionendpoint, plain http,
+ * SigV4; redirects off, so that blob bytes flow through the registry as
+ * Berth's do).
+ */
+export async function referenceServer({ tmpRoot, bin, s3 }) {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'reference-'));
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
   const port = await freePort();
   const config = path.join(dir, 'config.yml');
+  const q = (v) => JSON.stringify(String(v)); // YAML double-quoted scalar
+  const storage = s3
+    ? [
+        '  s3:',
+        `    accesskey: ${q(s3.settings.accessKeyId)}`,
+        `    secretkey: ${q(s3.settings.secretAccessKey)}`,
+        `    region: ${q(s3.settings.region)}`,
+        `    regionendpoint: ${q(s3.settings.endpoint)}`,
+        `    bucket: ${q(s3.settings.bucket)}`,
+        `    rootdirectory: ${q('/' + s3.prefix.replace(/\/$/, ''))}`,
+        `    secure: ${s3.settings.endpoint.startsWith('https:')}`,
+        '    v4auth: true',
+        '    chunksize: 5242880',
+        '  redirect:',
+        '    disable: true',
+      ]
+    : ['  filesystem:', `    rootdirectory: ${dataDir}`];
+  // aws-sdk-go v1 (in docker-registry) panics at start when AWS_CA_BUNDLE is
+  // set ("LoadCustomCABundleError ... unsupported transport"): run it as
+  // `env -u AWS_CA_BUNDLE` would.
+  const env = cleanEnv();
+  if (s3) delete env.AWS_CA_BUNDLE;
   fs.writeFileSync(
     config,
     [
@@ -231,8 +288,7 @@ export async function referenceServer({ tmpRoot, bin }) {
       '  accesslog:',
       '    disabled: true',
       'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${dataDir}`,
+      ...storage,
       '  cache:',
       '    blobdescriptor: inmemory',
       '  delete:',
@@ -247,7 +303,7 @@ export async function referenceServer({ tmpRoot, bin }) {
     command: bin,
     args: ['serve', config],
     cwd: dir,
-    env: cleanEnv(),
+    env,
     port,
     dataDir,
     logFile: path.join(dir, 'server.log'),
@@ -257,28 +313,37 @@ export async function referenceServer({ tmpRoot, bin }) {
 /**
  * Berth. `cmdTemplate`, when given, is a shell command with {port}, {addr} and {data}
  * placeholders; it is run with `exec` so that its pid is the server's.
+ * With `s3` ({ settings, prefix }) its blobs go to s3://BUCKET/PREFIX through
+ * `--storage` and `--s3-endpoint` (credentials and region in the AWS_*
+ * environment); with `metadataUrl` its metadata goes to that PostgreSQL
+ * database (`--metadata`). Those flags are appended to a `cmdTemplate` too.
  */
-export async function berthServer({ tmpRoot, repoRoot, cmdTemplate }) {
+export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadataUrl }) {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'berth-'));
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
   const port = await freePort();
   const addr = `127.0.0.1:${port}`;
+  const backendArgs = [
+    ...(s3 ? ['--storage', `s3://${s3.settings.bucket}/${s3.prefix.replace(/\/$/, '')}`, '--s3-endpoint', s3.settings.endpoint] : []),
+    ...(metadataUrl ? ['--metadata', metadataUrl] : []),
+  ];
   let command;
   let args;
   if (cmdTemplate) {
     command = 'sh';
-    args = ['-c', 'exec ' + cmdTemplate.replaceAll('{port}', String(port)).replaceAll('{addr}', addr).replaceAll('{data}', dataDir)];
+    const shellQuote = (a) => `'${a.replaceAll("'", `'\\''`)}'`;
+    args = ['-c', ['exec ' + cmdTemplate.replaceAll('{port}', String(port)).replaceAll('{addr}', addr).replaceAll('{data}', dataDir), ...backendArgs.map(shellQuote)].join(' ')];
   } else {
     command = process.execPath;
-    args = [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn'];
+    args = [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn', ...backendArgs];
   }
   return new ServerProcess({
     name: 'berth',
     command,
     args,
     cwd: repoRoot,
-    env: cleanEnv({ NODE_ENV: 'production' }),
+    env: cleanEnv({ NODE_ENV: 'production', ...(s3 ? s3.settings.awsEnv : {}) }),
     port,
     dataDir,
     logFile: path.join(dir, 'server.log'),

@@ -23,6 +23,8 @@ function withCommonOptions(cmd: Command): Command {
     .option('-c, --config <file>', 'YAML configuration file (env: BERTH_CONFIG)')
     .option('-d, --data <dir>', 'data directory: metadata.db and blobs (env: BERTH_DATA; default ./data)')
     .option('--metadata <url>', 'metadata store: postgres://USER@HOST:PORT/DB (env: BERTH_METADATA; default SQLite in the data directory)')
+    .option('--storage <url>', 'where blobs go: s3://BUCKET/PREFIX (env: BERTH_STORAGE; default: the data directory)')
+    .option('--s3-endpoint <url>', 'S3 endpoint for S3-compatible stores (env: AWS_ENDPOINT_URL_S3); credentials and region from the AWS environment')
     .addOption(
       new Option('--log-level <level>', 'log level; warn and above turns the per-request log off (env: BERTH_LOG_LEVEL; default info)').choices([
         'trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent',
@@ -57,6 +59,13 @@ variables, then flags. A config file looks like:
     manifestGrace: 1h  # manifests without tag or parent are kept this long
     untagged: true     # collect untagged manifests at all
     uploadTimeout: 24h # abandoned uploads are purged after this
+  storage: s3://my-bucket/berth   # default: blobs in the data directory
+  # or, with settings:
+  # storage:
+  #   url: s3://my-bucket/berth
+  #   endpoint: http://127.0.0.1:9000   # S3-compatible store (env AWS_ENDPOINT_URL_S3)
+  #   partSize: 16MiB
+  #   redirect: true   # blob GETs answer 307 to a pre-signed URL
 
 Security (all off by default; see README "Securing Berth"):
 

@@ -14,7 +14,7 @@ export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes });
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
   const app = buildServer({
@@ -43,6 +43,7 @@ export async function serve(config: Config): Promise<void> {
       addr: `${address.address}:${address.port}`,
       data: config.data,
       metadata: metadataAt,
+      storage: config.storage.url,
       deletes: config.deletes,
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,

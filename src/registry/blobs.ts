@@ -47,6 +47,13 @@ export class Blobs {
     }
   }
 
+  /** A pre-signed URL of the blob's bytes, when redirects are on and the store makes them. */
+  async redirectUrl(blob: BlobRecord): Promise<string | undefined> {
+    const storage = this.ctx.storage;
+    if (!this.ctx.options.redirectBlobs || !storage.presignBlob) return undefined;
+    return storage.presignBlob(blob.storageKey, this.ctx.options.redirectExpiry);
+  }
+
   async delete(repository: string, digest: Digest): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
     if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {

@@ -14,12 +14,21 @@ export interface RegistryOptions {
    * not each cost a database write.
    */
   touchInterval: number;
+  /**
+   * Answer blob GETs with a redirect to a pre-signed URL of the store (when
+   * it has `presignBlob`), so bytes flow from the object store; seconds the
+   * URL stays valid.
+   */
+  redirectBlobs: boolean;
+  redirectExpiry: number;
 }
 
 export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
   deleteEnabled: true,
   maxManifestBytes: 4 * 1024 * 1024,
   touchInterval: 1000,
+  redirectBlobs: false,
+  redirectExpiry: 15 * 60,
 };
 
 export interface RegistryContext {

@@ -6,9 +6,9 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { createSHA256 } from 'hash-wasm';
 import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
 import { crashPoint } from '../crash-points.js';
-import { blobKey } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
 import { RegistryError } from './errors.js';
@@ -25,6 +25,12 @@ export interface UploadBody {
   /** Content-Length, when the client declared one. */
   length?: number;
   range?: ChunkRange;
+}
+
+/** An append's outcome: the new offset and, for stores without readUpload, the hash state after it. */
+interface Appended {
+  offset: number;
+  hashState?: Buffer;
 }
 
 export type MountResult = { mounted: true; blob: BlobRecord } | { mounted: false; upload: UploadRecord };
@@ -61,8 +67,8 @@ export class Uploads {
   async append(repository: string, id: string, body: UploadBody): Promise<UploadRecord> {
     return this.exclusive(id, async () => {
       const upload = await this.status(repository, id);
-      const offset = await this.appendBody(upload, body);
-      return { ...upload, offset };
+      const { offset, hashState } = await this.appendBody(upload, body);
+      return { ...upload, offset, hashState };
     });
   }
 
@@ -70,24 +76,52 @@ export class Uploads {
   async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined): Promise<BlobRecord> {
     return this.exclusive(id, async () => {
       const upload = await this.status(repository, id);
-      const offset = body ? await this.appendBody(upload, body) : upload.offset;
-      await this.verify(id, offset, digest);
-      return this.commit(id, repository, digest, offset, true);
+      const { offset, hashState } = body ? await this.appendBody(upload, body) : upload;
+      const checked = await this.verify(id, offset, digest, hashState);
+      return this.commit(id, repository, digest, offset, true, !checked);
     });
   }
 
   /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
   async monolithic(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
     const id = randomUUID();
-    await this.ctx.storage.createUpload(id);
+    const storage = this.ctx.storage;
+    // One request, so the running hash never has to move between processes.
+    const hash = createHash('sha256');
+    if (storage.writeBlob && body.length !== undefined && !body.range && body.length <= (storage.maxWholeBlob ?? 0)) {
+      // Small and of known length: stored as the blob's object in one write.
+      let key: string;
+      try {
+        key = await storage.writeBlob(id, body.stream, body.length, (c) => hash.update(c));
+      } catch (e) {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
+      }
+      try {
+        const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, await storage.openBlob(key));
+        if (actual !== digest.hex) throw digestMismatch(digest, actual);
+      } catch (e) {
+        await storage.deleteBlob(key).catch(() => {});
+        throw e;
+      }
+      crashPoint('commit-after-rename');
+      return this.record(id, repository, digest, body.length, key, false);
+    }
+    await storage.createUpload(id);
     try {
-      const hash = createHash('sha256');
       const length = await this.receive(id, 0, body, (c) => hash.update(c));
-      const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, this.ctx.storage.readUpload(id, length));
-      if (actual !== digest.hex) throw digestMismatch(digest, actual);
-      return await this.commit(id, repository, digest, length, false);
+      let checked = true;
+      if (digest.algorithm === 'sha256') {
+        const actual = hash.digest('hex');
+        if (actual !== digest.hex) throw digestMismatch(digest, actual);
+      } else if (storage.readUpload) {
+        const actual = await digestStream(digest.algorithm, storage.readUpload(id, length));
+        if (actual !== digest.hex) throw digestMismatch(digest, actual);
+      } else {
+        checked = false;
+      }
+      return await this.commit(id, repository, digest, length, false, !checked);
     } catch (e) {
-      await this.ctx.storage.deleteUpload(id).catch(() => {});
+      await storage.deleteUpload(id).catch(() => {});
       throw e;
     }
   }
@@ -114,7 +148,7 @@ export class Uploads {
   }
 
   /** Appends a request body at the upload's offset and records the new offset. */
-  private async appendBody(upload: UploadRecord, body: UploadBody): Promise<number> {
+  private async appendBody(upload: UploadRecord, body: UploadBody): Promise<Appended> {
     if (body.range && body.range.start !== upload.offset) {
       body.stream.resume(); // drain what the client sends; it is refused
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'chunk does not start at the upload offset', {
@@ -123,7 +157,10 @@ export class Uploads {
         headers: rangeHeaders(upload),
       });
     }
-    const hash = await this.digests.take(upload.id, upload.offset, () => this.ctx.storage.readUpload(upload.id, upload.offset));
+    const storage = this.ctx.storage;
+    if (!storage.readUpload) return this.appendWithSavedHash(upload, body);
+    const readUpload = storage.readUpload.bind(storage);
+    const hash = await this.digests.take(upload.id, upload.offset, () => readUpload(upload.id, upload.offset));
     const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
     crashPoint('upload-after-append');
     const offset = upload.offset + received;
@@ -132,7 +169,24 @@ export class Uploads {
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload was modified concurrently', { status: 416, headers: rangeHeaders(upload) });
     }
     this.digests.keep(upload.id, offset, hash);
-    return offset;
+    return { offset };
+  }
+
+  /**
+   * The append of a store that cannot read an upload back (S3): the sha256
+   * state after the upload's offset is saved in metadata with the offset,
+   * in the same compare-and-set, and any node continues from it.
+   */
+  private async appendWithSavedHash(upload: UploadRecord, body: UploadBody): Promise<Appended> {
+    const hash = await resumeSha256(upload.offset, upload.hashState);
+    const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
+    crashPoint('upload-after-append');
+    const offset = upload.offset + received;
+    const hashState = Buffer.from(hash.save());
+    if (!(await this.ctx.metadata.advanceUpload(upload.id, upload.offset, offset, this.ctx.now(), hashState))) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload was modified concurrently', { status: 416, headers: rangeHeaders(upload) });
+    }
+    return { offset, hashState };
   }
 
   /** Streams a body into storage, enforcing its declared length and range. */
@@ -153,24 +207,59 @@ export class Uploads {
     return received;
   }
 
-  private async verify(id: string, length: number, digest: Digest): Promise<void> {
+  /**
+   * Checks the upload's first `length` bytes against the digest. Returns
+   * false when that can only be done once the blob object exists (sha512 on
+   * a store without readUpload: commit then reads the object back).
+   */
+  private async verify(id: string, length: number, digest: Digest, hashState: Buffer | undefined): Promise<boolean> {
     let actual: string;
-    if (digest.algorithm === 'sha256') {
-      const hash = await this.digests.take(id, length, () => this.ctx.storage.readUpload(id, length));
+    const storage = this.ctx.storage;
+    if (!storage.readUpload) {
+      if (digest.algorithm !== 'sha256') return false;
+      actual = (await resumeSha256(length, hashState)).digest('hex');
+    } else if (digest.algorithm === 'sha256') {
+      const readUpload = storage.readUpload.bind(storage);
+      const hash = await this.digests.take(id, length, () => readUpload(id, length));
       actual = hash.copy().digest('hex');
       this.digests.keep(id, length, hash);
     } else {
-      actual = await digestStream(digest.algorithm, this.ctx.storage.readUpload(id, length));
+      actual = await digestStream(digest.algorithm, storage.readUpload(id, length));
     }
     if (actual !== digest.hex) throw digestMismatch(digest, actual);
+    return true;
   }
 
-  /** Bytes first (durable, under a key only this upload uses), then metadata. */
-  private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean): Promise<BlobRecord> {
-    const key = blobKey(digest.value, id);
-    await this.ctx.storage.commitUpload(id, size, key);
+  /**
+   * Bytes first (durable, under a key only this upload uses), then metadata.
+   * `checkAfter`: the digest is verified by reading the committed object
+   * back, which is deleted when it does not match.
+   */
+  private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean, checkAfter = false): Promise<BlobRecord> {
+    const storage = this.ctx.storage;
+    const key = await storage.commitUpload(id, size, digest.value);
     crashPoint('commit-after-rename');
     this.digests.forget(id);
+    if (checkAfter) {
+      let actual: string;
+      try {
+        actual = await digestStream(digest.algorithm, await storage.openBlob(key));
+      } catch (e) {
+        await storage.deleteBlob(key).catch(() => {});
+        throw e;
+      }
+      if (actual !== digest.hex) {
+        await storage.deleteBlob(key).catch(() => {});
+        // The upload's bytes became the object just deleted: the session cannot continue.
+        if (hasSession) await this.ctx.metadata.deleteUpload(id).catch(() => {});
+        throw digestMismatch(digest, actual);
+      }
+    }
+    return this.record(id, repository, digest, size, key, hasSession);
+  }
+
+  /** Records stored bytes as a blob in metadata (the second half of a commit). */
+  private async record(id: string, repository: string, digest: Digest, size: number, key: string, hasSession: boolean): Promise<BlobRecord> {
     const now = this.ctx.now();
     let result: CommitBlobResult;
     try {
@@ -186,6 +275,15 @@ export class Uploads {
     else if (result.replacedKey !== undefined) await this.ctx.storage.deleteBlob(result.replacedKey);
     return { digest: digest.value, size, storageKey: key, lastSeen: now };
   }
+}
+
+/** The sha256 state after `offset` bytes, from a state saved by `save()` (hash-wasm: its state can be stored). */
+async function resumeSha256(offset: number, state: Buffer | undefined) {
+  const hash = await createSHA256();
+  if (offset === 0) hash.init();
+  else if (state) hash.load(state);
+  else throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload has no saved hash state and cannot be continued; start it again');
+  return hash;
 }
 
 function digestMismatch(expected: Digest, actual: string): RegistryError {

@@ -29,13 +29,31 @@ export interface BlobStore {
    * Resolves with the number of bytes appended; rejects when the stream fails.
    */
   appendUpload(uploadId: string, offset: number, body: Readable, onChunk: (chunk: Buffer) => void): Promise<number>;
-  /** Reads an upload's first `length` bytes (to recompute its hash in another process). */
-  readUpload(uploadId: string, length: number): Readable;
   /**
-   * Makes an upload's first `length` bytes durable and turns them into the
-   * blob object `key`, without copying them.
+   * Optional: reads an upload's first `length` bytes (to recompute its hash
+   * in another process). Stores without it (S3: the parts of an unfinished
+   * multipart upload cannot be read) get the running hash state kept in
+   * metadata instead (`UploadRecord.hashState`).
    */
-  commitUpload(uploadId: string, length: number, key: string): Promise<void>;
+  readUpload?(uploadId: string, length: number): Readable;
+  /**
+   * Makes an upload's first `length` bytes durable and turns them into a
+   * blob object, without copying them, and returns the object's key (unique
+   * to this upload: invariant 3). The key may or may not name `digest`: on
+   * disk the file is renamed to `blobKey(digest, uploadId)`; on S3 the
+   * multipart upload's target, chosen before the digest was known, is the blob.
+   */
+  commitUpload(uploadId: string, length: number, digest: string): Promise<string>;
+  /**
+   * Optional: stores a whole body of known `length` (at most
+   * `maxWholeBlob` bytes) as the upload's blob object in one request, and
+   * returns its key; nothing is stored when the stream fails or its length
+   * differs. For monolithic uploads, which would otherwise pay for an
+   * upload object and a commit.
+   */
+  writeBlob?(uploadId: string, body: Readable, length: number, onChunk: (chunk: Buffer) => void): Promise<string>;
+  /** The largest body `writeBlob` takes. */
+  readonly maxWholeBlob?: number;
   deleteUpload(uploadId: string): Promise<void>;
   listUploads(): AsyncIterable<StoredObject>;
 
@@ -54,6 +72,11 @@ export interface BlobStore {
   /** Moves a blob aside where it is never served (fsck: digest mismatch). */
   quarantineBlob(key: string): Promise<void>;
   listBlobs(): AsyncIterable<StoredObject>;
+  /**
+   * Optional: a URL from which a client may GET the blob's bytes directly
+   * (pre-signed, valid `expiresIn` seconds), for redirected pulls.
+   */
+  presignBlob?(key: string, expiresIn: number): Promise<string>;
 }
 
 /** The storage key of a blob committed by a given upload: unique per upload (invariant 3). */

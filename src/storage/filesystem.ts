@@ -9,7 +9,7 @@ import { createReadStream, constants as fsc } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
-import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
+import { blobKey, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
 
 const READ_BUFFER = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
@@ -100,7 +100,8 @@ export class FilesystemBlobStore implements BlobStore {
     return createReadStream(this.uploadPath(uploadId), { start: 0, end: length - 1, highWaterMark: READ_BUFFER });
   }
 
-  async commitUpload(uploadId: string, length: number, key: string): Promise<void> {
+  async commitUpload(uploadId: string, length: number, digest: string): Promise<string> {
+    const key = blobKey(digest, uploadId);
     const source = this.uploadPath(uploadId);
     const target = this.blobPath(key);
     const dir = dirname(target);
@@ -120,6 +121,7 @@ export class FilesystemBlobStore implements BlobStore {
     } finally {
       await fh.close();
     }
+    return key;
   }
 
   /** A rename is durable only once its directory entry is: fsync the directory (handles kept open). */

@@ -5,10 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { blobFiles, assertError } from '../helpers/data-dir.js';
+import { blobFiles, blobSize, assertError } from '../helpers/data-dir.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { blob, bytes, randomBlob, RegistryClient, withQuery, type Blob } from '../helpers/registry-client.js';
 
@@ -202,7 +200,7 @@ describe('blobs', () => {
       await assertReadable(client, 'mount/dst', b);
       await assertReadable(client, 'mount/src', b);
       assert.ok((await catalog(client)).includes('mount/dst'));
-      assert.equal(blobFiles(server, b.digest).length, 1, 'a mount does not copy');
+      assert.equal((await blobFiles(server, b.digest)).length, 1, 'a mount does not copy');
     });
 
     it('a mount from a repository that does not hold the blob is a 202 upload, which then works', async () => {
@@ -223,7 +221,7 @@ describe('blobs', () => {
         // Undo, so the second source is tested from the same starting point.
         assert.equal((await client.fetch(`/v2/mount/target2/blobs/${b.digest}`, { method: 'DELETE' })).status, 202);
       }
-      assert.equal(blobFiles(server, b.digest).length, 1);
+      assert.equal((await blobFiles(server, b.digest)).length, 1);
     });
 
     it('a mount without from of a known blob is 201', async () => {
@@ -290,9 +288,9 @@ describe('blobs', () => {
       assert.equal((await client.fetch(withQuery(location, `digest=${b.digest}`), { method: 'PUT', body: bytes(b.data) })).status, 201);
       // Again into a repository that already holds it.
       await client.pushBlob('store/one', b);
-      const files = blobFiles(server, b.digest);
+      const files = await blobFiles(server, b.digest);
       assert.equal(files.length, 1, `stored files: ${files.join(', ')}`);
-      assert.equal(statSync(join(server.dataDir, 'blobs', files[0]!)).size, b.size);
+      assert.equal(await blobSize(server, files[0]!), b.size);
       for (const repo of ['store/one', 'store/two', 'store/three']) await assertReadable(client, repo, b);
     });
   });
@@ -317,6 +315,6 @@ describe('blobs with deletes disabled', () => {
     await assertError(await client.fetch(`/v2/nodel/app/blobs/${b.digest}`, { method: 'DELETE' }), 405, 'UNSUPPORTED');
     await assertReadable(client, 'nodel/app', b);
     assert.equal(await headStatus(client, 'nodel/app', b.digest), 200);
-    assert.equal(blobFiles(server, b.digest).length, 1);
+    assert.equal((await blobFiles(server, b.digest)).length, 1);
   });
 });

@@ -20,6 +20,12 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
 
 export const getBlob: Handler = async ({ req, reply, registry, repository, reference, access }) => {
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  const location = await registry.blobs.redirectUrl(blob);
+  if (location) {
+    // Existence was answered by metadata above; the bytes (and any Range) are the object store's.
+    reply.code(307).headers({ Location: location, 'Docker-Content-Digest': blob.digest, 'Content-Length': 0 }).send();
+    return;
+  }
   const range = parseRange(req.headers.range, blob.size);
   reply
     .header('Content-Type', 'application/octet-stream')
