@@ -30,7 +30,7 @@ import {
   run,
   uniqueName,
 } from '../helpers/clients.js';
-import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
+import { makeDataDir, removeStorage, startServer, type TestServer } from '../helpers/server.js';
 import {
   assertSameLayout,
   dockerPushedDigest,
@@ -179,6 +179,7 @@ describe('the reference registry bug, replayed with docker: push, delete, GC, pu
       if (dataDir) {
         await s.stop();
         rmSync(dataDir, { recursive: true, force: true });
+        await removeStorage(dataDir);
       }
     }
   }

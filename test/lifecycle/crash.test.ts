@@ -4,10 +4,25 @@
  * acknowledged is lost and fsck reports clean, or repairs what it reports.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { rmSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
 import { makeImage, randomBlob, RegistryClient, type Image } from '../helpers/registry-client.js';
-import { makeDataDir, startServer } from '../helpers/server.js';
+import { makeDataDir as newDataDir, removeStorage, startServer } from '../helpers/server.js';
+
+/** Data directories (and their storage, on S3) of this file's servers, removed at the end. */
+const dataDirs: string[] = [];
+function makeDataDir(): string {
+  const dir = newDataDir();
+  dataDirs.push(dir);
+  return dir;
+}
+after(async () => {
+  for (const dir of dataDirs) {
+    rmSync(dir, { recursive: true, force: true });
+    await removeStorage(dir);
+  }
+});
 
 const NO_BG_GC = { BERTH_GC_ENABLED: 'false' };
 

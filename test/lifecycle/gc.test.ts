@@ -110,7 +110,8 @@ describe('the background collector', () => {
   it('collects on its own schedule with the same protocol, and a re-push restores the image', async () => {
     const { writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
-    const { makeDataDir } = await import('../helpers/server.js');
+    const { makeDataDir, removeStorage } = await import('../helpers/server.js');
+    const { rmSync } = await import('node:fs');
     const dataDir = makeDataDir();
     const config = join(dataDir, 'berth.yaml');
     writeFileSync(config, 'gc:\n  enabled: true\n  interval: 300ms\n  blobGrace: 0\n  manifestGrace: 0\n');
@@ -145,6 +146,8 @@ describe('the background collector', () => {
       }
     } finally {
       await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      await removeStorage(dataDir);
     }
   });
 });
