@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The API, lifecycle and end-to-end suites a second time, with every test
+# server on PostgreSQL metadata and S3 storage (part of `npm test`).
+# Needs S3_ENDPOINT & co. (eval "$(bash .ci/setup-services.sh)" prints them)
+# and PostgreSQL on 127.0.0.1:5432; without them the pass is skipped, visibly,
+# except under CI=true, where it fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ -z "${S3_ENDPOINT:-${AWS_ENDPOINT_URL_S3:-}}" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "test-scale-out: no S3 endpoint (S3_ENDPOINT) under CI=true" >&2
+    exit 1
+  fi
+  echo "test-scale-out: SKIPPED (no S3_ENDPOINT; run: eval \"\$(bash .ci/setup-services.sh)\" first)" >&2
+  exit 0
+fi
+
+echo "test-scale-out: API, lifecycle and e2e suites on PostgreSQL + S3 ($S3_ENDPOINT)" >&2
+BERTH_TEST_METADATA=postgres BERTH_TEST_STORAGE=s3 exec node --test --test-concurrency=2 --test-timeout=180000 \
+  $(find dist/test/api dist/test/lifecycle dist/test/e2e -name '*.test.js' | sort)
