@@ -296,7 +296,7 @@ describe('authorization matrix', () => {
     }
     const catalog = (await (await root.fetch('/v2/_catalog')).json()) as { repositories: string[] };
     assert.deepEqual(catalog.repositories, [...REPOS, ...extraRepos].sort(), 'no repository appeared');
-    for (const d of refusedDigests) assert.deepEqual(blobFiles(server, d), [], `no bytes stored for refused ${d}`);
+    for (const d of refusedDigests) assert.deepEqual(await blobFiles(server, d), [], `no bytes stored for refused ${d}`);
     for (const repo of REPOS) {
       const tags = ((await (await root.fetch(`/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
       const pushers = principals().filter((p) => !p.bad && oracle(p.user, repo, 'push'));
