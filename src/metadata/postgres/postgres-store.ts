@@ -65,18 +65,7 @@ import type {
   UploadRecord,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import {
-  manifestValues,
-  page,
-  runValues,
-  toBlob,
-  toManifest,
-  toManifestRef,
-  toReferrers,
-  toRunTotals,
-  toUpload,
-  type Row,
-} from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 

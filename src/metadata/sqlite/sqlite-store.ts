@@ -25,18 +25,7 @@ import type {
   UploadRecord,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import {
-  manifestValues,
-  page,
-  runValues,
-  toBlob,
-  toManifest,
-  toManifestRef,
-  toReferrers,
-  toRunTotals,
-  toUpload,
-  type Row,
-} from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 
 const LIVE = 0;
