@@ -424,6 +424,22 @@ describe('manifests', () => {
       return body;
     }
 
+    /** PUTs `body` as the manifest `ref` without Content-Length: a stream of 256 KiB chunks. */
+    function putChunked(ref: string, body: Buffer): Promise<Response> {
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let i = 0; i < body.length; i += 256 * 1024) controller.enqueue(new Uint8Array(body.subarray(i, i + 256 * 1024)));
+          controller.close();
+        },
+      });
+      return client.fetch(`/v2/${repo}/manifests/${ref}`, {
+        method: 'PUT',
+        headers: { 'Content-Type': OCI_MANIFEST },
+        body: stream,
+        duplex: 'half',
+      } as RequestInit);
+    }
+
     it('a manifest of exactly 4 MiB is accepted and served back whole', async () => {
       const body = padded(MAX_MANIFEST);
       const digest = sha256(body);
@@ -441,19 +457,7 @@ describe('manifests', () => {
     });
 
     it('a manifest over 4 MiB sent without Content-Length (chunked) → 413, not stored', async () => {
-      const body = padded(MAX_MANIFEST + 64 * 1024);
-      const stream = new ReadableStream<Uint8Array>({
-        start(controller) {
-          for (let i = 0; i < body.length; i += 256 * 1024) controller.enqueue(new Uint8Array(body.subarray(i, i + 256 * 1024)));
-          controller.close();
-        },
-      });
-      const res = await client.fetch(`/v2/${repo}/manifests/chunked`, {
-        method: 'PUT',
-        headers: { 'Content-Type': OCI_MANIFEST },
-        body: stream,
-        duplex: 'half',
-      } as RequestInit);
+      const res = await putChunked('chunked', padded(MAX_MANIFEST + 64 * 1024));
       assert.equal(res.status, 413);
       assert.equal(await errorCode(res), 'SIZE_INVALID');
       assert.equal((await get(repo, 'chunked')).status, 404);
@@ -462,18 +466,7 @@ describe('manifests', () => {
     it('after a chunked manifest refused with 413, the client\'s next requests are answered (the connection is not left hanging)', async () => {
       const body = padded(MAX_MANIFEST + 64 * 1024);
       for (let round = 0; round < 4; round++) {
-        const stream = new ReadableStream<Uint8Array>({
-          start(controller) {
-            for (let i = 0; i < body.length; i += 256 * 1024) controller.enqueue(new Uint8Array(body.subarray(i, i + 256 * 1024)));
-            controller.close();
-          },
-        });
-        const res = await client.fetch(`/v2/${repo}/manifests/chunked`, {
-          method: 'PUT',
-          headers: { 'Content-Type': OCI_MANIFEST },
-          body: stream,
-          duplex: 'half',
-        } as RequestInit);
+        const res = await putChunked('chunked', body);
         assert.equal(res.status, 413);
         await res.arrayBuffer();
         assert.equal((await get(repo, 'chunked')).status, 404);

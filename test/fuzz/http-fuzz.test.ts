@@ -120,12 +120,7 @@ function genPath(r: Rng, f: Fixture): string {
     () => '/v2/',
     () => '/v2',
     () => '/v2/_catalog',
-    () => `/v2/${name}/tags/list`,
-    () => `/v2/${name}/manifests/${ref}`,
-    () => `/v2/${name}/blobs/${ref}`,
-    () => `/v2/${name}/blobs/uploads/`,
-    () => `/v2/${name}/blobs/uploads/${ref}`,
-    () => `/v2/${name}/referrers/${ref}`,
+    ...registry, // the same six, in the same order: a seed still draws the same paths
     () => '/auth/token',
     () => '/auth/jwks.json',
     () => '/admin/gc',

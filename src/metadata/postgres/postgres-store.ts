@@ -64,13 +64,13 @@ import type {
   ReferrerDescriptor,
   UploadRecord,
 } from '../store.js';
+import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 
 const LIVE = 0;
 const DELETING = 1;
-
-type Row = Record<string, unknown>;
 
 export interface PostgresStoreOptions {
   /** Connections in the pool (default 10, or `?pool=N` in the URL). */
@@ -487,16 +487,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
     if (!storable(id)) return undefined;
-    const row = (await this.db.one('findUpload', [id])).rows[0];
-    if (!row) return undefined;
-    return {
-      id: row.id as string,
-      repository: row.repository as string,
-      offset: row.offset as number,
-      createdAt: row.created_at as number,
-      updatedAt: row.updated_at as number,
-      ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
-    };
+    return toUpload((await this.db.one('findUpload', [id])).rows[0]);
   }
 
   async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
@@ -577,31 +568,20 @@ export class PostgresMetadataStore implements MetadataStore {
         const live = new Set((await x.q('shareLiveBlobs', [blobs])).rows.map((r) => r.digest as string));
         const linked = new Set((await x.q('linkedDigests', [repoId, blobs])).rows.map((r) => r.digest as string));
         const missing = m.blobs.filter((d) => !live.has(d) || !linked.has(d));
-        if (missing.length > 0) {
-          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'manifest references blobs unknown to the repository', {
-            detail: { digests: [...new Set(missing)].slice(0, 20) },
-          });
-        }
+        if (missing.length > 0) throw unknownBlobsError([...new Set(missing)]);
       }
       if (children.length > 0) {
         // Locked: GC cannot delete a child this index is about to hold.
         const present = new Set((await x.q('lockManifestsByDigest', [repoId, children])).rows.map((r) => r.digest as string));
         const missing = m.children.filter((d) => !present.has(d));
-        if (missing.length > 0) {
-          throw new RegistryError('MANIFEST_UNKNOWN', 'index references manifests unknown to the repository', {
-            detail: { digests: [...new Set(missing)].slice(0, 20) },
-          });
-        }
+        if (missing.length > 0) throw unknownChildrenError([...new Set(missing)]);
       }
       let id: number | undefined;
       for (;;) {
         id = (await x.q('lockManifest', [repoId, m.digest])).rows[0]?.id as number | undefined;
         if (id !== undefined) break;
         id = (
-          await x.q('insertManifest', [
-            repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
-            m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, tag !== undefined,
-          ])
+          await x.q('insertManifest', [...manifestValues(repoId, m, now), tag !== undefined])
         ).rows[0]?.id as number | undefined;
         if (id === undefined) continue; // pushed concurrently: lock that one
         if (blobs.length > 0) {
@@ -659,29 +639,20 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
-    const rows = (await this.db.one('listReferrers', [repository, subject])).rows;
-    return rows
-      .filter((r) => artifactType === undefined || r.artifact_type === artifactType)
-      .map((r) => {
-        const d: ReferrerDescriptor = { mediaType: r.media_type as string, digest: r.digest as string, size: r.size as number };
-        if (r.artifact_type) d.artifactType = r.artifact_type as string;
-        if (r.annotations) d.annotations = JSON.parse(r.annotations as string);
-        return d;
-      });
+    return toReferrers((await this.db.one('listReferrers', [repository, subject])).rows, artifactType);
   }
 
   // Lifecycle ----------------------------------------------------------------
 
   async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
-    const rows = (await this.db.one('manifestCandidates', [cutoff, limit])).rows;
-    return rows.map((r) => ({ repository: r.name as string, digest: r.digest as string }));
+    return (await this.db.one('manifestCandidates', [cutoff, limit])).rows.map(toManifestRef);
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
     return this.db.tx(async (x) => {
       // SKIP LOCKED: a manifest a push (or another collector) is working on is left for a later pass.
       const row = (await x.q('lockManifestForGc', [ref.repository, ref.digest])).rows[0];
-      if (!row || row.untagged_at === null || (row.untagged_at as number) > cutoff) return undefined;
+      if (!row || !manifestDue(row.untagged_at, cutoff)) return undefined;
       const id = row.id as number;
       const repoId = row.repository_id as number;
       const held = (await x.q('manifestHeld', [id, repoId, ref.digest, row.subject ?? null])).rows[0]!.held as boolean;
@@ -724,11 +695,10 @@ export class PostgresMetadataStore implements MetadataStore {
         await dequeue();
         return { linksRemoved };
       }
-      const newestLink = refs.newest as number | null;
-      const newest = Math.max(newestLink ?? 0, row.last_seen as number);
-      if (newestLink !== null || newest > cutoff) {
+      const recheckAt = blobRecheckAt(refs.newest as number | null, row.last_seen as number, cutoff);
+      if (recheckAt !== undefined) {
         // Still linked (recently, or by a row someone holds), uploaded or said to exist: look again later.
-        if (queued) await x.q('requeueBlob', [newest, digest]);
+        if (queued) await x.q('requeueBlob', [recheckAt, digest]);
         return { linksRemoved };
       }
       await x.q('markDeleting', [digest]);
@@ -784,24 +754,11 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
-    await this.db.one('recordRun', [
-      run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
-      run.bytesReclaimed, run.uploadsPurged, run.problems,
-    ]);
+    await this.db.one('recordRun', runValues(run));
   }
 
   async runTotals(): Promise<LifecycleTotals[]> {
-    return (await this.db.one('runTotals')).rows.map((r) => ({
-      kind: r.kind as string,
-      runs: r.runs as number,
-      manifestsDeleted: r.manifests_deleted as number,
-      blobsDeleted: r.blobs_deleted as number,
-      bytesReclaimed: r.bytes_reclaimed as number,
-      uploadsPurged: r.uploads_purged as number,
-      problems: r.problems as number,
-      durationMs: r.duration_ms as number,
-      lastRunAt: r.last_run_at as number,
-    }));
+    return (await this.db.one('runTotals')).rows.map(toRunTotals);
   }
 
   /**
@@ -891,18 +848,4 @@ function afterKey(last: string | undefined): string {
   if (last === undefined) return '';
   const nul = last.indexOf('\0');
   return nul < 0 ? last : last.slice(0, nul);
-}
-
-function page(items: string[], limit: number): Page {
-  return { items: items.slice(0, limit), more: items.length > limit };
-}
-
-function toBlob(row: Row | undefined): BlobRecord | undefined {
-  if (!row) return undefined;
-  return { digest: row.digest as string, size: row.size as number, storageKey: row.storage_key as string, lastSeen: row.last_seen as number };
-}
-
-function toManifest(row: Row | undefined): ManifestRecord | undefined {
-  if (!row) return undefined;
-  return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
 }

@@ -24,11 +24,11 @@ import type {
   ManifestRef,
   UploadRecord,
 } from '../store.js';
+import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 
 const LIVE = 0;
-
-type Row = Record<string, unknown>;
 
 interface PendingWrite {
   fn: () => unknown;
@@ -106,16 +106,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
-    const row = this.stmt.findUpload.get(id) as Row | undefined;
-    if (!row) return undefined;
-    return {
-      id: row.id as string,
-      repository: row.repository as string,
-      offset: row.offset as number,
-      createdAt: row.created_at as number,
-      updatedAt: row.updated_at as number,
-      ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
-    };
+    return toUpload(this.stmt.findUpload.get(id) as Row | undefined);
   }
 
   async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
@@ -169,25 +160,14 @@ export class SqliteMetadataStore implements MetadataStore {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
-        if (missingBlobs.length > 0) {
-          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'manifest references blobs unknown to the repository', {
-            detail: { digests: missingBlobs.slice(0, 20) },
-          });
-        }
+        if (missingBlobs.length > 0) throw unknownBlobsError(missingBlobs);
         const missingChildren = m.children.filter((d) => !this.stmt.manifestId.get(repoId, d));
-        if (missingChildren.length > 0) {
-          throw new RegistryError('MANIFEST_UNKNOWN', 'index references manifests unknown to the repository', {
-            detail: { digests: missingChildren.slice(0, 20) },
-          });
-        }
+        if (missingChildren.length > 0) throw unknownChildrenError(missingChildren);
         let id = (this.stmt.manifestId.get(repoId, m.digest) as Row | undefined)?.id as number | undefined;
         if (id === undefined) {
           const held = tag !== undefined || this.stmt.hasParent.get(repoId, m.digest) !== undefined;
           id = Number(
-            this.stmt.insertManifest.run(
-              repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
-              m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now, held ? null : now,
-            ).lastInsertRowid,
+            this.stmt.insertManifest.run(...manifestValues(repoId, m, now), held ? null : now).lastInsertRowid,
           );
           for (const d of m.blobs) {
             this.stmt.insertManifestBlob.run(id, d);
@@ -243,27 +223,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
-    const rows = this.stmt.listReferrers.all(repository, subject) as Row[];
-    return rows
-      .filter((r) => artifactType === undefined || r.artifact_type === artifactType)
-      .map((r) => {
-        const d: ReferrerDescriptor = { mediaType: r.media_type as string, digest: r.digest as string, size: r.size as number };
-        if (r.artifact_type) d.artifactType = r.artifact_type as string;
-        if (r.annotations) d.annotations = JSON.parse(r.annotations as string);
-        return d;
-      });
+    return toReferrers(this.stmt.listReferrers.all(repository, subject) as Row[], artifactType);
   }
 
   // Lifecycle ----------------------------------------------------------------
 
   async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
-    return (this.stmt.manifestCandidates.all(cutoff, limit) as Row[]).map((r) => ({ repository: r.name as string, digest: r.digest as string }));
+    return (this.stmt.manifestCandidates.all(cutoff, limit) as Row[]).map(toManifestRef);
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
     return this.write(() => {
         const row = this.stmt.manifestForGc.get(ref.repository, ref.digest) as Row | undefined;
-        if (!row || row.untagged_at === null || (row.untagged_at as number) > cutoff) return undefined;
+        if (!row || !manifestDue(row.untagged_at, cutoff)) return undefined;
         const id = row.id as number;
         const repoId = row.repository_id as number;
         const held =
@@ -294,10 +266,10 @@ export class SqliteMetadataStore implements MetadataStore {
           return { linksRemoved };
         }
         const newestLink = (this.stmt.newestLink.get(digest) as Row).newest as number | null;
-        const newest = Math.max(newestLink ?? 0, row.last_seen as number);
-        if (newestLink !== null || newest > cutoff) {
+        const recheckAt = blobRecheckAt(newestLink, row.last_seen as number, cutoff);
+        if (recheckAt !== undefined) {
           // Recently linked, uploaded or said to exist: look again once that is old enough.
-          this.stmt.requeueBlob.run(newest, digest);
+          this.stmt.requeueBlob.run(recheckAt, digest);
           return { linksRemoved };
         }
         this.stmt.markDeleting.run(digest);
@@ -348,24 +320,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
-    await this.write(() => this.stmt.recordRun.run(
-      run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
-      run.bytesReclaimed, run.uploadsPurged, run.problems,
-    ));
+    await this.write(() => this.stmt.recordRun.run(...runValues(run)));
   }
 
   async runTotals(): Promise<LifecycleTotals[]> {
-    return (this.stmt.runTotals.all() as Row[]).map((r) => ({
-      kind: r.kind as string,
-      runs: r.runs as number,
-      manifestsDeleted: r.manifests_deleted as number,
-      blobsDeleted: r.blobs_deleted as number,
-      bytesReclaimed: r.bytes_reclaimed as number,
-      uploadsPurged: r.uploads_purged as number,
-      problems: r.problems as number,
-      durationMs: r.duration_ms as number,
-      lastRunAt: r.last_run_at as number,
-    }));
+    return (this.stmt.runTotals.all() as Row[]).map(toRunTotals);
   }
 
   async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
@@ -510,20 +469,6 @@ export function migrate(db: Database.Database): { from: number; to: number } {
     }).immediate();
   }
   return { from: version, to: MIGRATIONS.length };
-}
-
-function page(items: string[], limit: number): Page {
-  return { items: items.slice(0, limit), more: items.length > limit };
-}
-
-function toBlob(row: Row | undefined): BlobRecord | undefined {
-  if (!row) return undefined;
-  return { digest: row.digest as string, size: row.size as number, storageKey: row.storage_key as string, lastSeen: row.last_seen as number };
-}
-
-function toManifest(row: Row | undefined): ManifestRecord | undefined {
-  if (!row) return undefined;
-  return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
 }
 
 function prepareStatements(db: Database.Database) {

@@ -1,0 +1,109 @@
+/**
+ * Row → record mapping shared by the SQLite and PostgreSQL stores. Both
+ * schemas use the same column names, and both drivers hand back plain JS
+ * values: better-sqlite3 numbers and Buffers, and pg the same (the
+ * PostgreSQL pool parses int8, so sizes, times, counts and bigint sums, as
+ * numbers; bytea arrives as a Buffer). Nothing here touches a database.
+ */
+import type {
+  BlobRecord,
+  LifecycleRun,
+  LifecycleTotals,
+  ManifestRecord,
+  ManifestRef,
+  NewManifest,
+  Page,
+  ReferrerDescriptor,
+  UploadRecord,
+} from './store.js';
+
+export type Row = Record<string, unknown>;
+
+/** Columns: digest, size, storage_key, last_seen. */
+export function toBlob(row: Row | undefined): BlobRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, size: row.size as number, storageKey: row.storage_key as string, lastSeen: row.last_seen as number };
+}
+
+/** Columns: digest, media_type, size, body. */
+export function toManifest(row: Row | undefined): ManifestRecord | undefined {
+  if (!row) return undefined;
+  return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
+}
+
+/** Columns: id, repository, offset, created_at, updated_at, hash_state. */
+export function toUpload(row: Row | undefined): UploadRecord | undefined {
+  if (!row) return undefined;
+  return {
+    id: row.id as string,
+    repository: row.repository as string,
+    offset: row.offset as number,
+    createdAt: row.created_at as number,
+    updatedAt: row.updated_at as number,
+    ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
+  };
+}
+
+/** Columns: name (the repository), digest. */
+export function toManifestRef(row: Row): ManifestRef {
+  return { repository: row.name as string, digest: row.digest as string };
+}
+
+/**
+ * Referrer rows (digest, media_type, size, artifact_type, annotations as JSON
+ * text), in the order given, keeping only `artifactType` when one is asked for.
+ */
+export function toReferrers(rows: Row[], artifactType: string | undefined): ReferrerDescriptor[] {
+  return rows
+    .filter((r) => artifactType === undefined || r.artifact_type === artifactType)
+    .map((r) => {
+      const d: ReferrerDescriptor = { mediaType: r.media_type as string, digest: r.digest as string, size: r.size as number };
+      if (r.artifact_type) d.artifactType = r.artifact_type as string;
+      if (r.annotations) d.annotations = JSON.parse(r.annotations as string);
+      return d;
+    });
+}
+
+/** One row per kind of the runTotals query (sums and counts as numbers). */
+export function toRunTotals(row: Row): LifecycleTotals {
+  return {
+    kind: row.kind as string,
+    runs: row.runs as number,
+    manifestsDeleted: row.manifests_deleted as number,
+    blobsDeleted: row.blobs_deleted as number,
+    bytesReclaimed: row.bytes_reclaimed as number,
+    uploadsPurged: row.uploads_purged as number,
+    problems: row.problems as number,
+    durationMs: row.duration_ms as number,
+    lastRunAt: row.last_run_at as number,
+  };
+}
+
+/**
+ * A run's values in the column order of lifecycle_runs: kind, trigger,
+ * started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed,
+ * uploads_purged, problems.
+ */
+export function runValues(run: LifecycleRun): unknown[] {
+  return [
+    run.kind, run.trigger, run.startedAt, run.durationMs, run.manifestsDeleted, run.blobsDeleted,
+    run.bytesReclaimed, run.uploadsPurged, run.problems,
+  ];
+}
+
+/**
+ * A new manifest's values in the column order of manifests: repository_id,
+ * digest, media_type, artifact_type, subject, annotations (JSON text),
+ * size, body, created_at. The stores add untagged_at their own way.
+ */
+export function manifestValues(repoId: number, m: NewManifest, now: number): unknown[] {
+  return [
+    repoId, m.digest, m.mediaType, m.artifactType ?? null, m.subject ?? null,
+    m.annotations ? JSON.stringify(m.annotations) : null, m.size, m.body, now,
+  ];
+}
+
+/** A listing fetched with `limit + 1` rows: the first `limit`, and whether more follow. */
+export function page(items: string[], limit: number): Page {
+  return { items: items.slice(0, limit), more: items.length > limit };
+}
