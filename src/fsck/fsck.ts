@@ -85,7 +85,9 @@ export async function fsck(
   }
 
   // Storage → metadata: every object is named by metadata.
-  const oldEnough = (modifiedAt: number) => Date.now() - modifiedAt >= options.minAge;
+  // --min-age 0 protects nothing, even from an object store whose clock (or
+  // whole-second timestamps) puts an object slightly in the future.
+  const oldEnough = (modifiedAt: number) => options.minAge <= 0 || Date.now() - modifiedAt >= options.minAge;
   for await (const object of storage.listBlobs()) {
     report.objectsScanned++;
     progress('storage', report.objectsScanned);
