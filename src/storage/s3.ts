@@ -16,10 +16,12 @@
  * object key is the blob's own key, chosen when the upload starts; the rest
  * (< P bytes) is a small "tail" object named by the upload's offset. An
  * append reads the tail back, prepends it, uploads each part as it fills
- * (never holding more than one part) and writes the new remainder as the
- * tail of the new offset. A request cut off midway leaves the upload as it
- * was: the parts it overwrote lie past the acknowledged offset (the next
- * append writes them again), and the acknowledged tail is untouched. Commit
+ * (holding at most two parts: the previous one uploads while the next one
+ * fills) and writes the new remainder as the tail of the new offset. A
+ * request cut off midway leaves the upload as it was: the parts it overwrote
+ * lie past the acknowledged offset (the next append writes them again; a
+ * part still uploading is waited for before the append fails), and the
+ * acknowledged tail is untouched. Commit
  * adds the tail as the last part (a server-side UploadPartCopy) and
  * completes the multipart upload: the blob is never copied.
  *
@@ -147,16 +149,20 @@ export class S3BlobStore implements BlobStore {
     // The part being filled: small at first (most appends are small), one
     // pooled buffer of P bytes once it grows large.
     let buffer: Buffer = Buffer.allocUnsafe(Math.min(P, Math.max(64 * 1024, tailLength)));
-    let pooled = false;
+    /** Pooled P-byte buffers this append holds (at most two: one filling, one uploading). */
+    const owned: Buffer[] = [];
     let filled = 0;
     const ensure = (needed: number) => {
       if (buffer.length >= needed) return;
-      const bigger = needed > P / 4 ? takeBuffer(P) : Buffer.allocUnsafe(Math.min(P, Math.max(needed, 2 * buffer.length)));
+      const pooled = needed > P / 4;
+      const bigger = pooled ? takeBuffer(P) : Buffer.allocUnsafe(Math.min(P, Math.max(needed, 2 * buffer.length)));
+      if (pooled) owned.push(bigger);
       buffer.copy(bigger, 0, 0, filled);
-      if (pooled) giveBuffer(buffer);
-      pooled = bigger.length === P && needed > P / 4;
       buffer = bigger;
     };
+    // The previous full part, uploading while the next one fills: receiving
+    // and uploading overlap, with at most two parts in memory.
+    let uploading: Promise<void> | undefined;
     try {
       if (tailLength > 0) filled = await this.readTail(uploadId, offset, tailLength, buffer);
       // Tails of earlier offsets are stale once metadata has moved past them.
@@ -174,11 +180,22 @@ export class S3BlobStore implements BlobStore {
           chunk = chunk.subarray(n);
           if (filled === P) {
             if (partNumber >= MAX_PARTS) throw new Error(`upload ${uploadId} exceeds ${MAX_PARTS} parts of ${P} bytes`);
-            await this.uploadPart(uploadId, partNumber, buffer);
+            if (uploading) await uploading;
+            const part = buffer;
+            uploading = this.uploadPart(uploadId, partNumber, part);
+            uploading.catch(() => {}); // awaited before the next part, at the end, or in `finally`
             partNumber++;
             filled = 0;
+            // Fill the other buffer; the one uploading is free again once its upload is awaited.
+            buffer = owned.find((b) => b !== part) ?? takeBuffer(P);
+            if (!owned.includes(buffer)) owned.push(buffer);
           }
         }
+      }
+      if (uploading) {
+        const last = uploading;
+        uploading = undefined;
+        await last;
       }
       if (filled > 0 && received > 0) {
         await this.client.send(
@@ -188,7 +205,11 @@ export class S3BlobStore implements BlobStore {
       await cleanup;
       return received;
     } finally {
-      if (pooled) giveBuffer(buffer);
+      // A part still uploading must land before this append gives up: a
+      // later append (on any node) rewrites that part, and a late upload
+      // of ours must not overwrite it with bytes that were never acknowledged.
+      if (uploading) await uploading.catch(() => {});
+      owned.forEach(giveBuffer);
     }
   }
 
@@ -643,7 +664,7 @@ function notFoundAsEnoent(e: unknown, key: string): unknown {
   return Object.assign(new Error(`no object for key ${key}`), { code: 'ENOENT' });
 }
 
-/** Part buffers, kept for reuse: an append holds at most one. */
+/** Part buffers, kept for reuse: an append holds at most two. */
 const freeBuffers: Buffer[] = [];
 
 function takeBuffer(size: number): Buffer {

@@ -151,6 +151,20 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       await t.store.deleteBlob(key);
     });
 
+    test('an append cut off after several parts (one may still be uploading) leaves the upload at its offset', async () => {
+      const first = randomBytes(3000);
+      const id = newId();
+      await t.store.createUpload(id);
+      const offset = await appendAll(t.store, id, 0, first);
+      // Small chunks: the body fails while the previous part may still be on its way to the store.
+      await assert.rejects(t.store.appendUpload(id, offset, failingAfter(randomBytes(2 * P + 5), 64 * 1024), () => {}));
+      const rest = randomBytes(P + 11);
+      const end = await appendAll(t.other, id, offset, rest);
+      const key = await t.other.commitUpload(id, end, DIGEST);
+      assert.ok((await readAll(await t.store.openBlob(key))).equals(Buffer.concat([first, rest])));
+      await t.store.deleteBlob(key);
+    });
+
     test('copyBlobTo (optional): whole blob and ranges, across read segments; a missing blob rejects before opened', async (c) => {
       if (!t.store.copyBlobTo) return c.skip('store has no copyBlobTo');
       const copy = t.store.copyBlobTo.bind(t.store);
