@@ -75,9 +75,10 @@ const READ_AHEAD = 2;
 /**
  * Read-ahead segments (past the one each pull is sending) buffered in the
  * whole process, at most READ_SEGMENT bytes each: caps the memory pulls
- * hold. A pull that finds none free reads one range at a time.
+ * hold (32 MiB). A pull that finds none free reads one range at a time;
+ * with that many pulls at once, the store is busy anyway.
  */
-const READ_AHEAD_BUDGET = 8;
+const READ_AHEAD_BUDGET = 4;
 let readAheadFree = READ_AHEAD_BUDGET;
 
 export interface S3StoreOptions {
@@ -691,11 +692,14 @@ class Segment {
   private ended = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
+  private destroyed = false;
 
   constructor(response: Promise<{ Body?: unknown }>, readonly length: number) {
     this.opened = response.then((res) => {
       const body = res.Body as Readable;
       this.body = body;
+      // Answered after the pull gave up on it: free its connection.
+      if (this.destroyed) body.destroy();
       body.on('data', (chunk: Buffer) => {
         this.chunks.push(chunk);
         this.received += chunk.length;
@@ -742,6 +746,7 @@ class Segment {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.body?.destroy();
     this.chunks = [];
   }
