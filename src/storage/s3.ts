@@ -665,8 +665,14 @@ function notFoundAsEnoent(e: unknown, key: string): unknown {
   return Object.assign(new Error(`no object for key ${key}`), { code: 'ENOENT' });
 }
 
-/** Part buffers, kept for reuse: an append holds at most two. */
+/**
+ * Part buffers, kept for reuse while uploads keep coming (an append holds at
+ * most two), and let go after a few idle seconds so that memory a burst of
+ * pushes took does not stay with the process.
+ */
 const freeBuffers: Buffer[] = [];
+const POOL_IDLE_MS = 3000;
+let poolTimer: NodeJS.Timeout | undefined;
 
 function takeBuffer(size: number): Buffer {
   const i = freeBuffers.findIndex((b) => b.length === size);
@@ -676,6 +682,14 @@ function takeBuffer(size: number): Buffer {
 
 function giveBuffer(b: Buffer): void {
   if (freeBuffers.length < 4) freeBuffers.push(b);
+  if (poolTimer) poolTimer.refresh();
+  else {
+    poolTimer = setTimeout(() => {
+      poolTimer = undefined;
+      freeBuffers.length = 0;
+    }, POOL_IDLE_MS);
+    poolTimer.unref();
+  }
 }
 
 /**
