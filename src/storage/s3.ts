@@ -57,6 +57,7 @@ export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 /** Connections to the object store per process. */
 const MAX_SOCKETS = 512;
+const NO_BYTES = Buffer.alloc(0);
 /** S3 allows at most 10,000 parts per multipart upload. */
 const MAX_PARTS = 10_000;
 /**
@@ -153,8 +154,15 @@ export class S3BlobStore implements BlobStore {
     /** Pooled P-byte buffers this append holds (at most two: one filling, one uploading). */
     const owned: Buffer[] = [];
     let filled = 0;
+    let uploadingBuffer: Buffer | undefined;
     const ensure = (needed: number) => {
       if (buffer.length >= needed) return;
+      if (filled === 0 && buffer.length === 0) {
+        // The next part, once bytes for it arrive: the pooled buffer not uploading.
+        buffer = owned.find((b) => b !== uploadingBuffer) ?? takeBuffer(P);
+        if (!owned.includes(buffer)) owned.push(buffer);
+        return;
+      }
       const pooled = needed > P / 4;
       const bigger = pooled ? takeBuffer(P) : Buffer.allocUnsafe(Math.min(P, Math.max(needed, 2 * buffer.length)));
       if (pooled) owned.push(bigger);
@@ -183,13 +191,14 @@ export class S3BlobStore implements BlobStore {
             if (partNumber >= MAX_PARTS) throw new Error(`upload ${uploadId} exceeds ${MAX_PARTS} parts of ${P} bytes`);
             if (uploading) await uploading;
             const part = buffer;
+            uploadingBuffer = part;
             uploading = this.uploadPart(uploadId, partNumber, part);
             uploading.catch(() => {}); // awaited before the next part, at the end, or in `finally`
             partNumber++;
             filled = 0;
-            // Fill the other buffer; the one uploading is free again once its upload is awaited.
-            buffer = owned.find((b) => b !== part) ?? takeBuffer(P);
-            if (!owned.includes(buffer)) owned.push(buffer);
+            // The next part goes into the other buffer, taken only if more bytes come
+            // (a request of exactly one part never needs it).
+            buffer = NO_BYTES;
           }
         }
       }
