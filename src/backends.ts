@@ -5,7 +5,6 @@ import type { MetadataStore } from './metadata/store.js';
 import { SqliteMetadataStore } from './metadata/sqlite/sqlite-store.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { FilesystemBlobStore } from './storage/filesystem.js';
-import { S3BlobStore } from './storage/s3.js';
 
 export interface Backends {
   metadata: MetadataStore;
@@ -33,7 +32,10 @@ export function sqliteFile(config: Config): string {
 
 async function openStorage(config: Config): Promise<BlobStore> {
   const { url, endpoint, region, pathStyle, partSize } = config.storage;
-  if (url) return new S3BlobStore({ ...parseS3Url(url), endpoint, region, forcePathStyle: pathStyle, partSize });
+  if (url) {
+    const { S3BlobStore } = await import('./storage/s3.js'); // the AWS SDK only when used
+    return new S3BlobStore({ ...parseS3Url(url), endpoint, region, forcePathStyle: pathStyle, partSize });
+  }
   const storage = new FilesystemBlobStore(config.data);
   await storage.init();
   return storage;

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import type { BlobStore, StoredObject } from '../../src/storage/blob-store.js';
 
@@ -148,6 +149,58 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       const end = await appendAll(t.other, id, offset, rest);
       const key = await t.store.commitUpload(id, end, DIGEST);
       assert.ok((await readAll(await t.store.openBlob(key))).equals(Buffer.concat([first, rest])));
+      await t.store.deleteBlob(key);
+    });
+
+    test('an append cut off after several parts (one may still be uploading) leaves the upload at its offset', async () => {
+      const first = randomBytes(3000);
+      const id = newId();
+      await t.store.createUpload(id);
+      const offset = await appendAll(t.store, id, 0, first);
+      // Small chunks: the body fails while the previous part may still be on its way to the store.
+      await assert.rejects(t.store.appendUpload(id, offset, failingAfter(randomBytes(2 * P + 5), 64 * 1024), () => {}));
+      const rest = randomBytes(P + 11);
+      const end = await appendAll(t.other, id, offset, rest);
+      const key = await t.other.commitUpload(id, end, DIGEST);
+      assert.ok((await readAll(await t.store.openBlob(key))).equals(Buffer.concat([first, rest])));
+      await t.store.deleteBlob(key);
+    });
+
+    test('copyBlobTo (optional): whole blob and ranges, across read segments; a missing blob rejects before opened', async (c) => {
+      if (!t.store.copyBlobTo) return c.skip('store has no copyBlobTo');
+      const copy = t.store.copyBlobTo.bind(t.store);
+      const M = 8 * 1024 * 1024; // S3's read segment
+      const data = randomBytes(2 * M + 12_345);
+      const id = newId();
+      await t.store.createUpload(id);
+      await appendAll(t.store, id, 0, data);
+      const key = await t.store.commitUpload(id, data.length, DIGEST);
+      const read = async (start: number, end: number) => {
+        // Copies each chunk when written, as a socket does: a store may reuse a buffer once its write is done.
+        const chunks: Buffer[] = [];
+        const out = new Writable({
+          write(chunk: Buffer, _enc, done) {
+            chunks.push(Buffer.from(chunk));
+            setImmediate(done);
+          },
+        });
+        let opened = 0;
+        await copy(key, { start, end }, out, () => opened++);
+        assert.equal(opened, 1);
+        // Writes still queued in `out` are the caller's to flush (a reply ends its socket).
+        out.end();
+        await finished(out);
+        return Buffer.concat(chunks);
+      };
+      for (const [start, end] of [[0, data.length - 1], [0, 0], [M - 1, M], [5, 2 * M + 100], [data.length - 1, data.length - 1]] as const) {
+        assert.ok((await read(start, end)).equals(data.subarray(start, end + 1)), `range ${start}-${end}`);
+      }
+      let opened = false;
+      await assert.rejects(
+        copy(`no-such-${newId()}`, { start: 0, end: 10 }, new Writable({ write: (_c, _e, done) => done() }), () => (opened = true)),
+        (e: NodeJS.ErrnoException) => e.code === 'ENOENT',
+      );
+      assert.equal(opened, false);
       await t.store.deleteBlob(key);
     });
 
