@@ -335,8 +335,12 @@ export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadata
     const shellQuote = (a) => `'${a.replaceAll("'", `'\\''`)}'`;
     args = ['-c', ['exec ' + cmdTemplate.replaceAll('{port}', String(port)).replaceAll('{addr}', addr).replaceAll('{data}', dataDir), ...backendArgs.map(shellQuote)].join(' ')];
   } else {
+    // Run Berth as its `berth` bin runs: with the Node flags of its shebang.
+    const main = path.join(repoRoot, 'dist/src/cli/main.js');
+    const shebang = /^#!\S*env -S node(.*)$/m.exec(fs.readFileSync(main, 'utf8').split('\n', 1)[0]);
+    const nodeFlags = shebang ? shebang[1].trim().split(/\s+/).filter(Boolean) : [];
     command = process.execPath;
-    args = [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn', ...backendArgs];
+    args = [...nodeFlags, main, 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn', ...backendArgs];
   }
   return new ServerProcess({
     name: 'berth',
