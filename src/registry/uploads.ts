@@ -76,6 +76,14 @@ export class Uploads {
   async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined): Promise<BlobRecord> {
     return this.exclusive(id, async () => {
       const upload = await this.status(repository, id);
+      // The upload's only bytes, arriving whole: straight to a blob object.
+      if (body && upload.offset === 0 && this.fitsWhole(body)) {
+        const blob = await this.storeWhole(id, repository, digest, body, true);
+        this.digests.forget(id);
+        // An earlier request cut off mid-body may have left bytes behind.
+        await this.ctx.storage.deleteUpload(id).catch(() => {});
+        return blob;
+      }
       const { offset, hashState } = body ? await this.appendBody(upload, body) : upload;
       const checked = await this.verify(id, offset, digest, hashState);
       return this.commit(id, repository, digest, offset, true, !checked);
@@ -87,25 +95,8 @@ export class Uploads {
     const id = randomUUID();
     const storage = this.ctx.storage;
     // One request, so the running hash never has to move between processes.
+    if (this.fitsWhole(body)) return this.storeWhole(id, repository, digest, body, false);
     const hash = createHash('sha256');
-    if (storage.writeBlob && body.length !== undefined && !body.range && body.length <= (storage.maxWholeBlob ?? 0)) {
-      // Small and of known length: stored as the blob's object in one write.
-      let key: string;
-      try {
-        key = await storage.writeBlob(id, body.stream, body.length, (c) => hash.update(c));
-      } catch (e) {
-        throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
-      }
-      try {
-        const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, await storage.openBlob(key));
-        if (actual !== digest.hex) throw digestMismatch(digest, actual);
-      } catch (e) {
-        await storage.deleteBlob(key).catch(() => {});
-        throw e;
-      }
-      crashPoint('commit-after-rename');
-      return this.record(id, repository, digest, body.length, key, false);
-    }
     await storage.createUpload(id);
     try {
       const length = await this.receive(id, 0, body, (c) => hash.update(c));
@@ -134,6 +125,33 @@ export class Uploads {
   }
 
   // Internals ----------------------------------------------------------------
+
+  /** Whether the store can take this body in one write (small, of known length, not a ranged chunk). */
+  private fitsWhole(body: UploadBody): body is UploadBody & { length: number } {
+    const storage = this.ctx.storage;
+    return storage.writeBlob !== undefined && body.length !== undefined && !body.range && body.length <= (storage.maxWholeBlob ?? 0);
+  }
+
+  /** A whole body stored as its blob object in one write, verified, then recorded. */
+  private async storeWhole(id: string, repository: string, digest: Digest, body: UploadBody & { length: number }, hasSession: boolean): Promise<BlobRecord> {
+    const storage = this.ctx.storage;
+    const hash = createHash('sha256');
+    let key: string;
+    try {
+      key = await storage.writeBlob!(id, digest.value, body.stream, body.length, (c) => hash.update(c));
+    } catch (e) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
+    }
+    try {
+      const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, await storage.openBlob(key));
+      if (actual !== digest.hex) throw digestMismatch(digest, actual);
+    } catch (e) {
+      await storage.deleteBlob(key).catch(() => {});
+      throw e;
+    }
+    crashPoint('commit-after-rename');
+    return this.record(id, repository, digest, body.length, key, hasSession);
+  }
 
   private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
     if (this.busy.has(id)) {

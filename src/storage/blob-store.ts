@@ -48,10 +48,12 @@ export interface BlobStore {
    * Optional: stores a whole body of known `length` (at most
    * `maxWholeBlob` bytes) as the upload's blob object in one request, and
    * returns its key; nothing is stored when the stream fails or its length
-   * differs. For monolithic uploads, which would otherwise pay for an
-   * upload object and a commit.
+   * differs. For bodies that arrive whole (POST ?digest=, or a PUT with the
+   * upload's only bytes), which would otherwise pay for an upload object and
+   * a commit. `digest` is the one the client claims: the key may name it, and
+   * the caller verifies it (deleting the object when it does not match).
    */
-  writeBlob?(uploadId: string, body: Readable, length: number, onChunk: (chunk: Buffer) => void): Promise<string>;
+  writeBlob?(uploadId: string, digest: string, body: Readable, length: number, onChunk: (chunk: Buffer) => void): Promise<string>;
   /** The largest body `writeBlob` takes. */
   readonly maxWholeBlob?: number;
   deleteUpload(uploadId: string): Promise<void>;

@@ -411,7 +411,7 @@ export class S3BlobStore implements BlobStore {
     await this.deleteObjects(keys);
   }
 
-  async writeBlob(uploadId: string, body: Readable, length: number, onChunk: (chunk: Buffer) => void): Promise<string> {
+  async writeBlob(uploadId: string, _digest: string, body: Readable, length: number, onChunk: (chunk: Buffer) => void): Promise<string> {
     if (length > this.maxWholeBlob) throw new Error(`writeBlob takes at most ${this.maxWholeBlob} bytes`);
     // Streamed with its declared length: S3 stores nothing unless exactly
     // that many bytes arrive. The length is also checked here, because some

@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { listFiles, blobFiles, assertError, uploadFiles, uploadStored } from '../helpers/data-dir.js';
+import { blobFiles, assertError, uploadFiles, uploadStored } from '../helpers/data-dir.js';
 import { makeDataDir, removeStorage, startServer, TEST_STORAGE, type TestServer } from '../helpers/server.js';
 import { blob, bytes, randomBlob, RegistryClient, withQuery, type Blob } from '../helpers/registry-client.js';
 
@@ -61,23 +61,29 @@ async function assertNoBlob(client: RegistryClient, repo: string, digest: string
  * that declares more, waits until the server has received them (`arrived`),
  * then cuts the connection.
  */
-async function cutOff(server: TestServer, head: string, partial: Buffer, arrived: () => boolean): Promise<void> {
+/**
+ * Sends a request head and part of its body, waits until the server has
+ * them (`arrived`, watching storage; without it, a fixed time, for bodies the
+ * server holds in memory until they are whole), then resets the connection.
+ */
+async function cutOff(server: TestServer, head: string, partial: Buffer, arrived?: () => boolean): Promise<void> {
   const { hostname, port } = new URL(server.url);
   const socket = connect(Number(port), hostname);
   socket.on('error', () => {});
   await once(socket, 'connect');
   socket.write(head);
   socket.write(partial);
-  if (TEST_STORAGE === 's3') {
-    // Bytes short of a part are held in memory until the request ends: there is
-    // nothing in storage to watch, so give the server time to receive them.
+  if (TEST_STORAGE === 's3' || !arrived) {
+    // Bytes short of a part (S3), or a small body that arrives whole, are held
+    // in memory until the request ends: there is nothing in storage to watch,
+    // so give the server time to receive them.
     await sleep(400);
     socket.destroy();
     await sleep(300);
     return;
   }
   const deadline = Date.now() + 5000;
-  while (!arrived()) {
+  while (!arrived!()) {
     if (Date.now() > deadline) throw new Error('the partial body never reached storage');
     await sleep(10);
   }
@@ -547,14 +553,11 @@ describe('uploads', () => {
 
     it('a monolithic POST ?digest= cut off creates no blob and leaves no upload file', async () => {
       const b = randomBlob(64 * 1024);
-      const uploadsDir = join(server.dataDir, 'uploads');
       const before = new Set(await uploadFiles(server));
-      const fresh = () => listFiles(uploadsDir).filter((f) => !before.has(f));
       await cutOff(
         server,
         requestHead('POST', `/v2/cut/mono/blobs/uploads/?digest=${b.digest}`, server.host, { 'Content-Length': b.size }),
         b.data.subarray(0, 30_000),
-        () => fresh().some((f) => fileSize(join(uploadsDir, f)) >= 30_000),
       );
       await assertNoBlob(client, 'cut/mono', b.digest);
       assert.deepEqual(await blobFiles(server, b.digest), []);
@@ -566,14 +569,11 @@ describe('uploads', () => {
     it('a monolithic POST cut off after the whole content, but before its declared length, creates no blob', async () => {
       // The bytes received hash to the digest: only the declared length tells the request was incomplete.
       const b = randomBlob(32 * 1024);
-      const uploadsDir = join(server.dataDir, 'uploads');
       const before = new Set(await uploadFiles(server));
-      const fresh = () => listFiles(uploadsDir).filter((f) => !before.has(f));
       await cutOff(
         server,
         requestHead('POST', `/v2/cut/exact/blobs/uploads/?digest=${b.digest}`, server.host, { 'Content-Length': b.size + 100 }),
         b.data,
-        () => fresh().some((f) => fileSize(join(uploadsDir, f)) >= b.size),
       );
       await assertNoBlob(client, 'cut/exact', b.digest);
       assert.deepEqual(await blobFiles(server, b.digest), []);

@@ -5,11 +5,13 @@
  * ranges, listings, deletes, quarantine, and the optional capabilities.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import type { BlobStore, StoredObject } from '../../src/storage/blob-store.js';
+
+const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 export interface StoreUnderTest {
   /** A store instance. */
@@ -293,13 +295,13 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       const data = randomBytes(70_000);
       const id = newId();
       const seen: Buffer[] = [];
-      const key = await t.store.writeBlob(id, chunked(data, 8192), data.length, (b) => seen.push(b));
+      const key = await t.store.writeBlob(id, digestOf(data), chunked(data, 8192), data.length, (b) => seen.push(b));
       assert.ok(Buffer.concat(seen).equals(data));
       assert.ok((await readAll(await t.other.openBlob(key))).equals(data));
       await t.store.deleteBlob(key);
       const cut = newId();
-      await assert.rejects(t.store.writeBlob(cut, failingAfter(randomBytes(30_000), 8192), 70_000, () => {}));
-      await assert.rejects(t.store.writeBlob(cut, chunked(randomBytes(100)), 200, () => {}));
+      await assert.rejects(t.store.writeBlob(cut, `sha256:${'0'.repeat(64)}`, failingAfter(randomBytes(30_000), 8192), 70_000, () => {}));
+      await assert.rejects(t.store.writeBlob(cut, `sha256:${'0'.repeat(64)}`, chunked(randomBytes(100)), 200, () => {}));
       assert.ok(!(await collect(t.store.listBlobs())).some((o) => o.key === cut), 'nothing stored for a failed body');
     });
 
