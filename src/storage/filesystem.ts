@@ -111,10 +111,7 @@ export class FilesystemBlobStore implements BlobStore {
     const fh = await open(source, fsc.O_RDWR | fsc.O_CREAT, 0o644);
     try {
       if ((await fh.stat()).size !== length) await fh.truncate(length);
-      if (!this.knownDirs.has(dir)) {
-        await mkdir(dir, { recursive: true });
-        this.knownDirs.add(dir);
-      }
+      await this.ensureDirectory(dir);
       // Rename first, then sync the bytes and the directory entry together:
       // until metadata commits (after this resolves) nothing names the key,
       // so a crash in between leaves an orphan for fsck, never a lie.
@@ -139,10 +136,7 @@ export class FilesystemBlobStore implements BlobStore {
     const key = blobKey(digest, uploadId);
     const target = this.blobPath(key);
     const dir = dirname(target);
-    if (!this.knownDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.knownDirs.add(dir);
-    }
+    await this.ensureDirectory(dir);
     const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
     let stored = false;
     try {
@@ -166,6 +160,12 @@ export class FilesystemBlobStore implements BlobStore {
       if (!stored) await rm(target, { force: true });
     }
     return key;
+  }
+
+  private async ensureDirectory(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.knownDirs.add(dir);
   }
 
   /** A rename is durable only once its directory entry is: fsync the directory (handles kept open). */
