@@ -10,10 +10,13 @@ import { mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { blobKey, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
+import { FileAppender } from './file-appender.js';
 
 const READ_BUFFER = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
 const WRITEBACK_STEP = 8 * 1024 * 1024;
+/** An append that leaves at least this much unsynced starts its sync in the background as it ends. */
+const WRITEBACK_TAIL_MIN = 1024 * 1024;
 /** Bodies up to this size that arrive whole are written straight to their blob key (writeBlob). */
 const WHOLE_BLOB_MAX = 4 * 1024 * 1024;
 const COPY_BUFFER = 2 * 1024 * 1024;
@@ -56,44 +59,42 @@ export class FilesystemBlobStore implements BlobStore {
     const flags = fsc.O_WRONLY | fsc.O_CREAT | (offset === 0 ? fsc.O_TRUNC : 0);
     const fh = await open(this.uploadPath(uploadId), flags, 0o644);
     let writeback: Promise<void> | undefined;
+    let synced = offset;
+    // The kernel would hold a large upload's pages dirty until commit's
+    // fsync and then write them all while the client waits; syncing every
+    // WRITEBACK_STEP bytes in the background overlaps that disk work with
+    // receiving, so the final fsync only has the last step left.
+    const appender = new FileAppender(fh, offset, WRITE_BATCH, (written) => {
+      if (written - synced >= WRITEBACK_STEP && !writeback) {
+        synced = written;
+        writeback = fh.datasync().catch(() => {}).finally(() => (writeback = undefined));
+      }
+    });
     try {
       if (offset > 0 && (await fh.stat()).size !== offset) await fh.truncate(offset);
-      let position = offset;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      // The kernel would hold a large upload's pages dirty until commit's
-      // fsync and then write them all while the client waits; syncing every
-      // WRITEBACK_STEP bytes in the background overlaps that disk work with
-      // receiving, so the final fsync only has the last step left.
-      let synced = offset;
-      // Chunks that have piled up are written together (one writev of up to
-      // WRITE_BATCH bytes, far fewer system calls than a write per network
-      // chunk); when the network is the slower side, each is written at once.
-      const flush = async () => {
-        if (pendingBytes === 0) return;
-        const { bytesWritten } = await fh.writev(pending, position);
-        if (bytesWritten !== pendingBytes) throw new Error(`short write to upload ${uploadId}`);
-        position += pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        if (position - synced >= WRITEBACK_STEP && !writeback) {
-          synced = position;
-          writeback = fh.datasync().catch(() => {}).finally(() => (writeback = undefined));
+      try {
+        for await (const chunk of body) {
+          onChunk(chunk as Buffer);
+          await appender.add(chunk as Buffer);
         }
-      };
-      for await (const chunk of body) {
-        onChunk(chunk as Buffer);
-        pending.push(chunk as Buffer);
-        pendingBytes += (chunk as Buffer).length;
-        if (pendingBytes >= WRITE_BATCH || body.readableLength === 0) await flush();
+      } catch (e) {
+        await appender.abandon();
+        throw e;
       }
-      await flush();
-      return position - offset;
+      await appender.end();
+      return appender.written - offset;
     } finally {
-      // Never close the descriptor under a sync still using it; its failure
-      // does not matter here (commit syncs again and reports that one).
-      await writeback;
-      await fh.close();
+      // A 202 promises nothing about durability, so the request does not
+      // wait for the disk: the rest of this append is synced in the
+      // background (the client's next chunk, or the time until it sends it,
+      // overlaps the disk's work) and the descriptor closes once the disk is
+      // done. A failed sync does not matter here: commit syncs again and
+      // reports that one.
+      const rest = appender.written - synced >= WRITEBACK_TAIL_MIN;
+      void (writeback ?? Promise.resolve())
+        .then(() => (rest ? fh.datasync() : undefined))
+        .catch(() => {})
+        .finally(() => fh.close().catch(() => {}));
     }
   }
 
