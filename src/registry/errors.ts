@@ -35,7 +35,13 @@ export class RegistryError extends Error {
     message?: string,
     options: { detail?: unknown; status?: number; headers?: Record<string, string> } = {},
   ) {
+    // A spec error is an answer, not a bug: its stack would never be read,
+    // and capturing one is most of the cost of a 404 (HEAD of a missing
+    // layer is the commonest request of a push).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? ERROR_CODES[code].message);
+    Error.stackTraceLimit = limit;
     this.name = 'RegistryError';
     this.code = code;
     this.status = options.status ?? ERROR_CODES[code].status;

@@ -78,10 +78,10 @@ export class Uploads {
       const upload = await this.status(repository, id);
       // The upload's only bytes, arriving whole: straight to a blob object.
       if (body && upload.offset === 0 && this.fitsWhole(body)) {
+        // No upload object to remove: stores create none until an append,
+        // and a failed append at offset 0 removes what it wrote (appendBody).
         const blob = await this.storeWhole(id, repository, digest, body, true);
         this.digests.forget(id);
-        // An earlier request cut off mid-body may have left bytes behind.
-        await this.ctx.storage.deleteUpload(id).catch(() => {});
         return blob;
       }
       const { offset, hashState } = body ? await this.appendBody(upload, body) : upload;
@@ -177,7 +177,11 @@ export class Uploads {
     }
     const storage = this.ctx.storage;
     if (!storage.readUpload) return this.appendWithSavedHash(upload, body);
-    const readUpload = storage.readUpload.bind(storage);
+    return this.appendWithLocalHash(upload, body, storage.readUpload.bind(storage));
+  }
+
+  /** The append of a store that can read an upload back: the running hash is kept in this process, rebuilt from the bytes when missing. */
+  private async appendWithLocalHash(upload: UploadRecord, body: UploadBody, readUpload: (id: string, length: number) => Readable): Promise<Appended> {
     const hash = await this.digests.take(upload.id, upload.offset, () => readUpload(upload.id, upload.offset));
     const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
     crashPoint('upload-after-append');
@@ -207,22 +211,32 @@ export class Uploads {
     return { offset, hashState };
   }
 
-  /** Streams a body into storage, enforcing its declared length and range. */
+  /**
+   * Streams a body into storage, enforcing its declared length and range.
+   * A body refused at offset 0 leaves no upload object behind, so that an
+   * upload finished by one whole body never has a leftover to remove
+   * (stores create none until the first append).
+   */
   private async receive(id: string, offset: number, body: UploadBody, onChunk: (c: Buffer) => void): Promise<number> {
     let received: number;
+    let refusal: RegistryError | undefined;
     try {
       received = await this.ctx.storage.appendUpload(id, offset, body.stream, onChunk);
+      const expected = body.range ? body.range.end - body.range.start + 1 : body.length;
+      if (expected !== undefined && received !== expected) {
+        refusal = new RegistryError('SIZE_INVALID', 'body length does not match Content-Length or Content-Range', {
+          detail: { expected, received },
+        });
+      }
     } catch (e) {
       this.digests.forget(id);
-      throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
+      refusal = new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
     }
-    const expected = body.range ? body.range.end - body.range.start + 1 : body.length;
-    if (expected !== undefined && received !== expected) {
-      throw new RegistryError('SIZE_INVALID', 'body length does not match Content-Length or Content-Range', {
-        detail: { expected, received },
-      });
+    if (refusal) {
+      if (offset === 0) await this.ctx.storage.deleteUpload(id).catch(() => {});
+      throw refusal;
     }
-    return received;
+    return received!;
   }
 
   /**
