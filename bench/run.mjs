@@ -646,7 +646,7 @@ async function main() {
               process.stderr.write(
                 Object.entries(m)
                   .map(([k, v]) => `${k}=${fmt(v)}`)
-                  .join(' ') + ` (other processes: ${(f * 100).toFixed(0)}% CPU)\n`,
+                  .join(' ') + ` (other processes: ${(f * 100).toFixed(0)}% CPU; ${s.name} peak memory so far ${s.peakRssMiB().toFixed(0)} MiB)\n`,
               );
               if (foreign <= 0.1 || attempt >= cfg.retryNoisy || w.retryable === false) break;
             }

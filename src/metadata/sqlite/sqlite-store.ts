@@ -37,6 +37,9 @@ interface PendingWrite {
   reject: (error: unknown) => void;
 }
 
+/** WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database file. */
+const WAL_CHECKPOINT_PAGES = 8000;
+
 export class SqliteMetadataStore implements MetadataStore {
   readonly db: Database.Database;
   private readonly stmt: ReturnType<typeof prepareStatements>;
@@ -58,6 +61,13 @@ export class SqliteMetadataStore implements MetadataStore {
     // any of them is acknowledged (see syncWal), which is what FULL would do,
     // without stalling every request behind the disk.
     this.db.pragma('synchronous = NORMAL');
+    // A checkpoint runs inside the commit that crosses the threshold, on the
+    // event loop, and costs two fsyncs plus a copy of every page in the WAL.
+    // Pushes rewrite the same index pages again and again, so checkpointing
+    // 8× less often copies each hot page once instead of eight times: in an
+    // interleaved A/B of the small-image push this took ~10% more images/s
+    // than SQLite's default of 1,000 pages, for a WAL of up to ~32 MiB.
+    this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     this.walFile = typeof file === 'string' && file !== ':memory:' ? `${file}-wal` : undefined;
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 10000');
