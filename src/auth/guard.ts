@@ -13,6 +13,7 @@ import { RegistryError } from '../registry/errors.js';
 import { isFailure, type AuthFailure, type Authenticator, type Principal } from './authenticator.js';
 import type { Action, AuthConfig } from './config.js';
 import type { Policy } from './rules.js';
+import { isLoopback } from './loopback.js';
 import { BASIC_CHALLENGE, bearerChallenge } from './scope.js';
 import { tokenGrants } from './tokens.js';
 import type { UploadLimiter } from './upload-limiter.js';
@@ -143,7 +144,3 @@ function denied(repository: string, action: string): RegistryError {
 }
 
 /** The socket's own address: never a forwarded one. */
-export function isLoopback(req: FastifyRequest): boolean {
-  const addr = req.socket.remoteAddress ?? '';
-  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
-}

@@ -7,16 +7,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.js';
 import { RegistryError } from '../registry/errors.js';
-import { Authenticator } from './authenticator.js';
 import { DEFAULT_MAX_HEADER_BYTES, type SecurityConfig } from './config.js';
-import { Guard, isLoopback } from './guard.js';
-import { Htpasswd } from './htpasswd.js';
-import { LoginLimiter } from './login-limiter.js';
-import { Policy } from './rules.js';
-import { tokenRoutes } from './token-endpoint.js';
-import { loadSigningKey, TokenService } from './tokens.js';
+import type { Guard } from './guard.js';
+import { isLoopback } from './loopback.js';
 import { Transport } from './transport.js';
-import { UploadLimiter } from './upload-limiter.js';
 
 export type AdminCheck = (req: FastifyRequest) => Promise<void>;
 
@@ -43,6 +37,19 @@ export class Security {
       };
       return new Security(undefined, transport, undefined, loopbackOnly, undefined, trusted);
     }
+    // The enforcing side (jose, bcryptjs) loads only when auth is on: an
+    // open registry does not carry ~10 MiB of code it never runs.
+    const [{ Authenticator }, { Guard }, { Htpasswd }, { LoginLimiter }, { Policy }, { tokenRoutes }, { loadSigningKey, TokenService }, { UploadLimiter }] =
+      await Promise.all([
+        import('./authenticator.js'),
+        import('./guard.js'),
+        import('./htpasswd.js'),
+        import('./login-limiter.js'),
+        import('./rules.js'),
+        import('./token-endpoint.js'),
+        import('./tokens.js'),
+        import('./upload-limiter.js'),
+      ]);
     const htpasswd = auth.htpasswd ? new Htpasswd(auth.htpasswd, logger) : undefined;
     const signingKey = auth.token.enabled ? await loadSigningKey(auth.token, config.data) : undefined;
     const tokens = await new TokenService(auth.token, signingKey).init();

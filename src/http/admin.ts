@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AdminCheck } from '../auth/security.js';
-import { Counter, Gauge, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import { ConfigError, parseDuration } from '../config.js';
 import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
@@ -20,7 +20,11 @@ function flag(value: unknown): boolean {
  * auth: admins), `metricsCheck` guards /metrics (undefined: public).
  */
 export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck) {
-  const metrics = lifecycleMetrics(metadata);
+  // prom-client loads at the first scrape: a registry nobody scrapes does not
+  // pay its memory (~10 MiB) or its event-loop and GC observers. The counters
+  // are read from metadata, so they are whole from the first scrape on; the
+  // process histograms (event-loop delay, GC) start with it.
+  let metrics: Promise<MetricsRegistry> | undefined;
   return (app: FastifyInstance) => {
     // POST /admin/gc[?dryRun=1][&verbose=1][&grace=30m]: one collection, its report as JSON.
     app.post('/admin/gc', async (req, reply) => {
@@ -38,14 +42,17 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     });
     app.get('/metrics', async (req: FastifyRequest, reply) => {
       if (metricsCheck) await metricsCheck(req);
-      return reply.code(200).type(metrics.contentType).send(await metrics.metrics());
+      metrics ??= lifecycleMetrics(metadata);
+      const registry = await metrics;
+      return reply.code(200).type(registry.contentType).send(await registry.metrics());
     });
   };
 }
 
 /** GC and fsck counters, read from metadata so they count the runs of every process. */
-function lifecycleMetrics(metadata: MetadataStore): MetricsRegistry {
-  const registry = new MetricsRegistry();
+async function lifecycleMetrics(metadata: MetadataStore): Promise<MetricsRegistry> {
+  const { Counter, Gauge, Registry, collectDefaultMetrics } = await import('prom-client');
+  const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'berth_' });
   let totals: Promise<LifecycleTotals[]> | undefined;
   // One read of the totals per scrape, shared by every metric below.

@@ -6,7 +6,6 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { createSHA256 } from 'hash-wasm';
 import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
 import { crashPoint } from '../crash-points.js';
 import type { RegistryContext } from './context.js';
@@ -309,8 +308,13 @@ export class Uploads {
   }
 }
 
-/** The sha256 state after `offset` bytes, from a state saved by `save()` (hash-wasm: its state can be stored). */
+/**
+ * The sha256 state after `offset` bytes, from a state saved by `save()`
+ * (hash-wasm: its state can be stored). Loaded on first use, by stores
+ * without readUpload only: the module costs ~10 MiB of memory.
+ */
 async function resumeSha256(offset: number, state: Buffer | undefined) {
+  const { createSHA256 } = await import('hash-wasm');
   const hash = await createSHA256();
   if (offset === 0) hash.init();
   else if (state) hash.load(state);

@@ -1,0 +1,7 @@
+/** Whether a request comes from this machine (the admin API's only audience while auth is off). */
+import type { FastifyRequest } from 'fastify';
+
+export function isLoopback(req: FastifyRequest): boolean {
+  const addr = req.socket.remoteAddress ?? '';
+  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
+}
