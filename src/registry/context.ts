@@ -1,4 +1,5 @@
 /** What every registry operation is written against: the two ports, the options and a clock. */
+import type { Logger } from '../log.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
@@ -36,4 +37,6 @@ export interface RegistryContext {
   storage: BlobStore;
   options: RegistryOptions;
   now(): number;
+  /** Where drift found on the request path is reported (absent: not reported). */
+  log?: Pick<Logger, 'warn'>;
 }

@@ -14,8 +14,13 @@ export class Registry {
   readonly manifests: Manifests;
   readonly listings: Listings;
 
-  constructor(metadata: MetadataStore, storage: BlobStore, options: Partial<RegistryOptions> = {}, now: () => number = Date.now) {
-    this.ctx = { metadata, storage, options: { ...DEFAULT_REGISTRY_OPTIONS, ...options }, now };
+  constructor(
+    metadata: MetadataStore,
+    storage: BlobStore,
+    options: Partial<RegistryOptions> = {},
+    { now = Date.now, log }: Pick<Partial<RegistryContext>, 'now' | 'log'> = {},
+  ) {
+    this.ctx = { metadata, storage, options: { ...DEFAULT_REGISTRY_OPTIONS, ...options }, now, log };
     this.blobs = new Blobs(this.ctx);
     this.uploads = new Uploads(this.ctx);
     this.manifests = new Manifests(this.ctx);

@@ -8,6 +8,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
 import { crashPoint } from '../crash-points.js';
+import { isUploadBytesMissing } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
 import { RegistryError } from './errors.js';
@@ -152,6 +153,19 @@ export class Uploads {
     return this.record(id, repository, digest, body.length, key, hasSession);
   }
 
+  /**
+   * An upload whose stored bytes are gone (drift: removed behind Berth's
+   * back, or lost with a disk) cannot continue: its session ends, and the
+   * client is told to start again rather than get a blob of the wrong bytes.
+   */
+  private async bytesLost(id: string, cause: unknown): Promise<RegistryError> {
+    this.digests.forget(id);
+    this.ctx.log?.warn({ uploadId: id, reason: (cause as Error).message }, 'upload bytes missing: the upload is ended');
+    await this.ctx.metadata.deleteUpload(id).catch(() => {});
+    await this.ctx.storage.deleteUpload(id).catch(() => {});
+    return new RegistryError('BLOB_UPLOAD_UNKNOWN', "the upload's stored bytes are gone; start the upload again");
+  }
+
   private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
     if (this.busy.has(id)) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload', { status: 416 });
@@ -181,7 +195,10 @@ export class Uploads {
 
   /** The append of a store that can read an upload back: the running hash is kept in this process, rebuilt from the bytes when missing. */
   private async appendWithLocalHash(upload: UploadRecord, body: UploadBody, readUpload: (id: string, length: number) => Readable): Promise<Appended> {
-    const hash = await this.digests.take(upload.id, upload.offset, () => readUpload(upload.id, upload.offset));
+    const hash = await this.digests.take(upload.id, upload.offset, () => readUpload(upload.id, upload.offset)).catch(async (e: unknown) => {
+      body.stream.resume();
+      throw isUploadBytesMissing(e) ? await this.bytesLost(upload.id, e) : e;
+    });
     const received = await this.receive(upload.id, upload.offset, body, (c) => hash.update(c));
     crashPoint('upload-after-append');
     const offset = upload.offset + received;
@@ -229,6 +246,8 @@ export class Uploads {
       }
     } catch (e) {
       this.digests.forget(id);
+      body.stream.resume();
+      if (isUploadBytesMissing(e)) throw await this.bytesLost(id, e);
       refusal = new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
     }
     if (refusal) {
@@ -249,13 +268,20 @@ export class Uploads {
     if (!storage.readUpload) {
       if (digest.algorithm !== 'sha256') return false;
       actual = (await resumeSha256(length, hashState)).digest('hex');
-    } else if (digest.algorithm === 'sha256') {
-      const readUpload = storage.readUpload.bind(storage);
-      const hash = await this.digests.take(id, length, () => readUpload(id, length));
-      actual = hash.copy().digest('hex');
-      this.digests.keep(id, length, hash);
     } else {
-      actual = await digestStream(digest.algorithm, storage.readUpload(id, length));
+      const readUpload = storage.readUpload.bind(storage);
+      try {
+        if (digest.algorithm === 'sha256') {
+          const hash = await this.digests.take(id, length, () => readUpload(id, length));
+          actual = hash.copy().digest('hex');
+          this.digests.keep(id, length, hash);
+        } else {
+          actual = await digestStream(digest.algorithm, readUpload(id, length));
+        }
+      } catch (e) {
+        if (isUploadBytesMissing(e)) throw await this.bytesLost(id, e);
+        throw e;
+      }
     }
     if (actual !== digest.hex) throw digestMismatch(digest, actual);
     return true;
@@ -268,7 +294,13 @@ export class Uploads {
    */
   private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean, checkAfter = false): Promise<BlobRecord> {
     const storage = this.ctx.storage;
-    const key = await storage.commitUpload(id, size, digest.value);
+    let key: string;
+    try {
+      key = await storage.commitUpload(id, size, digest.value);
+    } catch (e) {
+      if (hasSession && isUploadBytesMissing(e)) throw await this.bytesLost(id, e);
+      throw e;
+    }
     crashPoint('commit-after-rename');
     this.digests.forget(id);
     if (checkAfter) {

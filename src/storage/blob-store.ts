@@ -92,3 +92,21 @@ export function digestOfKey(key: string): string | undefined {
   const m = /^(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)\.[A-Za-z0-9_-]+$/.exec(key);
   return m ? `${m[1]}:${m[2]}` : undefined;
 }
+
+/**
+ * An upload's stored bytes are gone, or shorter than the offset metadata
+ * acknowledged (removed behind Berth's back, or lost with a disk). Drift,
+ * not a bug: the upload cannot continue and must start again. Stores throw
+ * it rather than fill the gap, which would make a blob of the wrong bytes.
+ */
+export class UploadBytesMissing extends Error {
+  constructor(uploadId: string, detail: string) {
+    super(`upload ${uploadId}: ${detail}`);
+    this.name = 'UploadBytesMissing';
+  }
+}
+
+/** Whether an error from an upload operation means its bytes are gone (a missing file reads as ENOENT). */
+export function isUploadBytesMissing(e: unknown): boolean {
+  return e instanceof UploadBytesMissing || (e as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}

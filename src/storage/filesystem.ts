@@ -10,7 +10,7 @@ import { mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { blobKey, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
+import { blobKey, UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
 import { FileAppender } from './file-appender.js';
 
 const READ_BUFFER = 1024 * 1024;
@@ -61,9 +61,13 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async appendUpload(uploadId: string, offset: number, body: Readable, onChunk: (chunk: Buffer) => void): Promise<number> {
-    // At offset 0 any leftover is dropped by O_TRUNC; later, by ftruncate.
-    const flags = fsc.O_WRONLY | fsc.O_CREAT | (offset === 0 ? fsc.O_TRUNC : 0);
-    const fh = await open(this.uploadPath(uploadId), flags, 0o644);
+    // At offset 0 the file is created, and any leftover dropped by O_TRUNC;
+    // later the file must hold at least the acknowledged bytes (leftovers of
+    // a cut-off request past them are dropped by ftruncate).
+    const flags = offset === 0 ? fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC : fsc.O_WRONLY;
+    const fh = await open(this.uploadPath(uploadId), flags, 0o644).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === 'ENOENT' ? new UploadBytesMissing(uploadId, `its file is gone, ${offset} bytes were acknowledged`) : e;
+    });
     let writeback: Promise<void> | undefined;
     let synced = offset;
     // The kernel would hold a large upload's pages dirty until commit's
@@ -77,7 +81,11 @@ export class FilesystemBlobStore implements BlobStore {
       }
     });
     try {
-      if (offset > 0 && (await fh.stat()).size !== offset) await fh.truncate(offset);
+      if (offset > 0) {
+        const size = (await fh.stat()).size;
+        if (size < offset) throw new UploadBytesMissing(uploadId, `its file holds ${size} bytes, ${offset} were acknowledged`);
+        if (size > offset) await fh.truncate(offset);
+      }
       try {
         for await (const chunk of body) {
           onChunk(chunk as Buffer);
@@ -117,10 +125,12 @@ export class FilesystemBlobStore implements BlobStore {
     // O_CREAT only for an empty blob, which may never have had a byte
     // appended: a missing or short upload file must fail the commit, never
     // become a blob padded with zeros.
-    const fh = await open(source, length === 0 ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_RDWR, 0o644);
+    const fh = await open(source, length === 0 ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_RDWR, 0o644).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === 'ENOENT' ? new UploadBytesMissing(uploadId, `its file is gone, ${length} bytes were acknowledged`) : e;
+    });
     try {
       const size = (await fh.stat()).size;
-      if (size < length) throw new Error(`upload ${uploadId} holds ${size} bytes, expected ${length}`);
+      if (size < length) throw new UploadBytesMissing(uploadId, `its file holds ${size} bytes, ${length} were acknowledged`);
       if (size > length) await fh.truncate(length);
       await this.ensureDirectory(dir);
       // Rename first, then sync the bytes and the directory entry together:
