@@ -39,6 +39,8 @@ interface PendingWrite {
 
 /** WAL pages (4 KiB each) after which a commit checkpoints the WAL into the database file. */
 const WAL_CHECKPOINT_PAGES = 8000;
+/** SQLite's page cache per connection, KiB. */
+const PAGE_CACHE_KIB = 2000;
 
 export class SqliteMetadataStore implements MetadataStore {
   readonly db: Database.Database;
@@ -68,6 +70,12 @@ export class SqliteMetadataStore implements MetadataStore {
     // interleaved A/B of the small-image push this took ~10% more images/s
     // than SQLite's default of 1,000 pages, for a WAL of up to ~32 MiB.
     this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+    // better-sqlite3 is built with a 16 MB page cache per connection, which a
+    // growing database fills and never gives back. Pages it misses come from
+    // the OS page cache, and every hot query is a few index lookups: with
+    // SQLite's own default of 2 MB, 3,000 small-image pushes left the server
+    // at 91 instead of 111 MiB, at the same images/s (interleaved A/B).
+    this.db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     this.walFile = typeof file === 'string' && file !== ':memory:' ? `${file}-wal` : undefined;
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 10000');
