@@ -51,7 +51,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { BlobStore, ByteRange, StoredObject } from './blob-store.js';
+import { UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
@@ -225,14 +225,16 @@ export class S3BlobStore implements BlobStore {
 
   /** Reads the acknowledged tail of an upload at `offset` into `buffer`; returns its length. */
   private async readTail(uploadId: string, offset: number, length: number, buffer: Buffer): Promise<number> {
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.tailObject(uploadId, offset) }));
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.tailObject(uploadId, offset) })).catch((e: unknown) => {
+      throw isNotFound(e) ? new UploadBytesMissing(uploadId, `its tail object at offset ${offset} is gone`) : e;
+    });
     let filled = 0;
     for await (const chunk of res.Body as Readable) {
       if (filled + (chunk as Buffer).length > length) throw new Error(`tail of upload ${uploadId} at ${offset} is longer than ${length} bytes`);
       (chunk as Buffer).copy(buffer, filled);
       filled += (chunk as Buffer).length;
     }
-    if (filled !== length) throw new Error(`tail of upload ${uploadId} at ${offset} has ${filled} bytes, expected ${length}`);
+    if (filled !== length) throw new UploadBytesMissing(uploadId, `its tail at offset ${offset} has ${filled} bytes, ${length} were acknowledged`);
     return filled;
   }
 
@@ -317,14 +319,15 @@ export class S3BlobStore implements BlobStore {
     if (!multipart || length === 0) {
       if (fullParts > 0) {
         if (await done()) return uploadId;
-        throw new Error(`upload ${uploadId}: ${length} bytes recorded but no multipart upload found`);
+        throw new UploadBytesMissing(uploadId, `${length} bytes were acknowledged but its multipart upload is gone`);
       }
       if (tailLength > 0) {
         // Everything is in the tail (< P bytes): a server-side copy.
         try {
           await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: this.copySource(this.tailObject(uploadId, length)) }));
         } catch (e) {
-          if (!isNotFound(e) || !(await done())) throw e;
+          if (!isNotFound(e)) throw e;
+          if (!(await done())) throw new UploadBytesMissing(uploadId, `its tail object at offset ${length} is gone`);
           return uploadId;
         }
       } else {
@@ -336,7 +339,8 @@ export class S3BlobStore implements BlobStore {
         await this.completeMultipart(uploadId, target, multipart, fullParts, tailLength, length);
       } catch (e) {
         // Gone multipart upload or tail: a commit that completed before may have left the marker behind.
-        if ((errorName(e) !== 'NoSuchUpload' && !isNotFound(e)) || !(await done())) throw e;
+        if (errorName(e) !== 'NoSuchUpload' && !isNotFound(e)) throw e;
+        if (!(await done())) throw new UploadBytesMissing(uploadId, 'its multipart upload or tail object is gone');
       }
     }
     this.multipartIds.delete(uploadId);
@@ -382,7 +386,7 @@ export class S3BlobStore implements BlobStore {
     const out: CompletedPart[] = [];
     for (let n = 1; n <= count; n++) {
       const part = parts.get(n);
-      if (!part) throw new Error(`part ${n} of ${key} is missing`);
+      if (!part) throw new UploadBytesMissing(key, `part ${n} of its multipart upload is missing`);
       out.push(part);
     }
     return out;
