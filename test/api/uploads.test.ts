@@ -627,6 +627,9 @@ describe('uploads', () => {
         await assertError(await client.fetch(location), 404, 'BLOB_UPLOAD_UNKNOWN');
         await client.pushBlob('drift/gone', b);
         await assertBlobContent(client, 'drift/gone', b);
+        // The log is written asynchronously.
+        const deadline = Date.now() + 5000;
+        while (!server.output().includes('upload bytes missing') && Date.now() < deadline) await sleep(20);
         assert.match(server.output(), /upload bytes missing/);
         assert.doesNotMatch(server.output(), /"level":(50|60)/, 'no error logged: drift is not a bug');
       });
