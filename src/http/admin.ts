@@ -11,8 +11,15 @@ import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 
-function flag(value: unknown): boolean {
+function flag(value: string | undefined): boolean {
   return value === '' || value === '1' || value === 'true';
+}
+
+/** A query parameter given at most once: a repeated one (`grace=x&grace=1h`) is ambiguous, and refused. */
+function param(query: unknown, name: string): string | undefined {
+  const value = (query as Record<string, unknown>)[name];
+  if (Array.isArray(value)) throw new RegistryError('UNSUPPORTED', `query parameter ${name} is given more than once`, { status: 400 });
+  return value as string | undefined;
 }
 
 /**
@@ -29,15 +36,17 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     // POST /admin/gc[?dryRun=1][&verbose=1][&grace=30m]: one collection, its report as JSON.
     app.post('/admin/gc', async (req, reply) => {
       await adminCheck(req);
-      const q = req.query as Record<string, string | undefined>;
+      const graceParam = param(req.query, 'grace');
+      const dryRun = flag(param(req.query, 'dryRun'));
+      const verbose = flag(param(req.query, 'verbose'));
       let grace: number | undefined;
       try {
-        grace = q.grace === undefined ? undefined : parseDuration(q.grace, 'grace');
+        grace = graceParam === undefined ? undefined : parseDuration(graceParam, 'grace');
       } catch (e) {
         if (e instanceof ConfigError) throw new RegistryError('UNSUPPORTED', e.message, { status: 400 });
         throw e;
       }
-      const report = await gc.run('admin', { dryRun: flag(q.dryRun), verbose: flag(q.verbose), grace });
+      const report = await gc.run('admin', { dryRun, verbose, grace });
       return reply.code(200).type('application/json').send(JSON.stringify(report));
     });
     app.get('/metrics', async (req: FastifyRequest, reply) => {

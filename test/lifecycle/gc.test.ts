@@ -56,6 +56,25 @@ describe('garbage collection never makes the registry lie', () => {
     });
   }
 
+  it('the admin trigger refuses a malformed or repeated parameter with 400, and runs nothing', async () => {
+    // Found by the HTTP fuzzer: a repeated grace arrived as an array and answered 500.
+    const gcRuns = async () => {
+      const text = await (await client.fetch('/metrics')).text();
+      return Number(/^berth_lifecycle_runs_total\{kind="gc"\} (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const before = await gcRuns();
+    for (const query of ['grace=x', 'grace=x&grace=1h', 'grace=0&grace=0', 'dryRun=1&dryRun=0']) {
+      const res = await client.fetch(`/admin/gc?${query}`, { method: 'POST' });
+      assert.equal(res.status, 400, `POST /admin/gc?${query}`);
+      const body = (await res.json()) as { errors: { code: string }[] };
+      assert.equal(body.errors[0]!.code, 'UNSUPPORTED');
+    }
+    assert.equal(await gcRuns(), before, 'no collection ran');
+    assert.ok((await client.fetch('/admin/gc', { method: 'POST' })).ok); // the configured grace (1h): deletes nothing here
+    assert.equal(await gcRuns(), before + 1, 'the counter counts runs (so the check above can fail)');
+    assert.deepEqual(server.loggedErrors(), []);
+  });
+
   it('dry run reports exactly what a real run then deletes, and deletes nothing', async () => {
     const repo = 'dry/run';
     const kept = makeImage();
