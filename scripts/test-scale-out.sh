@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The API, lifecycle and end-to-end suites a second time, with every test
-# server on PostgreSQL metadata and S3 storage (part of `npm test`).
+# The API, lifecycle, end-to-end and HTTP fuzz suites a second time, with
+# every test server on PostgreSQL metadata and S3 storage (part of `npm test`).
 # Needs S3_ENDPOINT & co. (eval "$(bash .ci/setup-services.sh)" prints them)
 # and PostgreSQL on 127.0.0.1:5432; without them the pass is skipped, visibly,
 # except under CI=true, where it fails.
@@ -16,6 +16,6 @@ if [ -z "${S3_ENDPOINT:-${AWS_ENDPOINT_URL_S3:-}}" ]; then
   exit 0
 fi
 
-echo "test-scale-out: API, lifecycle and e2e suites on PostgreSQL + S3 ($S3_ENDPOINT)" >&2
+echo "test-scale-out: API, lifecycle, e2e and fuzz suites on PostgreSQL + S3 ($S3_ENDPOINT)" >&2
 BERTH_TEST_METADATA=postgres BERTH_TEST_STORAGE=s3 exec node --test --test-concurrency=2 --test-timeout=180000 \
-  $(find dist/test/api dist/test/lifecycle dist/test/e2e -name '*.test.js' | sort)
+  $(find dist/test/api dist/test/lifecycle dist/test/e2e dist/test/fuzz -name '*.test.js' | sort)
