@@ -15,8 +15,7 @@ export class FileAppender {
   private failure: unknown;
   /** Where the next batch goes. */
   private next: number;
-  /** Bytes known to be written to the file (not necessarily durable). */
-  written: number;
+  private writtenTo: number;
 
   /**
    * @param maxBatch bytes held back while a write runs before add() waits for it
@@ -29,7 +28,12 @@ export class FileAppender {
     private readonly onWritten: (written: number) => void = () => {},
   ) {
     this.next = position;
-    this.written = position;
+    this.writtenTo = position;
+  }
+
+  /** End of the bytes known to be written to the file (not necessarily durable). */
+  get written(): number {
+    return this.writtenTo;
   }
 
   /** Queues a chunk; resolves at once unless maxBatch bytes are already waiting (backpressure). */
@@ -70,8 +74,8 @@ export class FileAppender {
       .writev(chunks, at)
       .then(({ bytesWritten }) => {
         if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
-        this.written = at + bytes;
-        this.onWritten(this.written);
+        this.writtenTo = at + bytes;
+        this.onWritten(this.writtenTo);
       })
       .catch((e: unknown) => {
         this.failure ??= e;
