@@ -289,12 +289,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       return false;
     }
 
-    /** Images this client deleted lately: re-pushing one HEADs blobs the collector may be about to take. */
-    const deleted: Image[] = [];
+    /**
+     * Images this client deleted in the last two grace periods: re-pushing one
+     * HEADs blobs of every age around the grace, the collector's edge.
+     */
+    const deleted: { image: Image; at: number }[] = [];
+    const keepDeletedMs = Math.max(2 * opts.graceMs, 2000);
     for (let n = 0; performance.now() < deadline; n++) {
       const tag = `c${id}-${n % 3}`;
       let image: Image;
-      const again = n % 3 === 2 && deleted.length > 0 ? deleted.splice(Math.floor(Math.random() * deleted.length), 1)[0]! : undefined;
+      while (deleted.length > 0 && performance.now() - deleted[0]!.at > keepDeletedMs) deleted.shift();
+      const again = n % 3 === 2 && deleted.length > 0 ? deleted.splice(Math.floor(Math.random() * deleted.length), 1)[0]!.image : undefined;
       if (again) {
         image = { ...again, tag };
         counts.repushes++;
@@ -319,8 +324,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
             await res.arrayBuffer();
             counts.deletes++;
             mine.delete(victim.tag);
-            deleted.push(victim);
-            if (deleted.length > 8) deleted.shift();
+            deleted.push({ image: victim, at: performance.now() });
           } else await unexpected(`DELETE ${repo}@${victim.digest}`, res);
         }
       }
