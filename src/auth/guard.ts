@@ -143,4 +143,3 @@ function denied(repository: string, action: string): RegistryError {
   return new RegistryError('DENIED', undefined, { detail: { repository, action } });
 }
 
-/** The socket's own address: never a forwarded one. */
