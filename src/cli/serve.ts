@@ -5,6 +5,7 @@ import { openBackends } from '../backends.js';
 import { parseAddr, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
+import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
@@ -27,7 +28,10 @@ export async function serve(config: Config): Promise<void> {
     guard: security.guard,
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
+    limits: config.limits,
   });
+  const plain = security.transport?.plainServer;
+  if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
 
   const { host, port } = parseAddr(config.addr);
   await app.listen({ host, port });
