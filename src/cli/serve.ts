@@ -1,5 +1,6 @@
 /** `berth serve`: the registry server. */
 import type { AddressInfo } from 'node:net';
+import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
 import { parseAddr, type Config } from '../config.js';
@@ -13,6 +14,11 @@ import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
+  // Opened first: the HTTP layer installs its audit hook only when it is on.
+  if (config.auditLog) {
+    audit.open(config.auditLog);
+    process.on('SIGHUP', () => audit.reopen());
+  }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
@@ -52,6 +58,7 @@ export async function serve(config: Config): Promise<void> {
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
+      auditLog: config.auditLog,
     },
     'listening',
   );
@@ -73,6 +80,7 @@ export async function serve(config: Config): Promise<void> {
     await gc.stop();
     await metadata.close();
     logger.flush();
+    audit.flush();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -15,6 +15,8 @@ import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { audit } from '../audit/audit-log.js';
+import { auditResponse } from './audit-events.js';
 import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
 import { matchRoute, type RouteName } from './routes.js';
@@ -102,6 +104,14 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
   if (logger.isLevelEnabled('info')) {
     app.addHook('onResponse', (req, reply, done) => {
       logRequest(req, reply);
+      done();
+    });
+  }
+
+  // The audit log's hook exists only while it is on: no cost otherwise.
+  if (audit.enabled) {
+    app.addHook('onResponse', (req, reply, done) => {
+      auditResponse(req, reply);
       done();
     });
   }
