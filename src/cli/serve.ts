@@ -21,7 +21,7 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
   const app = buildServer({
