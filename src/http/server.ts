@@ -88,6 +88,8 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
   });
 
   applyConnectionLimits(app.server, limits, trustedProxies, logger);
+  // Set by the guard (auth on): declared up front so every request object keeps one shape.
+  app.decorateRequest('principal', undefined);
 
   // Never let the framework parse or buffer a body: handlers stream req.raw.
   app.removeAllContentTypeParsers();
