@@ -7,8 +7,10 @@
  * cannot hold more than limits.connectionsPerClient connections.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
@@ -17,17 +19,19 @@ import { startServer, type TestServer } from '../helpers/server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A raw connection that collects what the server sends and when it closes. */
-function open(server: TestServer): Promise<{ socket: Socket; received: () => string; closed: Promise<number> }> {
-  const { hostname, port } = new URL(server.url);
+/** A raw connection (TLS for an https:// address) that collects what the server sends and when it closes. */
+function open(server: TestServer | string): Promise<{ socket: Socket; received: () => string; closed: Promise<number> }> {
+  const url = new URL(typeof server === 'string' ? server : server.url);
+  const { hostname, port } = url;
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port: Number(port) });
+    const socket =
+      url.protocol === 'https:' ? tlsConnect({ host: hostname, port: Number(port), rejectUnauthorized: false }) : connect({ host: hostname, port: Number(port) });
     let data = '';
     const start = Date.now();
     socket.on('data', (d) => (data += d));
     socket.on('error', () => {});
     const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now() - start)));
-    socket.once('connect', () => resolve({ socket, received: () => data, closed }));
+    socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => resolve({ socket, received: () => data, closed }));
     socket.once('error', reject);
   });
 }
@@ -155,3 +159,76 @@ for (const mode of ['auth off', 'auth on'] as const) {
     });
   });
 }
+
+describe('connection limits over TLS and on the plain listener beside it', () => {
+  let server: TestServer;
+  let https: string;
+  let plain: string;
+  const authorization = basic('alice', 'alice-pw');
+
+  before(async () => {
+    const dir = authDir();
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw' });
+    writeFileSync(
+      join(dir, 'berth.yaml'),
+      `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\ntls:\n  cert: ${join(dir, 'tls.crt')}\n  key: ${join(dir, 'tls.key')}\n  plainAddr: 127.0.0.1:0\n` +
+        'limits:\n  headerTimeout: 1s\n  idleTimeout: 1s\n  connectionsPerClient: 3\n',
+    );
+    server = await startServer({ args: ['--config', join(dir, 'berth.yaml')], env: { BERTH_GC_ENABLED: 'false' } });
+    https = server.url.replace(/^http:/, 'https:');
+    plain = `http://${/"plainAddr":"([^"]+)"/.exec(server.output())![1]}`;
+  });
+  after(async () => {
+    assert.deepEqual(server.loggedErrors(), []);
+    await server.stop();
+  });
+
+  for (const which of ['https', 'plain'] as const) {
+    it(`cuts a slow request head (${which})`, async () => {
+      const c = await open(which === 'https' ? https : plain);
+      c.socket.write('GET /v2/ HTTP/1.1\r\nHost: x\r\n');
+      const drip = setInterval(() => c.socket.writable && c.socket.write('X'), 200);
+      try {
+        const ms = await within(c.closed, 4000, 'slow head cut');
+        assert.ok(ms >= 900, `cut after ${ms} ms`);
+        assert.match(c.received(), /^HTTP\/1\.1 408 /);
+      } finally {
+        clearInterval(drip);
+      }
+    });
+  }
+
+  it('does not cut a body that keeps coming over TLS, and cuts one that stalls', async () => {
+    const c = await open(https);
+    c.socket.write(`POST /v2/tls/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nAuthorization: ${authorization}\r\nContent-Length: 0\r\n\r\n`);
+    await within((async () => { while (!/\r\n\r\n/.test(c.received())) await sleep(10); })(), 3000, 'answer');
+    const location = /location: (\S+)/i.exec(c.received())![1]!;
+    c.socket.destroy();
+    const b = randomBlob(10 * 1024);
+    const t = await open(https);
+    t.socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nAuthorization: ${authorization}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${b.data.length + 100}\r\n\r\n`);
+    for (let i = 0; i < 10; i++) {
+      await sleep(300);
+      assert.ok(!t.socket.destroyed, `cut after ${i} pieces`);
+      t.socket.write(b.data.subarray(i * 1024, (i + 1) * 1024));
+    }
+    // …then the last 100 bytes never come.
+    const ms = await within(t.closed, 5000, 'stalled body cut');
+    assert.ok(ms >= 3900, `cut after ${ms} ms, while bytes still came`);
+  });
+
+  it('closes TLS connections over the per-client cap before the handshake', async () => {
+    const held: Awaited<ReturnType<typeof open>>[] = [];
+    let refused = false;
+    for (let i = 0; i < 4 && !refused; i++) {
+      try {
+        held.push(await within(open(https), 3000, 'handshake'));
+      } catch {
+        refused = true;
+      }
+    }
+    assert.ok(refused, 'a 4th TLS connection was accepted with a cap of 3');
+    for (const c of held) c.socket.destroy();
+  });
+});
