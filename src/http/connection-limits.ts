@@ -53,7 +53,7 @@ export function applyConnectionLimits(server: Server, limits: ConnectionLimits, 
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT;
   server.requestTimeout = 0;
   server.headersTimeout = limits.headerTimeout;
-  server.setTimeout(0);
+  server.setTimeout(0); // no socket timeout: keep-alive aside, the limits below are Berth's own
   if (limits.idleTimeout > 0) server.on('request', (req: IncomingMessage) => watchBody(req, limits.idleTimeout, logger));
   if (limits.connectionsPerClient > 0) capConnections(server, limits.connectionsPerClient, trustedProxies, logger);
 }
@@ -61,29 +61,35 @@ export function applyConnectionLimits(server: Server, limits: ConnectionLimits, 
 /**
  * Cuts a request whose body stalls for `idle` ms while Berth waits for it.
  * Time Berth itself holds the body back (its storage is slow: the socket is
- * paused, or read bytes wait in the buffer) is not the client's idling.
+ * paused, or read bytes wait in the buffer) is not the client's idling, and
+ * once the body is complete nothing is timed: a long operation (a commit, an
+ * admin GC run) or a slow download is not cut. A timer of its own rather
+ * than the socket's timeout, which Node also uses for keep-alive and would
+ * apply to the whole exchange.
  */
 function watchBody(req: IncomingMessage, idle: number, logger: Logger): void {
-  if (req.complete) return; // no body: nothing to wait for
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return;
   const socket = req.socket;
-  socket.setTimeout(idle);
-  const onTimeout = () => {
-    if (req.complete || socket.destroyed) return;
-    if (socket.isPaused() || req.readableLength > 0) {
-      socket.setTimeout(idle); // Berth is the slow side: wait on
-      return;
-    }
-    logger.info({ client: socket.remoteAddress, method: req.method, path: req.url, idleMs: idle }, 'request body idle: connection closed');
-    socket.destroy();
-  };
-  // A listener on the request keeps Node from destroying the socket itself on a timeout.
-  req.on('timeout', onTimeout);
-  const done = () => {
-    req.off('timeout', onTimeout);
-    if (!socket.destroyed) socket.setTimeout(0);
-  };
-  req.once('end', done);
-  req.once('close', done);
+  let seen = socket.bytesRead;
+  let since = Date.now();
+  const timer = setInterval(
+    () => {
+      if (req.complete || socket.destroyed) return clearInterval(timer);
+      const now = Date.now();
+      if (socket.bytesRead !== seen || socket.isPaused() || req.readableLength > 0) {
+        seen = socket.bytesRead;
+        since = now;
+      } else if (now - since >= idle) {
+        clearInterval(timer);
+        logger.info({ client: socket.remoteAddress, method: req.method, path: req.url, idleMs: idle }, 'request body idle: connection closed');
+        socket.destroy();
+      }
+    },
+    Math.max(50, Math.min(5000, Math.floor(idle / 4))),
+  );
+  timer.unref();
+  socket.once('close', () => clearInterval(timer));
 }
 
 const TOO_MANY = JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'too many connections from this client address', detail: {} }] });

@@ -14,7 +14,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
-import { randomBlob, withQuery } from '../helpers/registry-client.js';
+import { bytes, randomBlob, withQuery } from '../helpers/registry-client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,7 +28,7 @@ function open(server: TestServer | string): Promise<{ socket: Socket; received: 
       url.protocol === 'https:' ? tlsConnect({ host: hostname, port: Number(port), rejectUnauthorized: false }) : connect({ host: hostname, port: Number(port) });
     let data = '';
     const start = Date.now();
-    socket.on('data', (d) => (data += d));
+    socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
     socket.on('error', () => {});
     const closed = new Promise<number>((r) => socket.once('close', () => r(Date.now() - start)));
     socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => resolve({ socket, received: () => data, closed }));
@@ -120,6 +120,31 @@ for (const mode of ['auth off', 'auth on'] as const) {
       assert.match(c.received(), /^HTTP\/1\.1 201 /);
       c.socket.destroy();
       assert.equal((await fetch(`${server.url}/v2/slow/app/blobs/${b.digest}`, { method: 'HEAD', headers: headers() })).status, 200);
+    });
+
+    it('does not cut a response the client reads slowly (the idle limit is for request bodies)', async () => {
+      const b = randomBlob(4 * 1024 * 1024);
+      const pushed = await fetch(`${server.url}/v2/download/app/blobs/uploads/?digest=${b.digest}`, {
+        method: 'POST',
+        body: bytes(b.data),
+        headers: { ...headers(), 'content-type': 'application/octet-stream' },
+      });
+      assert.equal(pushed.status, 201);
+      const c = await open(server);
+      c.socket.write(`GET /v2/download/app/blobs/${b.digest} HTTP/1.1\r\nHost: x\r\n` + (authorization ? `Authorization: ${authorization}\r\n` : '') + '\r\n');
+      await sleep(100);
+      c.socket.pause(); // the client stops reading: the server's writes stall
+      await sleep(2500);
+      assert.ok(!c.socket.destroyed, 'the stalled download was cut');
+      c.socket.resume();
+      await within(
+        (async () => {
+          while (Buffer.byteLength(c.received(), 'latin1') < b.data.length) await sleep(20);
+        })(),
+        10000,
+        'the whole blob',
+      );
+      c.socket.destroy();
     });
 
     it('refuses connections over the per-client cap with 429, and accepts again when one closes', async () => {
