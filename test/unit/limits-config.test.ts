@@ -40,3 +40,15 @@ describe('limits and audit log settings', () => {
     assert.throws(() => loadConfig({ config: file('limits:\n  connectionsPerClient: 1.5\n') }, {}), ConfigError);
   });
 });
+
+describe('client key of the per-client limits', () => {
+  it('is the IPv4 address, and the /64 network for IPv6', async () => {
+    const { clientKey } = await import('../../src/http/client-address.js');
+    assert.equal(clientKey('203.0.113.9'), '203.0.113.9');
+    assert.equal(clientKey('::ffff:203.0.113.9'), '203.0.113.9');
+    assert.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(clientKey('2001:0DB8:0000:0000:ffff::2'), '2001:db8:0:0::/64');
+    assert.equal(clientKey('2001:db8:0:1::2'), '2001:db8:0:1::/64');
+    assert.equal(clientKey('::1'), '0:0:0:0::/64');
+  });
+});
