@@ -48,7 +48,7 @@ for (const mode of ['auth off', 'auth on'] as const) {
 
     before(async () => {
       const dir = authDir();
-      let config = 'limits:\n  headerTimeout: 1s\n  idleTimeout: 1s\n  connectionsPerClient: 6\n';
+      let config = 'limits:\n  headerTimeout: 1s\n  idleTimeout: 1500ms\n  connectionsPerClient: 6\n';
       if (mode === 'auth on') {
         writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw' });
         config += `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\n`;
@@ -88,7 +88,7 @@ for (const mode of ['auth off', 'auth on'] as const) {
           'x'.repeat(100),
       );
       const ms = await within(c.closed, 5000, 'stalled body cut');
-      assert.ok(ms >= 900, `cut after ${ms} ms, before the 1 s limit`);
+      assert.ok(ms >= 1400, `cut after ${ms} ms, before the 1.5 s limit`);
       const status = await fetch(`${server.url}${location}`, { headers: headers() });
       assert.equal(status.status, 204);
       assert.equal(status.headers.get('range'), '0-0', 'nothing of the cut body was acknowledged');
@@ -104,7 +104,7 @@ for (const mode of ['auth off', 'auth on'] as const) {
           (authorization ? `Authorization: ${authorization}\r\n` : '') +
           '\r\n',
       );
-      // 17 pieces, one every 300 ms: about 5 s in all, against an idle limit of 1 s.
+      // 17 pieces, one every 300 ms: about 5 s in all, against an idle limit of 1.5 s.
       for (let i = 0; i < 17; i++) {
         await sleep(300);
         assert.ok(!c.socket.destroyed, `cut after ${i} pieces`);
@@ -198,7 +198,7 @@ describe('connection limits over TLS and on the plain listener beside it', () =>
     writeFileSync(
       join(dir, 'berth.yaml'),
       `auth:\n  htpasswd: ${join(dir, 'htpasswd')}\ntls:\n  cert: ${join(dir, 'tls.crt')}\n  key: ${join(dir, 'tls.key')}\n  plainAddr: 127.0.0.1:0\n` +
-        'limits:\n  headerTimeout: 1s\n  idleTimeout: 1s\n  connectionsPerClient: 3\n',
+        'limits:\n  headerTimeout: 1s\n  idleTimeout: 1500ms\n  connectionsPerClient: 3\n',
     );
     server = await startServer({ args: ['--config', join(dir, 'berth.yaml')], env: { BERTH_GC_ENABLED: 'false' } });
     https = server.url.replace(/^http:/, 'https:');
