@@ -31,6 +31,14 @@ export interface UploadRecord {
    * process or node can continue the upload.
    */
   hashState?: Buffer;
+  /** Who opened the session, with auth on ('' for anonymous); undefined for sessions opened without auth. */
+  owner?: string;
+}
+
+/** The principal an upload session is opened for, and the most open sessions it may have (0: no limit). */
+export interface UploadOwner {
+  name: string;
+  maxSessions: number;
 }
 
 export interface ManifestRecord {
@@ -87,7 +95,11 @@ export interface MetadataStore {
   unlinkBlob(repository: string, digest: string): Promise<boolean>;
 
   // Uploads ------------------------------------------------------------------
-  createUpload(id: string, repository: string, now: number): Promise<void>;
+  /**
+   * Records a new upload session. With an owner, the session is bound to it,
+   * and is not created (false) when the owner already has `maxSessions` open.
+   */
+  createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean>;
   findUpload(id: string): Promise<UploadRecord | undefined>;
   /** Compare-and-set of the upload's offset (and hash state); false when it was not at `from`. */
   advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean>;

@@ -22,6 +22,8 @@ export interface RegistryOptions {
    */
   redirectBlobs: boolean;
   redirectExpiry: number;
+  /** Open upload sessions one owner (a user, with auth on) may have; 0: no limit. */
+  uploadSessionsPerUser: number;
 }
 
 export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
@@ -30,6 +32,7 @@ export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
   touchInterval: 1000,
   redirectBlobs: false,
   redirectExpiry: 15 * 60,
+  uploadSessionsPerUser: 1000,
 };
 
 export interface RegistryContext {

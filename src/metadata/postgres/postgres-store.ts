@@ -62,6 +62,7 @@ import type {
   NewManifest,
   Page,
   ReferrerDescriptor,
+  UploadOwner,
   UploadRecord,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
@@ -157,8 +158,9 @@ const SQL = {
   repositoryExists: `SELECT 1 FROM repositories WHERE name = $1`,
   tagsVersion: `SELECT id::text || ':' || tags_version::text AS v FROM repositories WHERE name = $1`,
 
-  createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES ($1, $2, 0, $3, $3)`,
-  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = $1`,
+  createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
+    SELECT $1, $2, 0, $3, $3, $4 WHERE $5::int = 0 OR (SELECT count(*) FROM uploads WHERE owner = $4) < $5::int`,
+  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = $1`,
   uploadExists: `SELECT 1 FROM uploads WHERE id = $1`,
   advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = $2, hash_state = $3 WHERE id = $4 AND "offset" = $5`,
   deleteUpload: `DELETE FROM uploads WHERE id = $1`,
@@ -481,8 +483,11 @@ export class PostgresMetadataStore implements MetadataStore {
 
   // Uploads ------------------------------------------------------------------
 
-  async createUpload(id: string, repository: string, now: number): Promise<void> {
-    await this.db.one('createUpload', [id, repository, now]);
+  async createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean> {
+    // READ COMMITTED: starts racing in parallel may each see the count below
+    // the cap, so it can be passed by as many starts as run at once (those
+    // are themselves capped per client: limits.uploadsPerClient).
+    return ((await this.db.one('createUpload', [id, repository, now, owner?.name ?? null, owner?.maxSessions ?? 0])).rowCount ?? 0) > 0;
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {

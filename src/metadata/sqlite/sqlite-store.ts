@@ -22,6 +22,7 @@ import type {
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
+  UploadOwner,
   UploadRecord,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
@@ -119,8 +120,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Uploads ------------------------------------------------------------------
 
-  async createUpload(id: string, repository: string, now: number): Promise<void> {
-    await this.write(() => this.stmt.createUpload.run(id, repository, now, now), false);
+  async createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean> {
+    // Writers are serialized, so the count and the insert are one atomic step.
+    return this.write(() => this.stmt.createUpload.run(id, repository, now, now, owner?.name ?? null, owner?.maxSessions ?? 0, owner?.name ?? null, owner?.maxSessions ?? 0).changes > 0, false);
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
@@ -526,8 +528,9 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO gc_blob_queue (digest, since) VALUES (?, ?)
       ON CONFLICT (digest) DO UPDATE SET since = max(since, excluded.since)`),
 
-    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES (?, ?, 0, ?, ?)`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = ?`),
+    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
+      SELECT ?, ?, 0, ?, ?, ? WHERE ? = 0 OR (SELECT count(*) FROM uploads WHERE owner = ?) < ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = ?`),
     advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
 
