@@ -16,7 +16,7 @@ import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { logRequest } from './request-log.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { matchRoute, originForm, type RouteName } from './routes.js';
 
 const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -57,6 +57,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // Manifests are read by Berth itself with their own limit; blobs are streams.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
     // The router refuses a malformed percent-escape or an overlong path itself,
     // before dispatch and the error handler: answer in the spec's format, and a
     // bad escape as matchRoute would (no such endpoint).

@@ -123,6 +123,9 @@ describe('bad input', () => {
       ['leading separator', '_good/app'],
       ['separator before slash', 'good./app'],
       ['space', 'good/a%20pp'],
+      // Not the nested repository good/app: a slash inside a component is no separator.
+      ['an encoded slash', 'good%2Fapp'],
+      ['an encoded slash in lowercase', 'good%2fapp'],
       ['256 characters', TOO_LONG_256],
     ];
 
@@ -338,6 +341,32 @@ describe('bad input', () => {
         assert.match(head, /connection: close/i);
         assert.equal((JSON.parse(body) as { errors: { code: string }[] }).errors[0]!.code, 'UNSUPPORTED');
       }
+    });
+  });
+
+  describe('request targets', () => {
+    function rawText(text: string): Promise<string> {
+      const { hostname, port } = new URL(server.url);
+      return new Promise((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => socket.end(Buffer.from(text, 'latin1')));
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('end', () => resolve(out));
+        socket.on('error', reject);
+      });
+    }
+
+    it('an absolute-form request target is served like the origin form (RFC 9112, 3.2.2)', async () => {
+      const { host } = new URL(server.url);
+      const base = await rawText(`GET http://${host}/v2/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(base, /^HTTP\/1\.1 200 /);
+      const blob = await rawText(`HEAD http://${host}/v2/good/app/blobs/${BLOB.digest} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(blob, /^HTTP\/1\.1 200 /);
+      assert.match(blob, new RegExp(`docker-content-digest: ${BLOB.digest}`, 'i'));
+      const tags = await rawText(`GET HTTP://${host}/v2/good/app/tags/list?n=1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(tags, /^HTTP\/1\.1 200 /);
+      const unknown = await rawText(`GET http://${host}/v2/good/app/blobs/${OTHER.digest} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(unknown, /^HTTP\/1\.1 404 /);
     });
   });
 
