@@ -161,7 +161,8 @@ export interface MetadataStore {
   /**
    * Deletes the manifest if it is still garbage: no tag, no parent index, no
    * live subject, and a candidate since at most `cutoff`. Its blobs become
-   * blob candidates; its children and referrers become manifest candidates.
+   * blob candidates; its children and referrers become manifest candidates,
+   * as of `now`, which is a time from this store's `now()` (GC's pass time).
    */
   deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined>;
   /** Blobs whose liveness may have changed at or before `cutoff`. */

@@ -714,6 +714,19 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           for (const x of blobs) assert.ok(claimed.has(x.digest) || queued.has(x.digest), `${x.digest} dropped out of GC`);
         });
 
+        test('HEADs racing GC claims on another node: a blob is never both answered and claimed (invariant 5)', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 24 }, (_, i) => pushBlob(a, 'r/app', `h-${i}`, T)));
+          await Promise.all(
+            blobs.map(async (x) => {
+              // touchInterval 0: every answer takes the renewing path.
+              const [answer, claim] = await Promise.all([a.statBlob('r/app', x.digest, T + 5000, 0), b.claimBlobIfGarbage(x.digest, T + 10)]);
+              assert.ok(!(answer && claim.blob), `${x.digest} was answered "exists" and claimed`);
+              if (answer) assert.ok(await b.findBlob('r/app', x.digest), 'answered: blob and link still there');
+            }),
+          );
+        });
+
         test('collectors on two nodes claim each blob once', async (a, more) => {
           const b = await more();
           const blobs = await Promise.all(Array.from({ length: 20 }, (_, i) => pushBlob(a, 'r/app', `g-${i}`, T)));

@@ -413,8 +413,12 @@ function execOn(client: PoolClient | pg.Pool, clock: Clock): Exec {
 interface Runner {
   /** One statement, atomically on its own. */
   one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
-  /** A transaction (retried as a whole on deadlock or serialization failure). */
-  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T>;
+  /**
+   * A transaction (retried as a whole on deadlock or serialization failure).
+   * `clock` 'caller': the `now` values it is given already come from the
+   * database's clock (GC's, read by now()), so they are sent as they are.
+   */
+  tx<T>(fn: (x: Exec) => Promise<T>, clock?: Clock): Promise<T>;
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -446,13 +450,13 @@ class PoolRunner implements Runner {
     }
   }
 
-  async tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (x: Exec) => Promise<T>, clock: Clock = this.clock): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken: Error | undefined;
       try {
         await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
-        const value = await fn(execOn(client, this.clock));
+        const value = await fn(execOn(client, clock));
         await client.query('COMMIT');
         return value;
       } catch (e) {
@@ -482,7 +486,7 @@ class PoolRunner implements Runner {
 class DryRunRunner implements Runner {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly exec: Exec;
-  constructor(private readonly client: PoolClient, clock: Clock) {
+  constructor(private readonly client: PoolClient, private readonly clock: Clock) {
     this.exec = execOn(client, clock);
   }
 
@@ -496,12 +500,13 @@ class DryRunRunner implements Runner {
     return this.tx((x) => x.q<R>(name, values));
   }
 
-  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+  tx<T>(fn: (x: Exec) => Promise<T>, clock: Clock = this.clock): Promise<T> {
+    const exec = clock === this.clock ? this.exec : execOn(this.client, clock);
     return this.exclusive(async () => {
       for (let attempt = 1; ; attempt++) {
         await this.client.query('SAVEPOINT berth_op');
         try {
-          const value = await fn(this.exec);
+          const value = await fn(exec);
           await this.client.query('RELEASE SAVEPOINT berth_op');
           return value;
         } catch (e) {
@@ -787,6 +792,9 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
+    // `now` is GC's pass time, read from this store's clock: what it releases
+    // is due from that time, so a pass at grace 0 takes the blobs of the
+    // manifests it deletes too.
     return this.db.tx(async (x) => {
       // SKIP LOCKED: a manifest a push (or another collector) is working on is left for a later pass.
       const row = (await x.q('lockManifestForGc', [ref.repository, ref.digest])).rows[0];
@@ -801,7 +809,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       await deleteManifestRow(x, id, repoId, ref.digest, now);
       return toManifest(row);
-    });
+    }, 'caller');
   }
 
   async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
