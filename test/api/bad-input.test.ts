@@ -396,6 +396,13 @@ describe('bad input', () => {
       }
     });
 
+    it('a mount whose from is form-encoded (%2F, as Docker\'s client sends it) mounts from the nested repository', async () => {
+      // In a query string %2F is how form encoding writes "/": unlike in the path, it is a separator here.
+      const res = await client.fetch(`/v2/good/mounted/blobs/uploads/?mount=${BLOB.digest}&from=good%2Fapp`, { method: 'POST' });
+      assert.equal(res.status, 201);
+      assert.equal((await client.fetch(`/v2/good/mounted/blobs/${BLOB.digest}`, { method: 'HEAD' })).status, 200);
+    });
+
     it('a mount whose from is not a valid name falls back to a 202 upload', async () => {
       const res = await client.fetch(`/v2/good/app/blobs/uploads/?mount=${OTHER.digest}&from=Bad/..Name`, { method: 'POST' });
       assert.equal(res.status, 202);
