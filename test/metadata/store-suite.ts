@@ -162,6 +162,22 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
       });
 
+      test('a link GC removed between statBlob\'s read and its renewal makes it answer unknown in that repository (invariant 5)', async (s, more) => {
+        const gc = await more();
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        // Another repository keeps the blob itself alive; only a/app's link is stale.
+        await s.commitBlob(undefined, 'b/app', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T + 5000);
+        const pause = armPause('stat-after-read');
+        const answer = s.statBlob('a/app', b.digest, T + 5000, 1000);
+        await pause.reached;
+        const claim = await gc.claimBlobIfGarbage(b.digest, T + 10);
+        assert.equal(claim.linksRemoved, 1, 'GC removed a/app\'s link while the answer was held');
+        assert.equal(claim.blob, undefined);
+        pause.resume();
+        assert.equal(await answer, undefined, 'a/app no longer holds it: "exists" would be a lie');
+        assert.ok(await s.findBlob('b/app', b.digest));
+      });
+
       test('mountBlob renews the blob and its link into the target atomically (invariant 5)', async (s) => {
         const b = await pushBlob(s, 'a/src', 'layer', T);
         await s.commitBlob(undefined, 'a/dst', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T);
