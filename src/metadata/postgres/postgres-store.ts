@@ -17,7 +17,10 @@
  *   the first one's commit: the claim sees the new manifest's references and
  *   keeps the blob, or the push sees the blob marked deleting and answers
  *   MANIFEST_BLOB_UNKNOWN. Never both. commitBlob and mountBlob lock the blob
- *   row as well (invariant 3, and mounts renew the grace period under lock).
+ *   row as well (invariant 3, and mounts renew the grace period under lock),
+ *   and so do a HEAD's renewal (liveness re-checked under the lock,
+ *   invariant 5) and unlinkBlob (it waits for a manifest push holding the
+ *   row shared, then counts that push's references).
  * - GC never waits: its claims take the queue row, the blob row and dangling
  *   links with `SKIP LOCKED`, and manifest deletions and upload expiry do
  *   too. A row some request (or another node's collector) is working on is
