@@ -19,7 +19,7 @@ import { audit } from '../audit/audit-log.js';
 import { auditResponse } from './audit-events.js';
 import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { matchRoute, originForm, type RouteName } from './routes.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
@@ -66,6 +66,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // Manifests are read by Berth itself with their own limit; blobs are streams.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
     // The router refuses a malformed percent-escape or an overlong path itself,
     // before dispatch and the error handler: answer in the spec's format, and a
     // bad escape as matchRoute would (no such endpoint).

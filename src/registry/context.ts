@@ -9,7 +9,8 @@ export interface RegistryOptions {
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
   /**
-   * How stale a blob's "last seen" time may get before a HEAD renews it.
+   * How stale a blob's (or untagged manifest's) "last seen" time may get
+   * before a HEAD renews it.
    * GC adds this to its grace period, so the promise "exists means you may
    * reference it for a grace period" holds (invariant 5) while hot HEADs do
    * not each cost a database write.
