@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
-import { makeImage, RegistryClient } from '../helpers/registry-client.js';
+import { makeImage, randomBlob, RegistryClient } from '../helpers/registry-client.js';
 import { startServer } from '../helpers/server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,6 +45,9 @@ proxy:
       const image = makeImage();
       await alice.pushImage('team/app', image, 'v1');
       await alice.pushImage('team/app', image, 'v2');
+      // A blob no manifest references (a referenced one may not be deleted).
+      const loose = randomBlob(512);
+      assert.equal((await alice.pushBlob('team/app', loose)).status, 201);
       assert.equal((await bob.fetch('/v2/team/app/manifests/v1', { headers: { accept: image.mediaType } })).status, 200);
       assert.equal((await fetch(`${server.url}/v2/`)).status, 401, 'the anonymous challenge');
       const linesBefore = existsSync(auditFile) ? readFileSync(auditFile, 'utf8') : '';
@@ -53,7 +56,7 @@ proxy:
       assert.equal(denied.status, 403);
       assert.equal((await as(server.url, basic('alice', 'wrong')).fetch('/v2/team/app/tags/list')).status, 401);
       assert.equal((await alice.fetch('/v2/team/app/manifests/v2', { method: 'DELETE', headers: { 'x-request-id': 'alice-tag-1' } })).status, 202);
-      assert.equal((await alice.fetch(`/v2/team/app/blobs/${image.layers[0]!.digest}`, { method: 'DELETE' })).status, 202);
+      assert.equal((await alice.fetch(`/v2/team/app/blobs/${loose.digest}`, { method: 'DELETE' })).status, 202);
       assert.equal((await fetch(`${server.url}/admin/gc?dryRun=1`, { method: 'POST', headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403);
       assert.equal((await fetch(`${server.url}/admin/gc?dryRun=1`, { method: 'POST' })).status, 200);
       await sleep(500);
