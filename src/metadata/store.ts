@@ -102,13 +102,13 @@ export interface MetadataStore {
    * `from` is undefined). Renews the blob's grace period and that of its
    * link into `repository`, atomically with the check (invariant 5).
    */
-  mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
+  mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined>;
   /**
    * Removes the repository's link to the blob; false when there was none.
    * Refused (DENIED, 409) while a manifest of the repository references the
    * blob: what a manifest references stays whole.
    */
-  unlinkBlob(repository: string, digest: string): Promise<boolean>;
+  unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean>;
 
   // Uploads ------------------------------------------------------------------
   /**
@@ -128,7 +128,7 @@ export interface MetadataStore {
    * the replaced object is then the caller's to remove, since the record
    * that named it for GC is gone.
    */
-  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number): Promise<CommitBlobResult>;
+  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, ev?: EventContext): Promise<CommitBlobResult>;
 
   // Manifests and tags -------------------------------------------------------
   findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
@@ -146,13 +146,13 @@ export interface MetadataStore {
    * present: MANIFEST_BLOB_UNKNOWN otherwise (invariant 2). Pushing a
    * manifest that is already there renews its grace period, like a new one.
    */
-  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number): Promise<void>;
+  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void>;
   /**
    * Deletes a manifest and every tag pointing at it; false when unknown.
    * Refused (DENIED, 409) while an index of the repository references it.
    */
-  deleteManifest(repository: string, digest: string, now: number): Promise<boolean>;
-  deleteTag(repository: string, tag: string, now: number): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean>;
+  deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
   /**
    * A value that changes whenever the repository's tags change (and differs
@@ -208,6 +208,29 @@ export interface MetadataStore {
   forgetBlob(digest: string, storageKey: string): Promise<boolean>;
 
   recordRun(run: LifecycleRun): Promise<void>;
+
+  // Event outbox (events/) ----------------------------------------------------
+  // With an outbox configured (the store's `outbox` option), the methods that
+  // change state above write their events in the same transaction as the
+  // change: neither can exist without the other. Without one they write none.
+
+  /** Events that change nothing (pulls): written on their own, not durably. */
+  appendEvents(events: OutboxEvent[]): Promise<void>;
+  /**
+   * Takes the endpoint's delivery lease and returns its oldest pending events
+   * (at most `limit`), or undefined when another owner holds a live lease or
+   * the endpoint is backing off until after `now`. Events older than `maxAge`
+   * ms, or beyond the newest `maxCount`, are dead-lettered first.
+   */
+  claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined>;
+  /** Delivered: the events are removed and the lease released. */
+  ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void>;
+  /** Not delivered: the endpoint backs off until `retryAt`; the events stay pending, in order. */
+  failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void>;
+  /** Pending, failing and dead-lettered events per endpoint. */
+  eventStats(now: number): Promise<EndpointEventStats[]>;
+  /** Moves the endpoint's dead-lettered events back to pending; returns how many. */
+  replayEvents(endpoint: string, now: number): Promise<number>;
   runTotals(): Promise<LifecycleTotals[]>;
 
   /**
@@ -252,4 +275,57 @@ export interface LifecycleTotals {
   problems: number;
   durationMs: number;
   lastRunAt: number;
+}
+
+/** Who caused a change, as the events it writes report it (passed from http/ through registry/). */
+export interface EventContext {
+  request?: { id: string; addr: string; host: string; method: string; useragent: string };
+  /** The authenticated user, with auth on. */
+  actor?: string;
+  /** `http://host` or `https://host`: the base of the `url` of event targets. */
+  base?: string;
+}
+
+/** What one event reports (the target of the reference registry's envelope, plus its request). */
+export interface OutboxEvent {
+  action: string;
+  repository: string;
+  digest?: string;
+  mediaType?: string;
+  size?: number;
+  tag?: string;
+  fromRepository?: string;
+  references?: { mediaType: string; digest: string; size: number }[];
+  /** 'blob' or 'manifest': how the target's url is built. */
+  kind?: 'blob' | 'manifest';
+  ctx?: EventContext;
+}
+
+/** A pending event of one endpoint, as the dispatcher delivers it. */
+export interface OutboxRow {
+  seq: number;
+  /** Stable across retries and endpoints: receivers de-duplicate on it. */
+  id: string;
+  createdAt: number;
+  attempts: number;
+  event: OutboxEvent;
+}
+
+export interface EventClaim {
+  limit: number;
+  /** How long the lease holds before another node may take over (a crash mid-delivery). */
+  leaseMs: number;
+  maxAge: number;
+  maxCount: number;
+}
+
+export interface EndpointEventStats {
+  endpoint: string;
+  pending: number;
+  deadLettered: number;
+  /** Consecutive failed deliveries (0 when the last one succeeded). */
+  failures: number;
+  lastError?: string;
+  retryAt?: number;
+  oldestPending?: number;
 }

@@ -150,6 +150,37 @@ export const MIGRATIONS: Migration[] = [
   CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
   },
+  {
+    version: 3,
+    description: 'event outbox',
+    sql: `
+  -- The event outbox (src/events/): one row per event and endpoint, written in
+  -- the transaction of the change it reports; removed once delivered.
+  -- state 0 = pending, 1 = dead-lettered. tx: the writing transaction, so a
+  -- claim only takes rows no still-running transaction can precede.
+  CREATE TABLE event_outbox (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint    text NOT NULL,
+    event_id    text NOT NULL,
+    created_at  bigint NOT NULL,
+    repository  text NOT NULL,
+    action      text NOT NULL,
+    payload     text NOT NULL,
+    state       smallint NOT NULL DEFAULT 0,
+    attempts    integer NOT NULL DEFAULT 0,
+    tx          xid8 NOT NULL DEFAULT pg_current_xact_id()
+  );
+  CREATE INDEX event_outbox_by_endpoint ON event_outbox(endpoint, state, seq);
+  CREATE TABLE event_endpoints (
+    name         text PRIMARY KEY,
+    lease_owner  text,
+    lease_until  bigint NOT NULL DEFAULT 0,
+    retry_at     bigint NOT NULL DEFAULT 0,
+    failures     integer NOT NULL DEFAULT 0,
+    last_error   text
+  );
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -69,7 +69,14 @@ import type {
   ReferrerDescriptor,
   UploadOwner,
   UploadRecord,
+  EventContext,
+  EventClaim,
+  EndpointEventStats,
+  OutboxEvent,
+  OutboxRow,
 } from '../store.js';
+import { manifestReferences, type OutboxOptions } from '../outbox.js';
+import * as outbox from './outbox.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
@@ -77,6 +84,8 @@ import { redactUrl } from './url.js';
 
 const LIVE = 0;
 const DELETING = 1;
+/** What the reference registry reports as a blob's media type. */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 export interface PostgresStoreOptions {
   /** Connections in the pool (default 10, or `?pool=N` in the URL). */
@@ -90,6 +99,8 @@ export interface PostgresStoreOptions {
    * reasons about fixed times).
    */
   clock?: Clock;
+  /** Endpoints events are written for (src/events/); none: no event rows at all. */
+  outbox?: OutboxOptions;
 }
 
 export type Clock = 'database' | 'caller';
@@ -402,7 +413,7 @@ function stamped(name: Statement, values: unknown[], clock: Clock): unknown[] {
 }
 
 /** Runs named statements on one connection (inside a transaction, or the pool for single statements). */
-interface Exec {
+interface Exec extends outbox.RawExec {
   q<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
 }
 
@@ -410,6 +421,7 @@ function execOn(client: PoolClient | pg.Pool, clock: Clock): Exec {
   return {
     q: <R extends QueryResultRow>(name: Statement, values: unknown[] = []) =>
       client.query<R>({ name: `berth_${name}`, text: SQL[name], values: stamped(name, values, clock) }),
+    raw: <R extends QueryResultRow>(name: string, text: string, values: unknown[] = []) => client.query<R>({ name, text, values }),
   };
 }
 
@@ -549,7 +561,8 @@ export class PostgresMetadataStore implements MetadataStore {
       throw describeConnectError(e, url);
     }
     const clock = options.clock ?? 'database';
-    return new PostgresMetadataStore(pool, new PoolRunner(pool, clock), clock);
+    const events = options.outbox && options.outbox.endpoints.length > 0 ? options.outbox : undefined;
+    return new PostgresMetadataStore(pool, new PoolRunner(pool, clock), clock, events);
   }
 
   private constructor(
@@ -557,7 +570,14 @@ export class PostgresMetadataStore implements MetadataStore {
     private readonly pool: pg.Pool | undefined,
     private readonly db: Runner,
     private readonly clock: Clock,
+    /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
+    private readonly events?: OutboxOptions,
   ) {}
+
+  /** Writes the event's outbox rows in the transaction `x` (nothing without an outbox). */
+  private async emit(x: Exec, event: OutboxEvent): Promise<void> {
+    if (this.events) await outbox.insertEvent(x, this.events, event);
+  }
 
   // Blobs --------------------------------------------------------------------
 
@@ -583,7 +603,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toBlob((await this.db.one('renewBlobInRepo', [repository, digest, now])).rows[0]);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined> {
     return this.db.tx(async (x) => {
       // Locked (as a claim would) before anything acts on it: a blob GC has
       // marked is not mounted, and a mounted one has its grace renewed first.
@@ -593,11 +613,12 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('linkBlob', [repoId, digest, now]);
       await x.q('touchBlob', [now, digest]);
       await x.q('enqueueBlob', [digest, now]);
+      await this.emit(x, { action: 'mount', kind: 'blob', repository, digest, size: Number(row.size), mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev });
       return toBlob({ ...row, last_seen: now });
     });
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean> {
     return this.db.tx(async (x) => {
       // putManifest share-locks the blob row before it checks links: after
       // this lock, a manifest pushed concurrently has committed (and the
@@ -605,7 +626,9 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('lockBlobRow', [digest]);
       const referencedBy = (await x.q('blobReferencedInRepo', [repository, digest])).rows[0]!.n as number;
       if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
-      return ((await x.q('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+      const unlinked = ((await x.q('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+      if (unlinked) await this.emit(x, { action: 'delete', kind: 'blob', repository, digest, ctx: ev });
+      return unlinked;
     });
   }
 
@@ -640,6 +663,7 @@ export class PostgresMetadataStore implements MetadataStore {
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    ev?: EventContext,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
       if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
@@ -670,6 +694,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       await x.q('linkBlob', [repoId, blob.digest, now]);
       await x.q('enqueueBlob', [blob.digest, now]);
+      await this.emit(x, { action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev });
       return result;
     });
   }
@@ -694,7 +719,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toManifest(renewed ?? (await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void> {
     if (m.artifactType !== undefined && !storable(m.artifactType)) {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
       throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
@@ -746,10 +771,11 @@ export class PostgresMetadataStore implements MetadataStore {
         await x.q('holdManifestById', [id]);
         if (previous !== undefined && previous !== id) await x.q('releaseIfOrphanById', [now, previous]);
       }
+      await this.emit(x, { action: 'push', kind: 'manifest', repository, digest: m.digest, mediaType: m.mediaType, size: m.size, tag, references: manifestReferences(m.body), ctx: ev });
     });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean> {
     return this.db.tx(async (x) => {
       const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
       if (!row) return false;
@@ -757,15 +783,17 @@ export class PostgresMetadataStore implements MetadataStore {
       const parents = (await x.q('parentCount', [row.repository_id, digest])).rows[0]!.n as number;
       if (parents > 0) throw stillReferencedError('manifest', digest, parents);
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
+      await this.emit(x, { action: 'delete', kind: 'manifest', repository, digest, ctx: ev });
       return true;
     });
   }
 
-  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean> {
     return this.db.tx(async (x) => {
       const row = (await x.q('deleteTagByName', [repository, tag])).rows[0];
       if (!row) return false;
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      await this.emit(x, { action: 'delete', repository, tag, ctx: ev });
       return true;
     });
   }
@@ -815,6 +843,7 @@ export class PostgresMetadataStore implements MetadataStore {
         return undefined;
       }
       await deleteManifestRow(x, id, repoId, ref.digest, now);
+      await this.emit(x, { action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: Number(row.size) });
       return toManifest(row);
     }, 'caller');
   }
@@ -856,6 +885,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       await x.q('markDeleting', [digest]);
       await dequeue();
+      await this.emit(x, { action: 'gc.delete', kind: 'blob', repository: '', digest, size: Number(row.size) });
       return { blob: toBlob(row), linksRemoved };
     });
   }
@@ -900,6 +930,7 @@ export class PostgresMetadataStore implements MetadataStore {
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
     return this.db.tx(async (x) => {
       if ((await x.q('forgetBlob', [digest, storageKey])).rowCount === 0) return false;
+      await this.emit(x, { action: 'fsck.forget', kind: 'blob', repository: '', digest });
       await x.q('deleteLinks', [digest]);
       await x.q('dequeueBlob', [digest]);
       return true;
@@ -941,6 +972,33 @@ export class PostgresMetadataStore implements MetadataStore {
       await client.query('ROLLBACK').catch((e: Error) => (broken = e));
       client.release(broken);
     }
+  }
+
+  async appendEvents(events: OutboxEvent[]): Promise<void> {
+    if (!this.events || events.length === 0) return;
+    await this.db.tx(async (x) => {
+      for (const e of events) await this.emit(x, e);
+    });
+  }
+
+  async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
+    return this.db.tx((x) => outbox.claimEvents(x, endpoint, owner, now, claim));
+  }
+
+  async ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void> {
+    await this.db.tx((x) => outbox.ackEvents(x, endpoint, owner, seqs));
+  }
+
+  async failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void> {
+    await this.db.tx((x) => outbox.failEvents(x, endpoint, owner, seqs, retryAt, error));
+  }
+
+  async eventStats(_now: number): Promise<EndpointEventStats[]> {
+    return this.db.tx((x) => outbox.eventStats(x));
+  }
+
+  async replayEvents(endpoint: string, now: number): Promise<number> {
+    return this.db.tx((x) => outbox.replayEvents(x, endpoint, now));
   }
 
   async now(): Promise<number> {

@@ -128,4 +128,30 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE uploads ADD COLUMN owner TEXT;
   CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
+  `
+  -- The event outbox (src/events/): one row per event and endpoint, written in
+  -- the transaction of the change it reports; removed once delivered.
+  -- state 0 = pending, 1 = dead-lettered (too old or too many; an operator replays it).
+  CREATE TABLE event_outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint    TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    repository  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    state       INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX event_outbox_by_endpoint ON event_outbox(endpoint, state, seq);
+  -- Per endpoint: who is delivering (a lease, so two nodes never send one batch) and its backoff.
+  CREATE TABLE event_endpoints (
+    name         TEXT PRIMARY KEY,
+    lease_owner  TEXT,
+    lease_until  INTEGER NOT NULL DEFAULT 0,
+    retry_at     INTEGER NOT NULL DEFAULT 0,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+  ) WITHOUT ROWID;
+  `,
 ];

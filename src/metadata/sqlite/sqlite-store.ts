@@ -25,13 +25,25 @@ import type {
   ManifestRef,
   UploadOwner,
   UploadRecord,
+  EventContext,
+  EventClaim,
+  EndpointEventStats,
+  OutboxEvent,
+  OutboxRow,
 } from '../store.js';
+import { manifestReferences, type OutboxOptions } from '../outbox.js';
+import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
 
 const LIVE = 0;
+
+export interface SqliteStoreOptions {
+  /** Endpoints events are written for (src/events/); none: no event rows at all. */
+  outbox?: OutboxOptions;
+}
 
 interface PendingWrite {
   fn: () => unknown;
@@ -57,7 +69,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private walSync: Promise<void> | undefined;
   private walSyncNext: Promise<void> | undefined;
 
-  constructor(file: string | Buffer) {
+  /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
+  private readonly outbox: SqliteOutbox | undefined;
+
+  constructor(file: string | Buffer, options: SqliteStoreOptions = {}) {
     if (typeof file === 'string' && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     if (typeof file === 'string') this.db.pragma('journal_mode = WAL');
@@ -84,6 +99,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('busy_timeout = 10000');
     migrate(this.db);
     this.stmt = prepareStatements(this.db);
+    this.outbox = options.outbox && options.outbox.endpoints.length > 0 ? new SqliteOutbox(this.db, options.outbox) : undefined;
   }
 
   // Blobs --------------------------------------------------------------------
@@ -117,7 +133,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined> {
     return this.write(() => {
         const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
         if (!row) return undefined;
@@ -125,16 +141,18 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.linkBlob.run(repoId, digest, now);
         this.stmt.touchBlob.run(now, digest);
         this.stmt.enqueueBlob.run(digest, now);
+        this.outbox?.insert({ action: 'mount', kind: 'blob', repository, digest, size: row.size as number, mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev }, now);
         return toBlob({ ...row, last_seen: now });
       });
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean> {
     return this.write(() => {
         const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
         if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
         const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
         if (changed) this.stmt.enqueueBlob.run(digest, 0);
+        if (changed) this.outbox?.insert({ action: 'delete', kind: 'blob', repository, digest, ctx: ev }, systemNow());
         return changed;
       });
   }
@@ -163,6 +181,7 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    ev?: EventContext,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
         if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
@@ -183,6 +202,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         this.stmt.linkBlob.run(repoId, blob.digest, now);
         this.stmt.enqueueBlob.run(blob.digest, now);
+        this.outbox?.insert({ action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev }, now);
         return result;
       });
   }
@@ -209,7 +229,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
@@ -240,26 +260,29 @@ export class SqliteMetadataStore implements MetadataStore {
           this.stmt.holdManifestById.run(id);
           if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
         }
+        this.outbox?.insert({ action: 'push', kind: 'manifest', repository, digest: m.digest, mediaType: m.mediaType, size: m.size, tag, references: manifestReferences(m.body), ctx: ev }, now);
       });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
         const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
         if (parents > 0) throw stillReferencedError('manifest', digest, parents);
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
+        this.outbox?.insert({ action: 'delete', kind: 'manifest', repository, digest, ctx: ev }, now);
         return true;
       });
   }
 
-  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
         if (!row) return false;
         this.stmt.deleteTag.run(row.repository_id, tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
+        this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
         return true;
       });
   }
@@ -306,6 +329,7 @@ export class SqliteMetadataStore implements MetadataStore {
           return undefined;
         }
         this.deleteManifestRow(id, repoId, ref.digest, now);
+        this.outbox?.insert({ action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: row.size as number }, now);
         return toManifest(row);
       });
   }
@@ -332,6 +356,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         this.stmt.markDeleting.run(digest);
         this.stmt.dequeueBlob.run(digest);
+        this.outbox?.insert({ action: 'gc.delete', kind: 'blob', repository: '', digest, size: row.size as number }, systemNow());
         return { blob: toBlob(row), linksRemoved };
       });
   }
@@ -371,6 +396,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
     return this.write(() => {
         if (this.stmt.forgetBlob.run(digest, storageKey).changes === 0) return false;
+        this.outbox?.insert({ action: 'fsck.forget', kind: 'blob', repository: '', digest }, systemNow());
         this.stmt.deleteLinks.run(digest);
         this.stmt.dequeueBlob.run(digest);
         return true;
@@ -384,6 +410,44 @@ export class SqliteMetadataStore implements MetadataStore {
   async runTotals(): Promise<LifecycleTotals[]> {
     return (this.stmt.runTotals.all() as Row[]).map(toRunTotals);
   }
+
+  async appendEvents(events: OutboxEvent[]): Promise<void> {
+    const outbox = this.outbox;
+    if (!outbox || events.length === 0) return;
+    const now = systemNow();
+    // Pulls change nothing: losing the last few on a power cut is acceptable, so no fsync wait.
+    await this.write(() => events.forEach((e) => outbox.insert(e, now)), false);
+  }
+
+  async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
+    const outbox = this.outboxFor();
+    return this.write(() => outbox.claim(endpoint, owner, now, claim), false);
+  }
+
+  async ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void> {
+    const outbox = this.outboxFor();
+    await this.write(() => outbox.ack(endpoint, owner, seqs));
+  }
+
+  async failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void> {
+    const outbox = this.outboxFor();
+    await this.write(() => outbox.fail(endpoint, owner, seqs, retryAt, error), false);
+  }
+
+  async eventStats(_now: number): Promise<EndpointEventStats[]> {
+    return this.outboxFor().stats();
+  }
+
+  async replayEvents(endpoint: string, now: number): Promise<number> {
+    const outbox = this.outboxFor();
+    return this.write(() => outbox.replay(endpoint, now));
+  }
+
+  /** The outbox for delivery and admin calls, which work on any database (also one whose endpoints are gone from the config). */
+  private outboxFor(): SqliteOutbox {
+    return (this.adminOutbox ??= this.outbox ?? new SqliteOutbox(this.db, { endpoints: [] }));
+  }
+  private adminOutbox: SqliteOutbox | undefined;
 
   async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
     // An in-memory copy of a consistent snapshot: the dry run takes no write
@@ -532,6 +596,9 @@ export function migrate(db: Database.Database): { from: number; to: number } {
   }
   return { from: version, to: MIGRATIONS.length };
 }
+
+/** What the reference registry reports as a blob's media type. */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 function prepareStatements(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
