@@ -1,7 +1,7 @@
 /** Reading and deleting blobs. Existence is answered by metadata alone (invariant 1). */
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobRecord } from '../metadata/store.js';
+import type { BlobRecord, EventContext } from '../metadata/store.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { RegistryError } from './errors.js';
@@ -54,9 +54,14 @@ export class Blobs {
     return storage.presignBlob(blob.storageKey, this.ctx.options.redirectExpiry);
   }
 
-  async delete(repository: string, digest: Digest): Promise<void> {
+  /** A GET of the blob's bytes (not a HEAD): a pull event, when some endpoint takes pulls. */
+  pulled(repository: string, blob: BlobRecord, ev: EventContext): void {
+    this.ctx.pulls?.({ action: 'pull', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: 'application/octet-stream', ctx: ev });
+  }
+
+  async delete(repository: string, digest: Digest, ev?: EventContext): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
-    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {
+    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value, ev))) {
       throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     }
   }

@@ -1,6 +1,6 @@
 /** What every registry operation is written against: the two ports, the options and a clock. */
 import type { Logger } from '../log.js';
-import type { MetadataStore } from '../metadata/store.js';
+import type { MetadataStore, OutboxEvent } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 export interface RegistryOptions {
@@ -43,4 +43,11 @@ export interface RegistryContext {
   now(): number;
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
+  /**
+   * Where pull events go (src/events/ batches them into the outbox); absent
+   * when no endpoint takes pulls, so pulls pay nothing.
+   */
+  pulls?: (event: OutboxEvent) => void;
+  /** Whether any event endpoint is configured: http/ builds event contexts only then. */
+  events?: boolean;
 }

@@ -1,6 +1,7 @@
 /** Manifests: push with validation of everything referenced, pull with content negotiation, delete. */
 import { createHash } from 'node:crypto';
-import type { ManifestRecord } from '../metadata/store.js';
+import type { EventContext, ManifestRecord } from '../metadata/store.js';
+import { manifestReferences } from '../metadata/outbox.js';
 import type { RegistryContext } from './context.js';
 import { RegistryError } from './errors.js';
 import { parseManifest } from './manifest.js';
@@ -15,7 +16,7 @@ export interface PushedManifest {
 export class Manifests {
   constructor(private readonly ctx: RegistryContext) {}
 
-  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<PushedManifest> {
+  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined, ev?: EventContext): Promise<PushedManifest> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`;
     if (reference.kind === 'digest' && reference.digest.value !== digest) {
@@ -39,6 +40,7 @@ export class Manifests {
       },
       reference.kind === 'tag' ? reference.tag : undefined,
       this.ctx.now(),
+      ev,
     );
     return { digest, subject: parsed.subject };
   }
@@ -49,7 +51,25 @@ export class Manifests {
    * the linux/amd64 image of it (as Docker's registry does); one that accepts
    * neither gets MANIFEST_UNKNOWN rather than a type it cannot read.
    */
-  async get(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord> {
+  async get(repository: string, reference: ManifestReference, accept: string | undefined, ev?: EventContext): Promise<ManifestRecord> {
+    const found = await this.negotiate(repository, reference, accept);
+    if (ev && this.ctx.pulls) {
+      this.ctx.pulls({
+        action: 'pull',
+        kind: 'manifest',
+        repository,
+        digest: found.digest,
+        mediaType: found.mediaType,
+        size: found.size,
+        tag: reference.kind === 'tag' ? reference.tag : undefined,
+        references: manifestReferences(found.body),
+        ctx: ev,
+      });
+    }
+    return found;
+  }
+
+  private async negotiate(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord> {
     const manifest = await this.find(repository, reference);
     const accepted = acceptedTypes(accept);
     if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
@@ -65,13 +85,13 @@ export class Manifests {
     });
   }
 
-  async delete(repository: string, reference: ManifestReference): Promise<void> {
+  async delete(repository: string, reference: ManifestReference, ev?: EventContext): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
     const now = this.ctx.now();
     const deleted =
       reference.kind === 'tag'
-        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now)
-        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now);
+        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, ev)
+        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, ev);
     if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN');
   }
 

@@ -6,7 +6,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
+import type { BlobRecord, CommitBlobResult, EventContext, UploadRecord } from '../metadata/store.js';
 import { crashPoint } from '../crash-points.js';
 import { isUploadBytesMissing } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
@@ -48,6 +48,20 @@ export class Uploads {
 
   constructor(private readonly ctx: RegistryContext) {}
 
+  /** The request behind each commit in progress (by upload id), for the event its metadata commit writes. */
+  private readonly eventContexts = new Map<string, EventContext>();
+
+  /** Runs `work` with `ev` as the event context of upload `id`'s commit. */
+  private async withEventContext<T>(id: string, ev: EventContext | undefined, work: () => Promise<T>): Promise<T> {
+    if (!ev) return work();
+    this.eventContexts.set(id, ev);
+    try {
+      return await work();
+    } finally {
+      this.eventContexts.delete(id);
+    }
+  }
+
   async start(repository: string, caller?: Caller): Promise<UploadRecord> {
     const id = randomUUID();
     const now = this.ctx.now();
@@ -68,8 +82,8 @@ export class Uploads {
   }
 
   /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
-  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller): Promise<MountResult> {
-    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now());
+  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller, ev?: EventContext): Promise<MountResult> {
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now(), ev);
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
   }
@@ -96,8 +110,8 @@ export class Uploads {
   }
 
   /** PUT ?digest=: append the final chunk if any, verify the digest, make it a blob. */
-  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined, caller?: Caller): Promise<BlobRecord> {
-    return this.exclusive(id, async () => {
+  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined, caller?: Caller, ev?: EventContext): Promise<BlobRecord> {
+    return this.exclusive(id, () => this.withEventContext(id, ev, async () => {
       const upload = await this.status(repository, id, caller);
       // The upload's only bytes, arriving whole: straight to a blob object.
       if (body && upload.offset === 0 && this.fitsWhole(body)) {
@@ -110,12 +124,16 @@ export class Uploads {
       const { offset, hashState } = body ? await this.appendBody(upload, body) : upload;
       const checked = await this.verify(id, offset, digest, hashState);
       return this.commit(id, repository, digest, offset, true, !checked);
-    });
+    }));
   }
 
   /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
-  async monolithic(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
+  async monolithic(repository: string, digest: Digest, body: UploadBody, ev?: EventContext): Promise<BlobRecord> {
     const id = randomUUID();
+    return this.withEventContext(id, ev, () => this.monolithicAs(id, repository, digest, body));
+  }
+
+  private async monolithicAs(id: string, repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
     const storage = this.ctx.storage;
     // One request, so the running hash never has to move between processes.
     if (this.fitsWhole(body)) return this.storeWhole(id, repository, digest, body, false);
@@ -349,7 +367,7 @@ export class Uploads {
     const now = this.ctx.now();
     let result: CommitBlobResult;
     try {
-      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now);
+      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now, this.eventContexts.get(id));
     } catch (e) {
       await this.ctx.storage.deleteBlob(key).catch(() => {});
       throw e;

@@ -4,6 +4,7 @@ import { RegistryError } from '../../registry/errors.js';
 import { parseDigest } from '../../registry/reference.js';
 import { sendBody } from '../stream-reply.js';
 import type { Handler } from './handler.js';
+import { eventContext } from '../event-context.js';
 
 export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
@@ -18,8 +19,10 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
     .send();
 };
 
-export const getBlob: Handler = async ({ req, reply, registry, repository, reference, access }) => {
+export const getBlob: Handler = async (c) => {
+  const { req, reply, registry, repository, reference, access } = c;
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  if (registry.ctx.pulls) registry.blobs.pulled(repository, blob, eventContext(c)!);
   const location = await registry.blobs.redirectUrl(blob);
   if (location) {
     // Existence was answered by metadata above; the bytes (and any Range) are the object store's.
@@ -42,8 +45,9 @@ export const getBlob: Handler = async ({ req, reply, registry, repository, refer
   await sendBody(req, reply, (out, opened) => registry.blobs.copyTo(blob, range, out, opened));
 };
 
-export const deleteBlob: Handler = async ({ reply, registry, repository, reference }) => {
-  await registry.blobs.delete(repository, parseDigest(reference));
+export const deleteBlob: Handler = async (c) => {
+  const { reply, registry, repository, reference } = c;
+  await registry.blobs.delete(repository, parseDigest(reference), eventContext(c));
   reply.code(202).header('Content-Length', 0).send();
 };
 
