@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { DEFAULT_NOTIFICATIONS, notifyEndpoint, parseNotifications, type NotificationsConfig } from './events/config.js';
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -52,6 +53,8 @@ export interface Config extends SecurityConfig {
   deletes: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Webhook endpoints for registry events (src/events/); none: no events at all. */
+  notifications?: NotificationsConfig;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -135,6 +138,10 @@ export interface ConfigOverrides extends SecurityOverrides {
   idleTimeout?: string;
   connectionsPerClient?: string;
   uploadSessionsPerUser?: string;
+  /** `--notify URL`, repeatable: endpoints with the default settings. */
+  notify?: string[];
+  /** `--no-notify-pulls`: record no pull events. */
+  notifyPulls?: boolean;
 }
 
 /** A whole number of a flag or variable (limits): 0 and up. */
@@ -179,10 +186,21 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (audit) config.auditLog = audit;
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
+  applyNotifyOverrides(config, flags);
   parseAddr(config.addr);
   checkStorage(config.storage);
   config.data = resolve(config.data);
   return config;
+}
+
+/** `--notify URL` (repeatable) adds endpoints to those of the config file; `--no-notify-pulls` turns pull events off. */
+function applyNotifyOverrides(config: Config, flags: ConfigOverrides): void {
+  for (const url of flags.notify ?? []) {
+    const n = (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS));
+    const e = notifyEndpoint(url);
+    if (!n.endpoints.some((x) => x.name === e.name)) n.endpoints.push(e);
+  }
+  if (flags.notifyPulls === false && config.notifications) config.notifications.pulls = false;
 }
 
 /** The YAML parser, loaded only when there is a config file to read (~9 MiB of memory otherwise spent for nothing). */
@@ -200,7 +218,7 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits', 'notifications']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -229,6 +247,7 @@ function applyFile(config: Config, file: string): void {
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
   }
   applySecurityFile(config, d);
+  if (d.notifications !== undefined && d.notifications !== null) parseNotifications(d.notifications, (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS)));
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

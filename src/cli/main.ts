@@ -52,6 +52,8 @@ withCommonOptions(program.command('serve'))
   .option('--idle-timeout <duration>', 'time a request body may go without a byte; 0 = none; there is no total request time (env: BERTH_IDLE_TIMEOUT; default 60s)')
   .option('--connections-per-client <n>', 'open connections per client address (IPv6: per /64), trusted proxies exempt; 0 = unlimited (env: BERTH_CONNECTIONS_PER_CLIENT; default 128)')
   .option('--upload-sessions-per-user <n>', 'open upload sessions per user with auth on; 0 = unlimited (env: BERTH_UPLOAD_SESSIONS_PER_USER; default 1000)')
+  .option('--notify <url>', 'send registry events (push, pull, delete, …) to this webhook URL, as the reference registry does; repeatable (more in the config file: notifications)', (v: string, all: string[] = []) => [...all, v])
+  .option('--no-notify-pulls', 'record no pull events (they are the most frequent)')
   .option('--audit-log <file>', 'write the audit log (logins refused, denials, deletes, admin calls) as JSON lines to this file, or stdout/stderr (env: BERTH_AUDIT_LOG)')
   .addHelpText(
     'after',
@@ -107,7 +109,25 @@ key), never from flags. Without auth.token.key a signing key is generated in
 <data>/auth/.
 
 Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
-/healthz, /metrics, /admin/gc.`,
+/healthz, /metrics, /admin/gc, /admin/events (and POST /admin/events/replay).
+
+Notifications (see docs/notifications.md): events are written to the metadata
+database with the change they report, and delivered from there:
+
+  notifications:
+    pulls: true                       # record pull events at all
+    endpoints:
+      - name: ci
+        url: https://ci.example.com/registry-events
+        headers: { Authorization: [Bearer xyz] }
+        timeout: 5s
+        threshold: 3                  # failures retried at once, then back off
+        backoff: 1s                   # doubling, up to maxbackoff (5m)
+        ignore: { mediatypes: [application/octet-stream], actions: [pull] }
+        maxage: 24h                   # undelivered longer: dead-lettered
+        maxevents: 1000000            # more pending: oldest dead-lettered
+        batch: 100                    # events per envelope
+        secret: s3cr3t                # optional: Berth-Signature HMAC header`,
   )
   .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.

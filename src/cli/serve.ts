@@ -11,6 +11,9 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
+import { EventDispatcher } from '../events/dispatcher.js';
+import { PullRecorder } from '../events/pull-recorder.js';
+import { pullsWanted } from '../events/config.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -20,10 +23,15 @@ export async function serve(config: Config): Promise<void> {
     process.on('SIGHUP', () => audit.reopen());
   }
   const security = await Security.create(config, logger);
-  const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
+  // Events (off without endpoints): the store wakes the dispatcher when it writes some.
+  let wakeDispatcher = () => {};
+  const { metadata, storage } = await openBackends(config, () => wakeDispatcher());
+  const endpoints = config.notifications?.endpoints ?? [];
+  const pulls = pullsWanted(config.notifications) ? new PullRecorder(metadata, (err) => logger.warn({ err }, 'pull events not recorded')) : undefined;
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, pulls: pulls?.record, events: endpoints.length > 0 });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  let dispatcher: EventDispatcher | undefined;
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, () => dispatcher);
   const app = buildServer({
     registry,
     logger,
@@ -64,6 +72,11 @@ export async function serve(config: Config): Promise<void> {
   );
 
   gc.startBackground();
+  if (endpoints.length > 0) {
+    dispatcher = new EventDispatcher(metadata, endpoints, { sourceAddr: `${address.address}:${address.port}`, log: logger });
+    wakeDispatcher = dispatcher.wake;
+    dispatcher.start();
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -78,6 +91,8 @@ export async function serve(config: Config): Promise<void> {
     await security.transport?.close();
     clearInterval(sweep);
     await gc.stop();
+    await pulls?.close();
+    await dispatcher?.stop();
     await metadata.close();
     logger.flush();
     audit.flush();

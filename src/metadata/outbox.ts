@@ -16,6 +16,8 @@ export interface OutboxEndpoint {
 
 export interface OutboxOptions {
   endpoints: OutboxEndpoint[];
+  /** Called when events were written (the transaction may still be open): wakes a local dispatcher. */
+  written?: () => void;
 }
 
 /** A row to insert: (endpoint, event id, repository, action, payload). */
@@ -35,6 +37,7 @@ export function outboxInserts(outbox: OutboxOptions | undefined, event: OutboxEv
   // One id for every endpoint: it names the event, not a delivery.
   const id = randomUUID();
   const payload = JSON.stringify(event);
+  if (outbox.written) setImmediate(outbox.written);
   return takers.map((e) => ({ endpoint: e.name, id, repository: event.repository, action: event.action, payload }));
 }
 

@@ -1,0 +1,145 @@
+/**
+ * Drains the outbox: per endpoint, claims the oldest pending events (a lease
+ * in the database, so two nodes never send one batch except after a crash
+ * mid-delivery), sends them as one envelope, and acknowledges them only once
+ * the receiver answered 2xx: at least once, in order (so in order per
+ * repository), with exponential backoff while the receiver fails. Nothing
+ * waits in memory: an endpoint that stays down lets its events wait in the
+ * database until they are dead-lettered by age or count.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+import type { MetadataStore, OutboxRow } from '../metadata/store.js';
+import { pausePoint } from '../pause-points.js';
+import type { EndpointConfig } from './config.js';
+import { envelope, ENVELOPE_MEDIA_TYPE, type Source } from './envelope.js';
+import { sign, SIGNATURE_HEADER } from './signing.js';
+
+export interface DispatcherOptions {
+  /** host:port reported as the events' source. */
+  sourceAddr: string;
+  log?: Pick<Logger, 'warn' | 'debug'>;
+  /** How often an idle endpoint looks for events written by other processes or nodes, ms. */
+  pollMs?: number;
+}
+
+export interface EndpointCounters {
+  /** Events delivered by this process. */
+  sent: number;
+  /** Failed delivery attempts (envelopes) by this process. */
+  failed: number;
+}
+
+export class EventDispatcher {
+  readonly instanceID = randomUUID();
+  readonly counters = new Map<string, EndpointCounters>();
+  /** Set by the metrics: seconds from an event's commit to its delivery. */
+  observe?: (endpoint: string, seconds: number) => void;
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private readonly wakers = new Set<() => void>();
+  private readonly source: Source;
+  private readonly pollMs: number;
+
+  constructor(
+    private readonly metadata: MetadataStore,
+    readonly endpoints: EndpointConfig[],
+    private readonly options: DispatcherOptions,
+  ) {
+    this.source = { addr: options.sourceAddr, instanceID: this.instanceID };
+    this.pollMs = options.pollMs ?? 1000;
+    for (const e of endpoints) this.counters.set(e.name, { sent: 0, failed: 0 });
+  }
+
+  start(): void {
+    for (const e of this.endpoints) this.loops.push(this.run(e));
+  }
+
+  /** Events were written here: look now rather than at the next poll. */
+  readonly wake = (): void => {
+    for (const w of this.wakers) w();
+  };
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await Promise.all(this.loops);
+  }
+
+  private async run(e: EndpointConfig): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      let delay = this.pollMs;
+      try {
+        const now = await this.metadata.now();
+        const rows = await this.metadata.claimEvents(e.name, this.instanceID, now, {
+          limit: e.batch,
+          // Long enough for a whole attempt; a node that dies holding it is replaced after this.
+          leaseMs: e.timeout * 2 + 10_000,
+          maxAge: e.maxAge,
+          maxCount: e.maxEvents,
+        });
+        if (rows && rows.length > 0) {
+          await pausePoint('events-before-send');
+          const error = await this.send(e, rows);
+          const seqs = rows.map((r) => r.seq);
+          const counters = this.counters.get(e.name)!;
+          if (error === undefined) {
+            await this.metadata.ackEvents(e.name, this.instanceID, seqs);
+            failures = 0;
+            counters.sent += rows.length;
+            const at = Date.now();
+            for (const r of rows) this.observe?.(e.name, Math.max(0, at - r.createdAt) / 1000);
+            delay = 0;
+          } else {
+            failures++;
+            counters.failed++;
+            delay = backoffDelay(e, failures);
+            await this.metadata.failEvents(e.name, this.instanceID, seqs, now + delay, error);
+            this.options.log?.warn({ endpoint: e.name, events: rows.length, failures, retryIn: delay, error }, 'event delivery failed');
+          }
+        }
+      } catch (err) {
+        this.options.log?.warn({ endpoint: e.name, err }, 'event dispatcher error');
+        delay = Math.max(delay, 1000);
+      }
+      if (delay > 0) await this.sleep(delay);
+    }
+  }
+
+  /** Undefined when delivered; otherwise why not. */
+  private async send(e: EndpointConfig, rows: OutboxRow[]): Promise<string | undefined> {
+    const body = JSON.stringify(envelope(rows, this.source));
+    const headers = new Headers({ 'Content-Type': ENVELOPE_MEDIA_TYPE });
+    for (const [name, values] of Object.entries(e.headers)) for (const v of values) headers.append(name, v);
+    if (e.secret !== undefined) headers.set(SIGNATURE_HEADER, sign(e.secret, body));
+    try {
+      const res = await fetch(e.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(e.timeout), redirect: 'manual' });
+      await res.arrayBuffer().catch(() => undefined);
+      // As the reference registry: any 2xx is delivered; anything else is retried.
+      if (res.status >= 200 && res.status < 300) return undefined;
+      return `HTTP ${res.status}`;
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      return `${(err as Error).name === 'TimeoutError' ? 'timeout' : (err as Error).message}${cause ? ` (${cause})` : ''}`;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+}
+
+/** Retried at once up to `threshold` failures in a row, then after `backoff`, doubling up to `maxBackoff`. */
+export function backoffDelay(e: Pick<EndpointConfig, 'threshold' | 'backoff' | 'maxBackoff'>, failures: number): number {
+  if (failures < e.threshold) return 50;
+  return Math.min(e.backoff * 2 ** (failures - e.threshold), e.maxBackoff);
+}
