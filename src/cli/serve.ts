@@ -1,5 +1,6 @@
 /** `berth serve`: the registry server. */
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
@@ -73,7 +74,8 @@ export async function serve(config: Config): Promise<void> {
 
   gc.startBackground();
   if (endpoints.length > 0) {
-    dispatcher = new EventDispatcher(metadata, endpoints, { sourceAddr: `${address.address}:${address.port}`, log: logger });
+    // As the reference registry: this machine's name and the port it serves on.
+    dispatcher = new EventDispatcher(metadata, endpoints, { sourceAddr: `${hostname()}:${address.port}`, log: logger });
     wakeDispatcher = dispatcher.wake;
     dispatcher.start();
   }

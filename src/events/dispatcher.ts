@@ -75,7 +75,7 @@ export class EventDispatcher {
         const rows = await this.metadata.claimEvents(e.name, this.instanceID, now, {
           limit: e.batch,
           // Long enough for a whole attempt; a node that dies holding it is replaced after this.
-          leaseMs: e.timeout * 2 + 10_000,
+          leaseMs: e.timeout * 2 + 2_000,
           maxAge: e.maxAge,
           maxCount: e.maxEvents,
         });

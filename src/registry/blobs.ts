@@ -54,7 +54,7 @@ export class Blobs {
     return storage.presignBlob(blob.storageKey, this.ctx.options.redirectExpiry);
   }
 
-  /** A GET of the blob's bytes (not a HEAD): a pull event, when some endpoint takes pulls. */
+  /** A GET or HEAD that found the blob: a pull event, when some endpoint takes pulls. */
   pulled(repository: string, blob: BlobRecord, ev: EventContext): void {
     this.ctx.pulls?.({ action: 'pull', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: 'application/octet-stream', ctx: ev });
   }

@@ -6,8 +6,11 @@ import { sendBody } from '../stream-reply.js';
 import type { Handler } from './handler.js';
 import { eventContext } from '../event-context.js';
 
-export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
+export const headBlob: Handler = async (c) => {
+  const { reply, registry, repository, reference } = c;
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  // A HEAD that finds the blob is a pull, as the reference registry reports it.
+  if (registry.ctx.pulls) registry.blobs.pulled(repository, blob, eventContext(c)!);
   reply
     .headers({
       'Content-Length': blob.size,

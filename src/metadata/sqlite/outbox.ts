@@ -42,12 +42,12 @@ export class SqliteOutbox {
 
   ack(endpoint: string, owner: string, seqs: number[]): void {
     for (const seq of seqs) this.s.remove.run(endpoint, seq);
-    this.s.succeeded.run(endpoint, owner);
+    this.s.succeeded.run({ endpoint, owner });
   }
 
   fail(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): void {
     for (const seq of seqs) this.s.attempted.run(endpoint, seq);
-    this.s.failed.run(retryAt, error.slice(0, 500), endpoint, owner);
+    this.s.failed.run({ retryAt, error: error.slice(0, 500), endpoint, owner });
   }
 
   stats(): EndpointEventStats[] {
@@ -64,7 +64,7 @@ export class SqliteOutbox {
 
   replay(endpoint: string, now: number): number {
     const n = this.s.replay.run(now, endpoint).changes;
-    this.s.succeeded.run(endpoint, null);
+    this.s.succeeded.run({ endpoint, owner: null });
     return n;
   }
 }
@@ -90,14 +90,14 @@ function prepare(db: Database.Database) {
     // to leave a lease another node has taken since alone.
     succeeded: p(`
       UPDATE event_endpoints SET failures = 0, retry_at = 0, last_error = NULL,
-        lease_owner = CASE WHEN lease_owner IS ?2 OR ?2 IS NULL THEN NULL ELSE lease_owner END,
-        lease_until = CASE WHEN lease_owner IS ?2 OR ?2 IS NULL THEN 0 ELSE lease_until END
-      WHERE name = ?1`),
+        lease_owner = CASE WHEN lease_owner IS @owner OR @owner IS NULL THEN NULL ELSE lease_owner END,
+        lease_until = CASE WHEN lease_owner IS @owner OR @owner IS NULL THEN 0 ELSE lease_until END
+      WHERE name = @endpoint`),
     failed: p(`
-      UPDATE event_endpoints SET failures = failures + 1, retry_at = ?1, last_error = ?2,
-        lease_owner = CASE WHEN lease_owner IS ?4 THEN NULL ELSE lease_owner END,
-        lease_until = CASE WHEN lease_owner IS ?4 THEN 0 ELSE lease_until END
-      WHERE name = ?3`),
+      UPDATE event_endpoints SET failures = failures + 1, retry_at = @retryAt, last_error = @error,
+        lease_owner = CASE WHEN lease_owner IS @owner THEN NULL ELSE lease_owner END,
+        lease_until = CASE WHEN lease_owner IS @owner THEN 0 ELSE lease_until END
+      WHERE name = @endpoint`),
     stats: p(`
       SELECT e.name, e.failures, e.last_error, e.retry_at,
         (SELECT count(*) FROM event_outbox o WHERE o.endpoint = e.name AND o.state = ${PENDING}) AS pending,
