@@ -156,8 +156,7 @@ export const MIGRATIONS: Migration[] = [
     sql: `
   -- The event outbox (src/events/): one row per event and endpoint, written in
   -- the transaction of the change it reports; removed once delivered.
-  -- state 0 = pending, 1 = dead-lettered. tx: the writing transaction, so a
-  -- claim only takes rows no still-running transaction can precede.
+  -- state 0 = pending, 1 = dead-lettered.
   CREATE TABLE event_outbox (
     seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     endpoint    text NOT NULL,
@@ -167,8 +166,7 @@ export const MIGRATIONS: Migration[] = [
     action      text NOT NULL,
     payload     text NOT NULL,
     state       smallint NOT NULL DEFAULT 0,
-    attempts    integer NOT NULL DEFAULT 0,
-    tx          xid8 NOT NULL DEFAULT pg_current_xact_id()
+    attempts    integer NOT NULL DEFAULT 0
   );
   CREATE INDEX event_outbox_by_endpoint ON event_outbox(endpoint, state, seq);
   CREATE TABLE event_endpoints (

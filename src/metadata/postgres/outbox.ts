@@ -1,10 +1,12 @@
 /**
  * The PostgreSQL store's event outbox. Inserts run inside the transaction of
  * the change they report. Sequence numbers are taken before commit, so one
- * transaction may commit after another that numbered later: a claim
- * therefore takes only rows written by transactions older than every one
- * still running (`pg_snapshot_xmin`), so an event is never passed by one
- * that was committed after it, and a repository's events go out in order.
+ * transaction may commit after another that numbered later; within one
+ * repository that must not happen (a claim could send the later event and
+ * the earlier one after it). So a transaction takes its repository's event
+ * lock (an advisory lock held to commit) just before it numbers its events:
+ * the events of one repository are numbered in commit order. The lock is
+ * taken last, so it is held only from the insert to the commit.
  * The endpoint row is locked by the claim: two nodes never claim one batch.
  */
 import type { QueryResult, QueryResultRow } from 'pg';
@@ -20,7 +22,11 @@ const PENDING = 0;
 const DEAD = 1;
 const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
+/** The first key of the repositories' event locks (the second is the name's hash). */
+const EVENT_LOCK = 0x65766e74; // "evnt"
+
 const SQL = {
+  repositoryLock: `SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext($1))`,
   insert: `
     INSERT INTO event_outbox (endpoint, event_id, created_at, repository, action, payload)
     SELECT e, $2, ${DB_NOW}, $3, $4, $5 FROM unnest($1::text[]) AS e`,
@@ -32,7 +38,7 @@ const SQL = {
       SELECT min(seq) FROM (SELECT seq FROM event_outbox WHERE endpoint = $1 AND state = ${PENDING} ORDER BY seq DESC LIMIT $2) AS newest)`,
   pending: `
     SELECT seq, event_id, created_at, attempts, payload FROM event_outbox
-    WHERE endpoint = $1 AND state = ${PENDING} AND tx < pg_snapshot_xmin(pg_current_snapshot())
+    WHERE endpoint = $1 AND state = ${PENDING}
     ORDER BY seq LIMIT $2`,
   lease: `UPDATE event_endpoints SET lease_owner = $1, lease_until = $2 WHERE name = $3`,
   release: `UPDATE event_endpoints SET lease_owner = NULL, lease_until = 0 WHERE name = $1`,
@@ -65,6 +71,7 @@ export async function insertEvent(x: RawExec, options: OutboxOptions | undefined
   const rows = outboxInserts(options, event);
   if (rows.length === 0) return;
   const r = rows[0]!;
+  await q(x, 'repositoryLock', [event.repository]);
   await q(x, 'insert', [rows.map((e) => e.endpoint), r.id, r.repository, r.action, r.payload]);
 }
 

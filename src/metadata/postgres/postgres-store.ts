@@ -930,9 +930,10 @@ export class PostgresMetadataStore implements MetadataStore {
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
     return this.db.tx(async (x) => {
       if ((await x.q('forgetBlob', [digest, storageKey])).rowCount === 0) return false;
-      await this.emit(x, { action: 'fsck.forget', kind: 'blob', repository: '', digest });
       await x.q('deleteLinks', [digest]);
       await x.q('dequeueBlob', [digest]);
+      // Last: the repository event lock is held only from here to the commit.
+      await this.emit(x, { action: 'fsck.forget', kind: 'blob', repository: '', digest });
       return true;
     });
   }
@@ -976,8 +977,10 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async appendEvents(events: OutboxEvent[]): Promise<void> {
     if (!this.events || events.length === 0) return;
+    // By repository: every writer takes repository event locks in this order, so two batches cannot deadlock.
+    const sorted = [...events].sort((a, b) => (a.repository < b.repository ? -1 : a.repository > b.repository ? 1 : 0));
     await this.db.tx(async (x) => {
-      for (const e of events) await this.emit(x, e);
+      for (const e of sorted) await this.emit(x, e);
     });
   }
 
