@@ -21,6 +21,8 @@ export interface DispatcherOptions {
   log?: Pick<Logger, 'warn' | 'debug'>;
   /** How often an idle endpoint looks for events written by other processes or nodes, ms. */
   pollMs?: number;
+  /** How long after a local write the dispatcher looks, gathering the writes of a burst, ms. */
+  coalesceMs?: number;
 }
 
 export interface EndpointCounters {
@@ -40,6 +42,7 @@ export class EventDispatcher {
   private readonly wakers = new Set<() => void>();
   private readonly source: Source;
   private readonly pollMs: number;
+  private readonly coalesceMs: number;
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -48,6 +51,7 @@ export class EventDispatcher {
   ) {
     this.source = { addr: options.sourceAddr, instanceID: this.instanceID };
     this.pollMs = options.pollMs ?? 1000;
+    this.coalesceMs = options.coalesceMs ?? 20;
     for (const e of endpoints) this.counters.set(e.name, { sent: 0, failed: 0 });
   }
 
@@ -55,20 +59,37 @@ export class EventDispatcher {
     for (const e of this.endpoints) this.loops.push(this.run(e));
   }
 
-  /** Events were written here: look now rather than at the next poll. */
+  /**
+   * Events were written here: look soon rather than at the next poll. Soon,
+   * not at once: the events of a burst of requests then go in one claim and
+   * one envelope instead of one each.
+   */
   readonly wake = (): void => {
-    for (const w of this.wakers) w();
+    if (this.waking) return;
+    this.waking = setTimeout(() => {
+      this.waking = undefined;
+      // Loops busy sending now look again right after, instead of sleeping.
+      for (const e of this.endpoints) this.woken.add(e.name);
+      for (const w of this.wakers) w();
+    }, this.coalesceMs);
   };
+  private waking: NodeJS.Timeout | undefined;
+  private readonly woken = new Set<string>();
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake();
+    clearTimeout(this.waking);
+    for (const w of this.wakers) w();
     await Promise.all(this.loops);
   }
 
   private async run(e: EndpointConfig): Promise<void> {
     let failures = 0;
+    /** While backing off, wakes do not shorten the wait (each claim would only find the endpoint backing off). */
+    let resumeAt = 0;
     while (!this.stopped) {
+      while (!this.stopped && Date.now() < resumeAt) await this.sleep(e.name, resumeAt - Date.now());
+      if (this.stopped) break;
       let delay = this.pollMs;
       try {
         const now = await this.metadata.now();
@@ -90,11 +111,13 @@ export class EventDispatcher {
             counters.sent += rows.length;
             const at = Date.now();
             for (const r of rows) this.observe?.(e.name, Math.max(0, at - r.createdAt) / 1000);
-            delay = 0;
+            // A full batch: more are probably waiting. Otherwise wait to be woken (or the poll).
+            delay = rows.length >= e.batch ? 0 : this.pollMs;
           } else {
             failures++;
             counters.failed++;
             delay = backoffDelay(e, failures);
+            resumeAt = Date.now() + delay;
             await this.metadata.failEvents(e.name, this.instanceID, seqs, now + delay, error);
             this.options.log?.warn({ endpoint: e.name, events: rows.length, failures, retryIn: delay, error }, 'event delivery failed');
           }
@@ -103,7 +126,7 @@ export class EventDispatcher {
         this.options.log?.warn({ endpoint: e.name, err }, 'event dispatcher error');
         delay = Math.max(delay, 1000);
       }
-      if (delay > 0) await this.sleep(delay);
+      if (delay > 0) await this.sleep(e.name, delay);
     }
   }
 
@@ -125,11 +148,14 @@ export class EventDispatcher {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Waits `ms`, or until woken (also by a wake that came while this endpoint was busy). */
+  private sleep(name: string, ms: number): Promise<void> {
+    if (this.woken.delete(name)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.wakers.delete(done);
+        this.woken.delete(name);
         resolve();
       };
       const timer = setTimeout(done, ms);

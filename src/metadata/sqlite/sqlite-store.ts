@@ -426,7 +426,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void> {
     const outbox = this.outboxFor();
-    await this.write(() => outbox.ack(endpoint, owner, seqs));
+    // Not waited for on disk: an ack lost on a power cut only means the events are sent again (at least once).
+    await this.write(() => outbox.ack(endpoint, owner, seqs), false);
   }
 
   async failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void> {
