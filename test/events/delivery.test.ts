@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { EventReceiver, type ReceivedEvent } from '../helpers/event-receiver.js';
 import { pauseControl } from '../helpers/pause.js';
+import { berth } from '../helpers/berth-cli.js';
 import { makeImage, RegistryClient } from '../helpers/registry-client.js';
 import { makeDataDir, startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 import { verify } from '../../src/events/signing.js';
@@ -156,6 +157,22 @@ describe('notifications: delivery', () => {
     assert.deepEqual(manifestEvents(events).map((e) => e.target.digest), [image.digest]);
     const after = (await eventsReport(s.url)).find((x) => x.name === 'test')!;
     assert.equal(after.deadLettered, 0);
+  });
+
+  it('berth gc run as its own process writes gc.delete events, which serve delivers', async () => {
+    const r = await receiver();
+    const config = notificationsConfig({ url: r.url, ignore: { actions: ['pull'] } });
+    const s = await serve(['--config', config]);
+    const client = new RegistryClient(s.url);
+    const image = makeImage({ layers: 1 });
+    await client.pushImage('gc/app', image, 'v1');
+    assert.equal((await client.fetch('/v2/gc/app/manifests/v1', { method: 'DELETE' })).status, 202);
+    const gc = await berth(['gc', '--config', config, '--data', s.dataDir, '--grace', '0']);
+    assert.equal(gc.code, 0, gc.stderr);
+    const events = await r.waitFor('gc.delete of the manifest and its two blobs', (ev) => ev.filter((e) => e.action === 'gc.delete').length >= 3);
+    const gcEvents = events.filter((e) => e.action === 'gc.delete');
+    assert.deepEqual(gcEvents.find((e) => e.target.repository === 'gc/app')?.target.digest, image.digest);
+    assert.deepEqual(new Set(gcEvents.filter((e) => !e.target.repository).map((e) => e.target.digest)), new Set([image.config.digest, image.layers[0]!.digest]));
   });
 
   it('metrics report pending, sent, failed and latency per endpoint', async () => {
