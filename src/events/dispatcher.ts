@@ -8,6 +8,8 @@
  * database until they are dead-lettered by age or count.
  */
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../log.js';
 import type { MetadataStore, OutboxRow } from '../metadata/store.js';
 import { pausePoint } from '../pause-points.js';
@@ -81,6 +83,8 @@ export class EventDispatcher {
     clearTimeout(this.waking);
     for (const w of this.wakers) w();
     await Promise.all(this.loops);
+    this.agents.http?.destroy();
+    this.agents.https?.destroy();
   }
 
   private async run(e: EndpointConfig): Promise<void> {
@@ -132,21 +136,34 @@ export class EventDispatcher {
 
   /** Undefined when delivered; otherwise why not. */
   private async send(e: EndpointConfig, rows: OutboxRow[]): Promise<string | undefined> {
-    const body = JSON.stringify(envelope(rows, this.source));
-    const headers = new Headers({ 'Content-Type': ENVELOPE_MEDIA_TYPE });
-    for (const [name, values] of Object.entries(e.headers)) for (const v of values) headers.append(name, v);
-    if (e.secret !== undefined) headers.set(SIGNATURE_HEADER, sign(e.secret, body));
-    try {
-      const res = await fetch(e.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(e.timeout), redirect: 'manual' });
-      await res.arrayBuffer().catch(() => undefined);
-      // As the reference registry: any 2xx is delivered; anything else is retried.
-      if (res.status >= 200 && res.status < 300) return undefined;
-      return `HTTP ${res.status}`;
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
-      return `${(err as Error).name === 'TimeoutError' ? 'timeout' : (err as Error).message}${cause ? ` (${cause})` : ''}`;
-    }
+    const body = Buffer.from(JSON.stringify(envelope(rows, this.source)));
+    const headers: Record<string, string | string[]> = { 'Content-Type': ENVELOPE_MEDIA_TYPE, 'Content-Length': String(body.length) };
+    for (const [name, values] of Object.entries(e.headers)) headers[name] = values.length === 1 ? values[0]! : values;
+    if (e.secret !== undefined) headers[SIGNATURE_HEADER] = sign(e.secret, body.toString('utf8'));
+    // node:http rather than fetch: undici would cost the server ~20 MiB more memory.
+    const url = new URL(e.url);
+    const secure = url.protocol === 'https:';
+    const client = secure ? https : http;
+    const agent = secure
+      ? (this.agents.https ??= new https.Agent({ keepAlive: true, maxSockets: 4 }))
+      : (this.agents.http ??= new http.Agent({ keepAlive: true, maxSockets: 4 }));
+    return new Promise((resolve) => {
+      const req = client.request(url, { method: 'POST', headers, agent, timeout: e.timeout }, (res) => {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        // As the reference registry: any 2xx is delivered; anything else is retried.
+        res.on('end', () => resolve(status >= 200 && status < 300 ? undefined : `HTTP ${status}`));
+        res.on('error', (err) => resolve(err.message));
+      });
+      const timer = setTimeout(() => req.destroy(new Error('timeout')), e.timeout);
+      req.on('close', () => clearTimeout(timer));
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ? `${err.message} (${err.code})` : err.message));
+      req.end(body);
+    });
   }
+
+  private readonly agents: { http?: http.Agent; https?: https.Agent } = {};
 
   /** Waits `ms`, or until woken (also by a wake that came while this endpoint was busy). */
   private sleep(name: string, ms: number): Promise<void> {
