@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { EventReceiver, type ReceivedEvent } from '../helpers/event-receiver.js';
 import { pauseControl } from '../helpers/pause.js';
 import { berth } from '../helpers/berth-cli.js';
+import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
 import { makeImage, RegistryClient } from '../helpers/registry-client.js';
 import { makeDataDir, startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 import { verify } from '../../src/events/signing.js';
@@ -157,6 +158,23 @@ describe('notifications: delivery', () => {
     assert.deepEqual(manifestEvents(events).map((e) => e.target.digest), [image.digest]);
     const after = (await eventsReport(s.url)).find((x) => x.name === 'test')!;
     assert.equal(after.deadLettered, 0);
+  });
+
+  it('with auth on, actor is the authenticated user', async () => {
+    const r = await receiver();
+    const dir = authDir();
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'a-pw' });
+    const s = await serve(['--notify', r.url, '--htpasswd', join(dir, 'htpasswd')]);
+    const auth = { Authorization: basic('alice', 'a-pw') };
+    const image = makeImage({ layers: 1 });
+    for (const b of [image.config, ...image.layers]) {
+      const res = await fetch(`${s.url}/v2/auth/app/blobs/uploads/?digest=${b.digest}`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/octet-stream' }, body: new Uint8Array(b.data) });
+      assert.equal(res.status, 201);
+    }
+    const res = await fetch(`${s.url}/v2/auth/app/manifests/v1`, { method: 'PUT', headers: { ...auth, 'Content-Type': image.mediaType }, body: new Uint8Array(image.manifest) });
+    assert.equal(res.status, 201);
+    const events = await r.waitFor('the manifest push', (ev) => ev.some((e) => e.target.tag === 'v1'));
+    for (const e of events) assert.deepEqual(e.actor, { name: 'alice' }, `${e.action} ${e.target.digest}`);
   });
 
   it('berth gc run as its own process writes gc.delete events, which serve delivers', async () => {
