@@ -56,5 +56,7 @@ function toEvent(row: OutboxRow, source: Source): EnvelopeEvent {
 function targetUrl(row: OutboxRow): string | undefined {
   const e = row.event;
   if (!e.ctx?.base || !e.digest || !e.repository || !e.kind) return undefined;
+  // As the reference: what was deleted has no URL any more.
+  if (e.action !== 'push' && e.action !== 'pull' && e.action !== 'mount') return undefined;
   return `${e.ctx.base}/v2/${e.repository}/${e.kind === 'blob' ? 'blobs' : 'manifests'}/${e.digest}`;
 }

@@ -160,5 +160,38 @@ describe('notifications: docker push and pull, Berth and the reference registry 
     const extra = berthPulls.filter((b) => !refEvents.events.slice(before[1]).some((r) => key(r) === key(b)));
     assert.ok(extra.every((e) => e.action === 'pull' && e.request.method === 'GET' && e.target.mediaType !== 'application/octet-stream' && !e.target.tag), JSON.stringify(extra));
     compare(berthPulls.filter((e) => !extra.includes(e)), refEvents.events.slice(before[1]));
+
+    // The same image to a second repository: docker mounts the blobs from the first.
+    const mark = [berthEvents.events.length, refEvents.events.length];
+    const repo2 = `${repo}-copy`;
+    await run('docker', ['pull', `${hosts[0]}/${repo}:v1`]);
+    for (const host of hosts) {
+      await run('docker', ['tag', `${hosts[0]}/${repo}:v1`, `${host}/${repo2}:v1`]);
+      images.push(`${host}/${repo2}:v1`);
+      await run('docker', ['push', `${host}/${repo2}:v1`]);
+    }
+    const isCopyPush = (e: ReceivedEvent) => e.action === 'push' && e.target.repository === repo2 && e.target.tag === 'v1';
+    await refEvents.waitFor('the reference push of the copy', (ev) => ev.slice(mark[1]).some(isCopyPush));
+    await berthEvents.waitFor('Berth push of the copy', (ev) => ev.slice(mark[0]).some(isCopyPush));
+    await settled(berthEvents, refEvents);
+    const mounts = (list: ReceivedEvent[]) => list.filter((e) => e.action === 'mount');
+    assert.ok(mounts(refEvents.events.slice(mark[1])).length > 0, 'the reference reports mounts');
+    compare(mounts(berthEvents.events.slice(mark[0])), mounts(refEvents.events.slice(mark[1])));
+    for (const m of mounts(berthEvents.events.slice(mark[0]))) assert.equal(m.target.fromRepository, repo);
+
+    // Deletes through the API: the manifest by digest, then one of its blobs.
+    const mark2 = [berthEvents.events.length, refEvents.events.length];
+    const manifestDigest = refPushed.find(isManifestPush)!.target.digest!;
+    const blobDigest = refPushed.find((e) => e.action === 'push' && e.target.mediaType === 'application/octet-stream')!.target.digest!;
+    for (const host of hosts) {
+      assert.equal((await fetch(`http://${host}/v2/${repo}/manifests/${manifestDigest}`, { method: 'DELETE' })).status, 202);
+      assert.equal((await fetch(`http://${host}/v2/${repo}/blobs/${blobDigest}`, { method: 'DELETE' })).status, 202);
+    }
+    const deletes = (list: ReceivedEvent[]) => list.filter((e) => e.action === 'delete');
+    // The reference reports a manifest deletion as the deletion of its tags, then of the manifest.
+    await refEvents.waitFor('the reference deletes', (ev) => deletes(ev.slice(mark2[1])).length >= 3);
+    await berthEvents.waitFor('Berth deletes', (ev) => deletes(ev.slice(mark2[0])).length >= 3);
+    await settled(berthEvents, refEvents);
+    compare(deletes(berthEvents.events.slice(mark2[0])), deletes(refEvents.events.slice(mark2[1])));
   });
 });

@@ -26,6 +26,7 @@ const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 const EVENT_LOCK = 0x65766e74; // "evnt"
 
 const SQL = {
+  tagsOf: `SELECT name FROM tags WHERE manifest_id = $1 ORDER BY name COLLATE "C"`,
   repositoryLock: `SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext($1))`,
   insert: `
     INSERT INTO event_outbox (endpoint, event_id, created_at, repository, action, payload)
@@ -73,6 +74,11 @@ export async function insertEvent(x: RawExec, options: OutboxOptions | undefined
   const r = rows[0]!;
   await q(x, 'repositoryLock', [event.repository]);
   await q(x, 'insert', [rows.map((e) => e.endpoint), r.id, r.repository, r.action, r.payload]);
+}
+
+/** The tags on a manifest (deleting it removes them: each is a tag delete event, as the reference reports). */
+export async function tagsOf(x: RawExec, manifestId: number): Promise<string[]> {
+  return (await q(x, 'tagsOf', [manifestId])).rows.map((r) => r.name as string);
 }
 
 export async function claimEvents(x: RawExec, endpoint: string, owner: string, now: number, c: EventClaim): Promise<OutboxRow[] | undefined> {

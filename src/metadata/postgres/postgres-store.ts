@@ -782,7 +782,9 @@ export class PostgresMetadataStore implements MetadataStore {
       // After the lock: an index pushed concurrently (it locks its children) has committed, and is counted.
       const parents = (await x.q('parentCount', [row.repository_id, digest])).rows[0]!.n as number;
       if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+      const tags = this.events ? await outbox.tagsOf(x, row.id as number) : [];
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
+      for (const tag of tags) await this.emit(x, { action: 'delete', repository, tag, ctx: ev });
       await this.emit(x, { action: 'delete', kind: 'manifest', repository, digest, ctx: ev });
       return true;
     });

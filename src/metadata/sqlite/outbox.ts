@@ -23,6 +23,11 @@ export class SqliteOutbox {
     for (const r of outboxInserts(this.options, event)) this.s.insert.run(r.endpoint, r.id, now, r.repository, r.action, r.payload);
   }
 
+  /** The tags on a manifest (deleting it removes them: each is a tag delete event, as the reference reports). */
+  tagsOf(manifestId: number): string[] {
+    return this.s.tagsOf.all(manifestId) as string[];
+  }
+
   /** Inside a transaction. */
   claim(endpoint: string, owner: string, now: number, c: EventClaim): OutboxRow[] | undefined {
     this.s.ensureEndpoint.run(endpoint);
@@ -72,6 +77,7 @@ export class SqliteOutbox {
 function prepare(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
+    tagsOf: p(`SELECT name FROM tags WHERE manifest_id = ? ORDER BY name`).pluck(),
     insert: p(`INSERT INTO event_outbox (endpoint, event_id, created_at, repository, action, payload) VALUES (?, ?, ?, ?, ?, ?)`),
     ensureEndpoint: p(`INSERT INTO event_endpoints (name) VALUES (?) ON CONFLICT (name) DO NOTHING`),
     endpoint: p(`SELECT lease_owner, lease_until, retry_at FROM event_endpoints WHERE name = ?`),

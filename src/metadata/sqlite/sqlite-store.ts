@@ -270,7 +270,9 @@ export class SqliteMetadataStore implements MetadataStore {
         if (!row) return false;
         const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
         if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+        const tags = this.outbox?.tagsOf(row.id as number) ?? [];
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
+        for (const tag of tags) this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
         this.outbox?.insert({ action: 'delete', kind: 'manifest', repository, digest, ctx: ev }, now);
         return true;
       });
