@@ -26,6 +26,7 @@ const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 const EVENT_LOCK = 0x65766e74; // "evnt"
 
 const SQL = {
+  anyPending: `SELECT 1 FROM event_outbox WHERE endpoint = $1 AND state = ${PENDING} LIMIT 1`,
   tagsOf: `SELECT name FROM tags WHERE manifest_id = $1 ORDER BY name COLLATE "C"`,
   repositoryLock: `SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext($1))`,
   insert: `
@@ -79,6 +80,11 @@ export async function insertEvent(x: RawExec, options: OutboxOptions | undefined
 /** The tags on a manifest (deleting it removes them: each is a tag delete event, as the reference reports). */
 export async function tagsOf(x: RawExec, manifestId: number): Promise<string[]> {
   return (await q(x, 'tagsOf', [manifestId])).rows.map((r) => r.name as string);
+}
+
+/** Whether the endpoint has pending events: a read, so an idle endpoint's polls lock nothing. */
+export async function anyPending(x: RawExec, endpoint: string): Promise<boolean> {
+  return ((await q(x, 'anyPending', [endpoint])).rowCount ?? 0) > 0;
 }
 
 export async function claimEvents(x: RawExec, endpoint: string, owner: string, now: number, c: EventClaim): Promise<OutboxRow[] | undefined> {

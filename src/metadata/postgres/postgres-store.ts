@@ -987,6 +987,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
+    if (!(await this.db.tx((x) => outbox.anyPending(x, endpoint)))) return [];
     return this.db.tx((x) => outbox.claimEvents(x, endpoint, owner, now, claim));
   }
 

@@ -28,6 +28,11 @@ export class SqliteOutbox {
     return this.s.tagsOf.all(manifestId) as string[];
   }
 
+  /** Whether the endpoint has pending events: a read, so an idle endpoint's polls write nothing. */
+  anyPending(endpoint: string): boolean {
+    return this.s.anyPending.get(endpoint) !== undefined;
+  }
+
   /** Inside a transaction. */
   claim(endpoint: string, owner: string, now: number, c: EventClaim): OutboxRow[] | undefined {
     this.s.ensureEndpoint.run(endpoint);
@@ -77,6 +82,7 @@ export class SqliteOutbox {
 function prepare(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
+    anyPending: p(`SELECT 1 FROM event_outbox WHERE endpoint = ? AND state = ${PENDING} LIMIT 1`),
     tagsOf: p(`SELECT name FROM tags WHERE manifest_id = ? ORDER BY name`).pluck(),
     insert: p(`INSERT INTO event_outbox (endpoint, event_id, created_at, repository, action, payload) VALUES (?, ?, ?, ?, ?, ?)`),
     ensureEndpoint: p(`INSERT INTO event_endpoints (name) VALUES (?) ON CONFLICT (name) DO NOTHING`),

@@ -423,6 +423,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
     const outbox = this.outboxFor();
+    if (!outbox.anyPending(endpoint)) return [];
     return this.write(() => outbox.claim(endpoint, owner, now, claim), false);
   }
 
