@@ -41,6 +41,7 @@ export function toUpload(row: Row | undefined): UploadRecord | undefined {
     createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
     ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
+    ...(row.committing_key ? { committingKey: row.committing_key as string } : {}),
   };
 }
 

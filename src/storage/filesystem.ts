@@ -129,6 +129,10 @@ export class FilesystemBlobStore implements BlobStore {
     return createReadStream(this.uploadPath(uploadId), { start: 0, end: length - 1, highWaterMark: READ_BUFFER });
   }
 
+  commitKey(uploadId: string, digest: string): string {
+    return blobKey(digest, uploadId);
+  }
+
   async commitUpload(uploadId: string, length: number, digest: string): Promise<string> {
     const key = blobKey(digest, uploadId);
     const source = this.uploadPath(uploadId);
