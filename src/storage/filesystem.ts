@@ -142,6 +142,10 @@ export class FilesystemBlobStore implements BlobStore {
     const fh = await this.openUpload(uploadId, length);
     try {
       await this.ensureDirectory(dir);
+      // The blob is as new as its commit: its mtime would otherwise be its
+      // last PATCH, and fsck judges an object's age by it.
+      const now = new Date();
+      await fh.utimes(now, now);
       // Rename first, then sync the bytes and the directory entry together:
       // until metadata commits (after this resolves) nothing names the key,
       // so a crash in between leaves an orphan for fsck, never a lie.
