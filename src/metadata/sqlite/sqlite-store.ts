@@ -498,15 +498,24 @@ export class SqliteMetadataStore implements MetadataStore {
 
 /** Applies pending migrations; refuses a schema newer than this code. Returns the versions before and after. */
 export function migrate(db: Database.Database): { from: number; to: number } {
+  const tooNew = (v: number) => new Error(`metadata schema version ${v} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (version > MIGRATIONS.length) throw tooNew(version);
+  // Each step reads the version inside its write transaction: another
+  // process starting on the same new database at the same moment may have
+  // applied the migration between our first read and our lock.
+  for (;;) {
+    const applied = db
+      .transaction(() => {
+        const v = db.pragma('user_version', { simple: true }) as number;
+        if (v > MIGRATIONS.length) throw tooNew(v);
+        if (v === MIGRATIONS.length) return false;
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) break;
   }
   return { from: version, to: MIGRATIONS.length };
 }
