@@ -73,3 +73,25 @@ describe('SQLite schema migration by processes starting at once', () => {
     }
   });
 });
+
+describe('SQLite store durability of its files (invariant 8)', () => {
+  it('the directory holding a new database and its -wal file is synced before a write is acknowledged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-wal-'));
+    const synced: string[] = [];
+    class Observed extends SqliteMetadataStore {
+      protected override async syncDirectory(d: string): Promise<void> {
+        synced.push(d);
+        await super.syncDirectory(d);
+      }
+    }
+    const store = new Observed(join(dir, 'metadata.db'));
+    try {
+      const digest = `sha256:${'ab'.repeat(32)}`;
+      await store.commitBlob(undefined, 'a/app', { digest, size: 1, storageKey: 'k1' }, 1);
+      assert.deepEqual(synced, [dir]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

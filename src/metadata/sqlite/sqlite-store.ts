@@ -464,10 +464,32 @@ export class SqliteMetadataStore implements MetadataStore {
       this.walSyncNext = undefined;
       return this.syncWal();
     }));
-    this.walHandle ??= open(this.walFile, 'r');
+    // The WAL file (and the database file beside it) exist only once their
+    // directory entries are durable: the directory is synced with the first
+    // WAL sync, before any commit is acknowledged.
+    this.walHandle ??= open(this.walFile, 'r').then(async (h) => {
+      try {
+        await this.syncDirectory(dirname(this.walFile!));
+      } catch (e) {
+        await h.close();
+        this.walHandle = undefined;
+        throw e;
+      }
+      return h;
+    });
     const sync = this.walHandle.then((h) => h.datasync());
     this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
     return sync;
+  }
+
+  /** Makes a directory's entries durable (protected: tests observe it). */
+  protected async syncDirectory(dir: string): Promise<void> {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   }
 
   /** Must run inside a transaction. */
