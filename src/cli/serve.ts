@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
@@ -14,7 +14,12 @@ export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
+  const registry = new Registry(
+    metadata,
+    storage,
+    { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, redirectExpiry: redirectExpiry(config) },
+    { log: logger },
+  );
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
   const app = buildServer({
