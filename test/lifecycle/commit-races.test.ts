@@ -73,6 +73,14 @@ describe('commits under forced interleavings (invariants 8 and 9)', () => {
       // Node B gets the PUT first and is held with the bytes under their key, metadata not yet committed.
       const first = put(b, location, blob);
       await pause.reached('commit-after-storage');
+      // A claimed upload takes no more bytes, on any node.
+      const extra = randomBlob(10);
+      const late = await a.fetch(location, {
+        method: 'PATCH',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${blob.size}-${blob.size + extra.size - 1}`, 'Content-Length': String(extra.size) },
+        body: bytes(extra.data),
+      });
+      assert.equal(late.status, 416, `a PATCH during the commit: ${late.status} ${await late.text()}`);
       // The load balancer retries the same PUT on node A.
       const retried = await put(a, location, blob);
       const retriedText = await retried.text();
