@@ -10,10 +10,12 @@
  * Invariant 8: a 201 means the bytes are there.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
 import { pauseControl } from '../helpers/pause.js';
+import { blobKeys } from '../helpers/data-dir.js';
 import { bytes, randomBlob, RegistryClient, withQuery, type Blob } from '../helpers/registry-client.js';
 import { makeDataDir, removeStorage, startServer, type TestServer } from '../helpers/server.js';
 
@@ -95,6 +97,37 @@ describe('commits under forced interleavings (invariants 8 and 9)', () => {
     } finally {
       pause.cleanup();
     }
+  });
+
+  it('a commit whose process dies after writing its object: known while claimed, then the claim expires with the upload timeout and fsck removes the object on its second look (invariants 8 and 9)', async () => {
+    const dataDir = newDir();
+    const crashing = await startServer({ dataDir, env: { ...NO_GC, BERTH_CRASH_AT: 'commit-after-rename' } });
+    const client = new RegistryClient(crashing.url);
+    const blob = randomBlob(30_000);
+    const location = await patch(client, await client.startUpload('races/dead'), blob);
+    await assert.rejects(put(client, location, blob), 'the server dies before answering');
+    await crashing.stop({ keepData: true });
+    const [objectKey] = await blobKeys(crashing);
+    assert.ok(objectKey, 'the commit wrote its object');
+
+    const fsck = async () => {
+      const res = await berth(['fsck', '--data', dataDir, '--min-age', '0', '--repair', '--json']);
+      assert.ok(res.code === 0 || res.code === 1, `fsck: ${res.code} ${res.stderr}`);
+      return (JSON.parse(res.stdout) as { problems: { kind: string; key: string; repaired: boolean }[] }).problems;
+    };
+    for (let run = 0; run < 2; run++) assert.deepEqual(await fsck(), [], 'claimed: known, not an orphan');
+    assert.deepEqual(await blobKeys(crashing), [objectKey]);
+
+    // Not stuck forever: the claimed upload expires like an abandoned one.
+    const config = join(dataDir, 'short-uploads.yaml');
+    writeFileSync(config, 'gc:\n  uploadTimeout: 1s\n');
+    await new Promise((r) => setTimeout(r, 1100));
+    const gc = await berth(['gc', '--data', dataDir, '--config', config, '--json']);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.equal((JSON.parse(gc.stdout) as { uploadsPurged: number }).uploadsPurged, 1);
+    assert.deepEqual((await fsck()).map((p) => [p.kind, p.key, p.repaired]), [['orphan-blob', objectKey, false]], 'first look: recorded');
+    assert.deepEqual((await fsck()).map((p) => [p.kind, p.key, p.repaired]), [['orphan-blob', objectKey, true]], 'second look: removed');
+    assert.deepEqual(await blobKeys(crashing), []);
   });
 
   for (const shape of ['chunked upload', 'monolithic POST ?digest='] as const) {
