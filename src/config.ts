@@ -181,6 +181,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
   checkStorage(config.storage);
+  checkRedirect(config);
   config.data = resolve(config.data);
   return config;
 }
@@ -245,6 +246,26 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
   if (!m) throw new ConfigError(`invalid storage "${url}": use s3://BUCKET/PREFIX, or leave it unset for the data directory`);
   return { bucket: m[1]!, prefix: m[2] ?? '' };
+}
+
+/** The longest a pre-signed blob URL stays valid, seconds. */
+const REDIRECT_EXPIRY_MAX = 15 * 60;
+
+/**
+ * How long a redirected pull's pre-signed URL stays valid: at most the blob
+ * grace period. The GET that hands out the URL renews the blob's grace, so
+ * GC keeps its bytes at least that long, and the URL never outlives them.
+ */
+export function redirectExpiry(config: Config): number {
+  return Math.min(REDIRECT_EXPIRY_MAX, Math.floor(config.gc.blobGrace / 1000));
+}
+
+function checkRedirect(config: Config): void {
+  if (config.storage.redirect && redirectExpiry(config) < 1) {
+    throw new ConfigError(
+      'storage.redirect needs gc.blobGrace of at least 1s: a pre-signed URL is valid for at most the blob grace period, so that GC never deletes bytes a URL still points at',
+    );
+  }
 }
 
 function checkStorage(storage: StorageConfig): void {

@@ -136,15 +136,18 @@ Takes the same --config and --data as serve. Exit status 0 on success.`,
 
 withCommonOptions(program.command('fsck'))
   .description('check metadata against stored bytes, both ways (and repair with --repair)')
-  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes')
+  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes that an earlier run (at least --min-age before) also found unknown')
   .option('--quick', 'compare sizes only; do not hash every blob')
-  .option('--min-age <duration>', 'ignore stored objects younger than this (a commit may be under way)', '10m')
+  .option('--min-age <duration>', 'ignore stored objects younger than this, and remove an orphan only this long after a run first found it', '10m')
   .option('--json', 'print the report as JSON')
   .addHelpText(
     'after',
     `
+Orphaned bytes (no metadata names them) are removed in two phases: a run
+records them, and a --repair run at least --min-age later removes those it
+still finds unknown (so a commit under way is never taken for an orphan).
 Exit status: 0 when clean, 1 when problems were found (with --repair they were
-also repaired: a second run then exits 0), 2 on a usage or configuration error.`,
+also repaired, orphans on their second look), 2 on a usage or configuration error.`,
   )
   .action(async (opts: FsckFlags) => {
     const { fsckCommand } = await import('./lifecycle.js');

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { applyConnectionLimits } from '../http/connection-limits.js';
@@ -21,7 +21,17 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
+  const registry = new Registry(
+    metadata,
+    storage,
+    {
+      deleteEnabled: config.deletes,
+      redirectBlobs: config.storage.redirect,
+      redirectExpiry: redirectExpiry(config),
+      uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
+    },
+    { log: logger },
+  );
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
   const app = buildServer({
