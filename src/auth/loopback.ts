@@ -5,3 +5,8 @@ export function isLoopback(req: FastifyRequest): boolean {
   const addr = req.socket.remoteAddress ?? '';
   return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
 }
+
+/** Whether an address (IPv4, IPv6 or IPv4-mapped) is on this machine. */
+export function isLoopbackAddress(addr: string): boolean {
+  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
+}

@@ -83,6 +83,12 @@ export interface MetadataStore {
    * `from` is undefined). Renews the blob's grace period.
    */
   mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
+  /**
+   * Up to `limit` repositories the live blob is linked to, in no particular
+   * order (none when it is not live): the candidate sources of a mount
+   * without `from` when the caller may pull only some repositories.
+   */
+  blobRepositories(digest: string, limit: number): Promise<string[]>;
   /** Removes the repository's link to the blob; false when there was none. */
   unlinkBlob(repository: string, digest: string): Promise<boolean>;
 

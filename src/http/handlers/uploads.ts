@@ -37,13 +37,12 @@ export const startUpload: Handler = async ({ req, reply, registry, repository, q
   if (mount !== null) {
     const from = query.get('from') ?? undefined;
     const digest = parseDigest(mount);
-    // An invalid `from` cannot hold the blob, and one the caller may not pull
-    // must not reveal it: fall back to an upload, as for an unknown one.
-    const source = from !== undefined && (!isValidRepositoryName(from) || (access !== undefined && !access.canPull(from))) ? undefined : from;
+    // An invalid `from` cannot hold the blob: fall back to an upload, as for an
+    // unknown one. Which sources the caller may pull is the registry's check.
     const result =
-      from !== undefined && source === undefined
+      from !== undefined && !isValidRepositoryName(from)
         ? { mounted: false as const, upload: await registry.uploads.start(repository) }
-        : await registry.uploads.mount(repository, digest, source);
+        : await registry.uploads.mount(repository, digest, from, access === undefined ? undefined : (r) => access.canPull(r));
     if (result.mounted) return replyBlobCreated(reply, repository, result.blob.digest);
     return replyUpload(reply, repository, result.upload, 202);
   }
