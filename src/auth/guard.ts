@@ -49,7 +49,7 @@ export class Guard {
 
   failure(req: FastifyRequest, f: AuthFailure, scope?: string): RegistryError {
     if (f.failure === 'rate') {
-      return new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'Retry-After': String(f.retryAfter) } });
+      return new RegistryError('TOOMANYREQUESTS', f.message, { headers: { 'Retry-After': String(f.retryAfter) } });
     }
     return this.unauthorized(req, f.message, scope, f.failure === 'token' ? 'invalid_token' : undefined);
   }

@@ -48,7 +48,7 @@ export function tokenRoutes(config: AuthConfig, policy: Policy, authn: Authentic
     if (header !== undefined) {
       const p = await authn.checkHeader(req, header);
       if (isFailure(p)) {
-        if (p.failure === 'rate') throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'Retry-After': String(p.retryAfter), ...NO_STORE } });
+        if (p.failure === 'rate') throw new RegistryError('TOOMANYREQUESTS', p.message, { headers: { 'Retry-After': String(p.retryAfter), ...NO_STORE } });
         throw new RegistryError('UNAUTHORIZED', p.message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, ...NO_STORE } });
       }
       if (p.kind === 'user') subject = p.name;

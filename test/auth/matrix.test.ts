@@ -32,6 +32,7 @@ export const MATRIX_CONFIG = (htpasswd: string) => `
 auth:
   htpasswd: ${htpasswd}
   failedLogins: 100000
+  failedLoginsPerAddress: 100000
   groups:
     team-a: [alice]
     ops: [root]
