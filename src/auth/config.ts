@@ -5,6 +5,7 @@
  * token signing key, TLS keys, password hashes) are only ever named by file
  * or given in the environment, never on the command line.
  */
+import { availableParallelism } from 'node:os';
 import { ConfigError, parseAddr, parseBoolean, parseDuration } from '../config-values.js';
 
 export type Action = 'pull' | 'push' | 'delete';
@@ -109,8 +110,9 @@ export function defaultAuth(): AuthConfig {
     failedLogins: 10,
     failedLoginsPerAddress: 30,
     failedLoginDecay: 60_000,
-    passwordChecks: 2,
-    passwordCheckQueue: 32,
+    // bcrypt takes a core per check: leave one to the event loop.
+    passwordChecks: Math.max(1, Math.min(4, availableParallelism() - 1)),
+    passwordCheckQueue: 16,
   };
 }
 
