@@ -149,8 +149,8 @@ proxy:
         `try ${attempt + 1}: ${latencies.length} samples, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms ` +
           `(quiet p99 ${quiet.toFixed(1)} ms); logins ${JSON.stringify(statuses)}`,
       );
-      assert.ok((statuses[401] ?? 0) + (statuses[429] ?? 0) > 100, 'the flood ran');
-      passed = p99 < 50 + quiet;
+      // The flood must have run at full strength: at least 100 logins answered.
+      passed = p99 < 50 + quiet && (statuses[401] ?? 0) + (statuses[429] ?? 0) >= 100;
     }
     for (const r of results) t.diagnostic(`/healthz during the flood, ${r}`);
     assert.ok(passed, results.join('; '));

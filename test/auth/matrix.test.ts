@@ -256,8 +256,12 @@ describe('authorization matrix', () => {
     const form = new URLSearchParams({ grant_type: 'password', username: 'reader', password: PASSWORDS.reader, service: 'berth', client_id: 'test', scope: 'repository:team-a/app:pull,push repository:other/app:pull' });
     const post = await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
     assert.equal(post.status, 200);
-    const oauth = (await post.json()) as { access_token: string };
+    const oauth = (await post.json()) as { access_token: string; scope: string };
     assert.deepEqual(accessOf(oauth.access_token), [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
+    assert.equal(oauth.scope, 'repository:team-a/app:pull', 'the answer names the granted scope, not the requested one');
+    // A form too large is refused cleanly.
+    const huge = await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=password&scope=${'x'.repeat(20_000)}` });
+    assert.ok(huge.status >= 400 && huge.status < 500, `oversized form: ${huge.status}`);
     const pulled = await fetch(`${server.url}/v2/team-a/app/tags/list`, { headers: { authorization: `Bearer ${oauth.access_token}` } });
     assert.equal(pulled.status, 200);
     form.set('password', 'wrong');

@@ -236,6 +236,27 @@ describe('security config', () => {
     for (const yaml of bad) assert.throws(() => load(yaml), ConfigError, yaml);
     assert.throws(() => loadConfig({ tlsCert: 'a' }, {}), ConfigError);
   });
+  it('trusts a JWKS only over https (http on loopback only, for tests)', () => {
+    const jwks = (url: string) => `auth:\n  token:\n    trusted:\n      - { issuer: https://sso.example.com, jwks: "${url}" }\n`;
+    assert.throws(() => load(jwks('http://sso.example.com/jwks.json')), /https/);
+    assert.throws(() => load(jwks('ftp://sso.example.com/jwks.json')), ConfigError);
+    assert.equal(load(jwks('https://sso.example.com/jwks.json')).auth?.token.trusted[0]?.jwks, 'https://sso.example.com/jwks.json');
+    assert.ok(load(jwks('http://127.0.0.1:8080/jwks.json')).auth);
+    assert.ok(load(jwks('http://[::1]:8080/jwks.json')).auth);
+    assert.ok(load(jwks('/etc/berth/jwks.json')).auth);
+  });
+  it('binds the plain listener beside TLS to loopback only', () => {
+    const tls = (addr: string) => `tls:\n  cert: a\n  key: b\n  plainAddr: "${addr}"\n`;
+    for (const addr of ['0.0.0.0:5080', '10.0.0.5:5080', ':5080', '[::]:5080']) assert.throws(() => load(tls(addr)), /loopback/, addr);
+    for (const addr of ['127.0.0.1:5080', '[::1]:5080', 'localhost:5080']) assert.equal(load(tls(addr)).tls?.plainAddr, addr);
+  });
+  it('reads the login limits', () => {
+    const c = load('auth:\n  htpasswd: x\n  failedLoginsPerAddress: 7\n  passwordChecks: 3\n  passwordCheckQueue: 0\n');
+    assert.equal(c.auth?.failedLoginsPerAddress, 7);
+    assert.equal(c.auth?.passwordChecks, 3);
+    assert.equal(c.auth?.passwordCheckQueue, 0);
+    assert.throws(() => load('auth:\n  htpasswd: x\n  passwordChecks: many\n'), ConfigError);
+  });
   it('has sane defaults', () => {
     const d = defaultAuth();
     assert.equal(d.token.ttl, 300_000);
