@@ -76,11 +76,13 @@ export class Authenticator {
     if (colon <= 0) return { failure: 'credentials', message: 'malformed basic credentials' };
     const name = decoded.slice(0, colon);
     const password = decoded.slice(colon + 1);
+    // A socket already gone has no address: such requests share one key.
+    const client = req.ip ?? 'unknown';
     // Identical headers from one client (a client's parallel requests) share one check and count once.
-    const flight = `${req.ip}\n${key}`;
+    const flight = `${client}\n${key}`;
     const pending = this.inFlight.get(flight);
     if (pending) return pending;
-    const check = this.check(req.ip, name, password, key);
+    const check = this.check(client, name, password, key);
     this.inFlight.set(flight, check);
     try {
       return await check;

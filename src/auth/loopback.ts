@@ -6,7 +6,8 @@ export function isLoopback(req: FastifyRequest): boolean {
   return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
 }
 
-/** Whether an address (IPv4, IPv6 or IPv4-mapped) is on this machine. */
-export function isLoopbackAddress(addr: string): boolean {
+/** Whether an address (IPv4, IPv6 or IPv4-mapped) is on this machine; undefined (a socket already gone) is not. */
+export function isLoopbackAddress(addr: string | undefined): boolean {
+  if (addr === undefined) return false;
   return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
 }
