@@ -52,6 +52,9 @@ export class Security {
         import('./tokens.js'),
         import('./upload-limiter.js'),
       ]);
+    if (auth.token.enabled && !auth.token.realm) {
+      logger.warn({}, 'auth.token.realm is not set: clients other than loopback get a Basic challenge instead of a token realm');
+    }
     const htpasswd = auth.htpasswd ? new Htpasswd(auth.htpasswd, logger) : undefined;
     const signingKey = auth.token.enabled ? await loadSigningKey(auth.token, config.data) : undefined;
     const tokens = await new TokenService(auth.token, signingKey).init();
