@@ -80,8 +80,9 @@ export function tokenRoutes(config: AuthConfig, policy: Policy, authn: Authentic
    * the only grant.
    */
   async function oauthHandler(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    // Parsed by the form parser registered below (anything else: no body, so no grant_type).
-    const form = new URLSearchParams(typeof req.body === 'string' ? req.body : '');
+    // Parsed by the form parser registered below; another content type leaves no body.
+    if (typeof req.body !== 'string') throw new RegistryError('UNSUPPORTED', 'the token request must be a form (application/x-www-form-urlencoded)', { status: 400, headers: NO_STORE });
+    const form = new URLSearchParams(req.body);
     checkService(form.get('service'));
     if (form.get('grant_type') !== 'password') throw new RegistryError('UNSUPPORTED', 'unsupported grant_type: only password', { status: 400, headers: NO_STORE });
     const username = form.get('username') ?? '';
