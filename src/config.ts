@@ -49,6 +49,8 @@ export interface Config extends SecurityConfig {
   /** Metadata store: a postgres:// URL; undefined means the SQLite file in the data directory. */
   metadata?: string;
   logLevel: LogLevel;
+  /** Where the audit log goes (a file path, or `stdout`/`stderr`); undefined: no audit log. */
+  auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
   gc: GcConfig;
@@ -70,7 +72,14 @@ export const DEFAULT_CONFIG: Config = {
   },
   // Security (src/auth/config.ts): auth and TLS are off unless configured.
   trustedProxies: [],
-  limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
+  limits: {
+    maxHeaderBytes: 16 * 1024,
+    uploadsPerClient: 16,
+    headerTimeout: 30_000,
+    idleTimeout: 60_000,
+    connectionsPerClient: 128,
+    uploadSessionsPerUser: 1000,
+  },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
 };
 
@@ -97,6 +106,29 @@ export interface ConfigOverrides extends SecurityOverrides {
   deletes?: boolean;
   storage?: string;
   s3Endpoint?: string;
+  auditLog?: string;
+  headerTimeout?: string;
+  idleTimeout?: string;
+  connectionsPerClient?: string;
+  uploadSessionsPerUser?: string;
+}
+
+/** A whole number of a flag or variable (limits): 0 and up. */
+function count(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`invalid ${what} "${value}": use a whole number (0 = unlimited)`);
+  return Number(value);
+}
+
+/** The time and connection limits from BERTH_* variables, then flags. */
+function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS.ProcessEnv): void {
+  const header = flags.headerTimeout ?? env.BERTH_HEADER_TIMEOUT;
+  const idle = flags.idleTimeout ?? env.BERTH_IDLE_TIMEOUT;
+  const connections = flags.connectionsPerClient ?? env.BERTH_CONNECTIONS_PER_CLIENT;
+  const sessions = flags.uploadSessionsPerUser ?? env.BERTH_UPLOAD_SESSIONS_PER_USER;
+  if (header !== undefined) config.limits.headerTimeout = parseDuration(header, 'header timeout');
+  if (idle !== undefined) config.limits.idleTimeout = parseDuration(idle, 'idle timeout');
+  if (connections !== undefined) config.limits.connectionsPerClient = count(connections, 'connections per client');
+  if (sessions !== undefined) config.limits.uploadSessionsPerUser = count(sessions, 'upload sessions per user');
 }
 
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
@@ -118,6 +150,9 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
   applySecurityOverrides(config, flags, env);
+  applyLimitOverrides(config, flags, env);
+  const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
+  if (audit) config.auditLog = audit;
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
@@ -149,6 +184,7 @@ function applyFile(config: Config, file: string): void {
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
+  if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
   const gc = d.gc as Record<string, unknown> | undefined;
   if (gc) {
     if (gc.enabled !== undefined) config.gc.enabled = parseBoolean(gc.enabled as string, 'gc.enabled');

@@ -12,7 +12,7 @@ import type { AccessNeed, PullAccess } from './access.js';
 import { isFailure, type AuthFailure, type Authenticator, type Principal } from './authenticator.js';
 import type { AuthConfig } from './config.js';
 import type { Policy } from './rules.js';
-import { isLoopback, isLoopbackAddress } from './loopback.js';
+import { isLoopback } from './loopback.js';
 import { BASIC_CHALLENGE, bearerChallenge } from './scope.js';
 import { tokenGrants } from './tokens.js';
 import type { UploadLimiter } from './upload-limiter.js';
@@ -36,7 +36,7 @@ export class Guard {
    */
   realm(req: FastifyRequest): string | undefined {
     if (this.config.token.realm) return this.config.token.realm;
-    if (!this.config.token.enabled || !isLoopbackAddress(req.ip)) return undefined;
+    if (!this.config.token.enabled || !isLoopback(req)) return undefined;
     const host = HOST_RE.test(req.host) ? req.host : 'localhost';
     return `${req.protocol}://${host}/auth/token`;
   }
@@ -60,6 +60,7 @@ export class Guard {
     const p = await this.authn.authenticate(req);
     if (isFailure(p)) throw this.failure(req, p, scope);
     const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.own && p.token.subject ? p.token.subject : null;
+    req.principal = subject ?? (p.kind === 'token' && p.token.subject ? p.token.subject : undefined);
 
     if (need.kind === 'login') {
       if (p.kind === 'anonymous') throw this.unauthorized(req, 'authentication required');
@@ -116,6 +117,7 @@ export class Guard {
       throw new RegistryError('UNAUTHORIZED', p.message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, 'Cache-Control': 'no-store' } });
     }
     const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.own ? p.token.subject : '';
+    if (subject) req.principal = subject;
     if (p.kind === 'anonymous') throw new RegistryError('UNAUTHORIZED', 'admin credentials required', { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, 'Cache-Control': 'no-store' } });
     if (!subject || !this.policy.isAdmin(subject)) throw new RegistryError('DENIED', 'admin access required');
   }

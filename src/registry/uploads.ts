@@ -36,6 +36,12 @@ interface Appended {
 /** How many repositories linking a blob a mount without `from` considers as its source, when the caller may pull only some. */
 export const MOUNT_SOURCES = 100;
 
+/**
+ * Who is asking, with auth on: the principal's name ('' for anonymous).
+ * Undefined when auth is off, and then sessions belong to nobody.
+ */
+export type Caller = string | undefined;
+
 export type MountResult = { mounted: true; blob: BlobRecord } | { mounted: false; upload: UploadRecord };
 
 export class Uploads {
@@ -45,12 +51,23 @@ export class Uploads {
 
   constructor(private readonly ctx: RegistryContext) {}
 
-  async start(repository: string): Promise<UploadRecord> {
+  async start(repository: string, caller?: Caller): Promise<UploadRecord> {
     const id = randomUUID();
     const now = this.ctx.now();
-    await this.ctx.storage.createUpload(id);
-    await this.ctx.metadata.createUpload(id, repository, now);
-    return { id, repository, offset: 0, createdAt: now, updatedAt: now };
+    const max = this.ctx.options.uploadSessionsPerUser;
+    // Metadata first: a refused session must not leave a storage object behind.
+    if (!(await this.ctx.metadata.createUpload(id, repository, now, caller === undefined ? undefined : { name: caller, maxSessions: max }))) {
+      throw new RegistryError('TOOMANYREQUESTS', `too many open upload sessions: at most ${max} per user; finish or cancel some, or wait for abandoned ones to expire`, {
+        detail: { limit: max },
+      });
+    }
+    try {
+      await this.ctx.storage.createUpload(id);
+    } catch (e) {
+      await this.ctx.metadata.deleteUpload(id).catch(() => {});
+      throw e;
+    }
+    return { id, repository, offset: 0, createdAt: now, updatedAt: now, ...(caller === undefined ? {} : { owner: caller }) };
   }
 
   /**
@@ -62,37 +79,43 @@ export class Uploads {
    * MOUNT_SOURCES of them: a blob linked so widely that none of those is
    * pullable costs the caller an upload, never a wrong answer.
    */
-  async mount(repository: string, digest: Digest, from: string | undefined, canPull?: (repository: string) => boolean): Promise<MountResult> {
+  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller, canPull?: (repository: string) => boolean): Promise<MountResult> {
     let source = from;
     if (canPull !== undefined) {
       if (from === undefined) source = (await this.ctx.metadata.blobRepositories(digest.value, MOUNT_SOURCES)).find((r) => canPull(r));
       else if (!canPull(from)) source = undefined;
-      if (source === undefined) return { mounted: false, upload: await this.start(repository) };
+      if (source === undefined) return { mounted: false, upload: await this.start(repository, caller) };
     }
     const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now());
     if (blob) return { mounted: true, blob };
-    return { mounted: false, upload: await this.start(repository) };
+    return { mounted: false, upload: await this.start(repository, caller) };
   }
 
-  async status(repository: string, id: string): Promise<UploadRecord> {
+  /**
+   * The session, if it is this repository's and (with auth on) the caller's:
+   * another user's session is unknown to the caller, exactly as a session
+   * that does not exist (its id tells nothing). Sessions opened while auth
+   * was off count as anonymous ones.
+   */
+  async status(repository: string, id: string, caller?: Caller): Promise<UploadRecord> {
     const upload = await this.ctx.metadata.findUpload(id);
-    if (!upload || upload.repository !== repository) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+    if (!upload || upload.repository !== repository || (caller !== undefined && (upload.owner ?? '') !== caller)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
     return upload;
   }
 
   /** PATCH: append a chunk (strict offset when Content-Range is given) or a stream. */
-  async append(repository: string, id: string, body: UploadBody): Promise<UploadRecord> {
+  async append(repository: string, id: string, body: UploadBody, caller?: Caller): Promise<UploadRecord> {
     return this.exclusive(id, async () => {
-      const upload = await this.status(repository, id);
+      const upload = await this.status(repository, id, caller);
       const { offset, hashState } = await this.appendBody(upload, body);
       return { ...upload, offset, hashState };
     });
   }
 
   /** PUT ?digest=: append the final chunk if any, verify the digest, make it a blob. */
-  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined): Promise<BlobRecord> {
+  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined, caller?: Caller): Promise<BlobRecord> {
     return this.exclusive(id, async () => {
-      const upload = await this.status(repository, id);
+      const upload = await this.status(repository, id, caller);
       // The upload's only bytes, arriving whole: straight to a blob object.
       if (body && upload.offset === 0 && this.fitsWhole(body)) {
         // No upload object to remove: stores create none until an append,
@@ -134,8 +157,8 @@ export class Uploads {
     }
   }
 
-  async cancel(repository: string, id: string): Promise<void> {
-    await this.status(repository, id);
+  async cancel(repository: string, id: string, caller?: Caller): Promise<void> {
+    await this.status(repository, id, caller);
     this.digests.forget(id);
     if (!(await this.ctx.metadata.deleteUpload(id))) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
     await this.ctx.storage.deleteUpload(id);

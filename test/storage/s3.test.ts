@@ -1,6 +1,6 @@
 /**
  * The BlobStore contract against the S3 store, on a real S3 endpoint
- * (shared/s3: Swift s3api). Skips with a message when none is configured;
+ * (scripts/s3/start.sh: Swift s3api). Skips with a message when none is configured;
  * fails under CI=true.
  */
 import assert from 'node:assert/strict';

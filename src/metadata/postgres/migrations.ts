@@ -140,6 +140,16 @@ export const MIGRATIONS: Migration[] = [
   );
   `,
   },
+  {
+    version: 2,
+    description: 'upload sessions bound to their owner',
+    sql: `
+  -- With auth on, an upload session belongs to the principal that opened it ('' for anonymous),
+  -- and the number of open sessions per principal is capped.
+  ALTER TABLE uploads ADD COLUMN owner text;
+  CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -122,4 +122,10 @@ export const MIGRATIONS: string[] = [
   -- fsck asks "is this object known?" by key: S3 keys do not name their digest.
   CREATE UNIQUE INDEX blobs_by_storage_key ON blobs(storage_key);
   `,
+  `
+  -- With auth on, an upload session belongs to the principal that opened it ('' for anonymous),
+  -- and the number of open sessions per principal is capped.
+  ALTER TABLE uploads ADD COLUMN owner TEXT;
+  CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
+  `,
 ];

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { pausePoint } from '../../pause-points.js';
 import { RegistryError } from '../../registry/errors.js';
 import type {
   BlobRecord,
@@ -22,11 +23,13 @@ import type {
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
+  UploadOwner,
   UploadRecord,
 } from '../store.js';
-import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
+import { systemNow } from '../../clock.js';
 
 const LIVE = 0;
 
@@ -93,8 +96,25 @@ export class SqliteMetadataStore implements MetadataStore {
     return toBlob(this.stmt.findBlob.get(digest) as Row | undefined);
   }
 
-  async touchBlob(digest: string, now: number): Promise<void> {
-    await this.write(() => this.stmt.touchBlob.run(now, digest), false);
+  async statBlob(repository: string, digest: string, now: number, touchInterval: number): Promise<BlobRecord | undefined> {
+    const read = this.stmt.statBlob.get(repository, digest) as Row | undefined;
+    if (!read) return undefined;
+    // Safe to answer from the read: GC claims a blob or removes a link only
+    // when it was last seen at or before now - grace - touchInterval, and
+    // both were seen after now - touchInterval, so neither can go for a
+    // full grace period from this answer.
+    const due = renewalDue(read.last_seen as number, now, touchInterval) || renewalDue(read.link_seen as number, now, touchInterval);
+    if (!due) return toBlob(read);
+    await pausePoint('stat-after-read');
+    // The read is only a hint: the write re-checks liveness and renews both
+    // rows in one transaction, so a claim committed since gives a 404.
+    return this.write(() => {
+        const row = this.stmt.statBlob.get(repository, digest) as Row | undefined;
+        if (!row) return undefined;
+        this.stmt.renewBlob.run(now, digest);
+        this.stmt.renewLink.run(now, row.repository_id, digest);
+        return toBlob({ ...row, last_seen: Math.max(row.last_seen as number, now) });
+      }, false);
   }
 
   async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
@@ -115,6 +135,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     return this.write(() => {
+        const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
+        if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
         const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
         if (changed) this.stmt.enqueueBlob.run(digest, 0);
         return changed;
@@ -123,8 +145,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Uploads ------------------------------------------------------------------
 
-  async createUpload(id: string, repository: string, now: number): Promise<void> {
-    await this.write(() => this.stmt.createUpload.run(id, repository, now, now), false);
+  async createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean> {
+    // Writers are serialized, so the count and the insert are one atomic step.
+    return this.write(() => this.stmt.createUpload.run(id, repository, now, now, owner?.name ?? null, owner?.maxSessions ?? 0, owner?.name ?? null, owner?.maxSessions ?? 0).changes > 0, false);
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
@@ -178,6 +201,18 @@ export class SqliteMetadataStore implements MetadataStore {
     return toManifest(this.stmt.findManifestByTag.get(repository, tag) as Row | undefined);
   }
 
+  async statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined> {
+    const read = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+    // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
+    if (!read || read.untagged_at === null || !renewalDue(read.untagged_at as number, now, touchInterval)) return toManifest(read);
+    await pausePoint('stat-after-read');
+    return this.write(() => {
+        const row = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+        if (row) this.stmt.renewManifest.run(now, row.id);
+        return toManifest(row);
+      }, false);
+  }
+
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
@@ -199,6 +234,9 @@ export class SqliteMetadataStore implements MetadataStore {
             this.stmt.insertManifestChild.run(id, repoId, d);
             this.stmt.holdManifest.run(repoId, d);
           }
+        } else {
+          // Pushed again: kept like a new one (a client may push an index referencing it next).
+          this.stmt.renewManifest.run(now, id);
         }
         if (tag !== undefined) {
           const previous = this.stmt.tagTarget.get(repoId, tag) as Row | undefined;
@@ -213,6 +251,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
+        const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
+        if (parents > 0) throw stillReferencedError('manifest', digest, parents);
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
         return true;
       });
@@ -362,6 +402,10 @@ export class SqliteMetadataStore implements MetadataStore {
     } finally {
       view.db.close();
     }
+  }
+
+  async now(): Promise<number> {
+    return systemNow();
   }
 
   async close(): Promise<void> {
@@ -520,6 +564,18 @@ function prepareStatements(db: Database.Database) {
       SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
       WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
     touchBlob: p(`UPDATE blobs SET last_seen = ? WHERE digest = ? AND state = ${LIVE}`),
+    statBlob: p(`
+      SELECT b.digest, b.size, b.storage_key, b.last_seen, l.repository_id, l.last_seen AS link_seen
+      FROM repositories r
+      JOIN repository_blobs l ON l.repository_id = r.id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    // max(): a renewal never moves a time back.
+    renewBlob: p(`UPDATE blobs SET last_seen = max(last_seen, ?) WHERE digest = ? AND state = ${LIVE}`),
+    renewLink: p(`UPDATE repository_blobs SET last_seen = max(last_seen, ?) WHERE repository_id = ? AND digest = ?`),
+    blobReferencedInRepo: p(`
+      SELECT count(*) FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+      WHERE m.repository_id = (SELECT id FROM repositories WHERE name = ?) AND mb.digest = ?`).pluck(),
     upsertBlob: p(`
       INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES (?, ?, ?, ${LIVE}, ?)
       ON CONFLICT (digest) DO UPDATE SET size = excluded.size, storage_key = excluded.storage_key,
@@ -535,8 +591,9 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO gc_blob_queue (digest, since) VALUES (?, ?)
       ON CONFLICT (digest) DO UPDATE SET since = max(since, excluded.since)`),
 
-    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES (?, ?, 0, ?, ?)`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = ?`),
+    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
+      SELECT ?, ?, 0, ?, ?, ? WHERE ? = 0 OR (SELECT count(*) FROM uploads WHERE owner = ?) < ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = ?`),
     advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
 
@@ -557,6 +614,11 @@ function prepareStatements(db: Database.Database) {
     insertManifestBlob: p(`INSERT OR IGNORE INTO manifest_blobs (manifest_id, digest) VALUES (?, ?)`),
     insertManifestChild: p(`INSERT OR IGNORE INTO manifest_children (manifest_id, repository_id, child_digest) VALUES (?, ?, ?)`),
     hasParent: p(`SELECT 1 FROM manifest_children WHERE repository_id = ? AND child_digest = ? LIMIT 1`),
+    parentCount: p(`SELECT count(*) FROM manifest_children WHERE repository_id = ? AND child_digest = ?`).pluck(),
+    manifestForStat: p(`
+      SELECT m.id, m.digest, m.media_type, m.size, m.body, m.untagged_at FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE r.name = ? AND m.digest = ?`),
+    renewManifest: p(`UPDATE manifests SET untagged_at = max(untagged_at, ?) WHERE id = ? AND untagged_at IS NOT NULL`),
     holdManifest: p(`UPDATE manifests SET untagged_at = NULL WHERE repository_id = ? AND digest = ?`),
     holdManifestById: p(`UPDATE manifests SET untagged_at = NULL WHERE id = ?`),
     releaseIfOrphan: p(`
