@@ -6,7 +6,7 @@
  * finding (40 parallel requests held /healthz for 11.6 s).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
@@ -23,6 +23,7 @@ function percentile(samples: number[], p: number): number {
 
 describe('a flood of bad logins', () => {
   let server: TestServer;
+  let auditFile: string;
   const login = (address: string, user: string, password: string) =>
     fetch(`${server.url}/v2/`, { headers: { 'x-forwarded-for': address, authorization: basic(user, password) } }).then(async (r) => {
       await r.arrayBuffer();
@@ -32,10 +33,13 @@ describe('a flood of bad logins', () => {
 
   before(async () => {
     const dir = authDir();
+    auditFile = join(dir, 'audit.log');
     writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw' }, 12);
     writeFileSync(
       join(dir, 'berth.yaml'),
-      `auth:
+      `log:
+  audit: ${auditFile}
+auth:
   htpasswd: ${join(dir, 'htpasswd')}
   failedLogins: ${PER_USER}
   failedLoginsPerAddress: ${PER_ADDRESS}
@@ -64,6 +68,9 @@ proxy:
     await new Promise((r) => setTimeout(r, 200)); // the log is written asynchronously
     const failures = server.output().split('\n').filter((l) => l.includes('"event":"login-failed"') && l.includes('"client":"198.51.100.1"'));
     assert.equal(failures.length, PER_USER, 'one line per checked failure');
+    const audit = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.client === '198.51.100.1');
+    assert.equal(audit.filter((l) => l.event === 'login-failed' && l.user === 'alice').length, PER_USER, 'the audit log has each failure');
+    assert.equal(audit.filter((l) => l.event === 'login-locked' && l.outcome === 'locked' && l.user === 'alice').length, 1, 'and the lockout, once');
   });
 
   it(`lets no more than ${PER_ADDRESS} guesses with random user names from one address (or one IPv6 /64) through`, async (t) => {
