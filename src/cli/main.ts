@@ -91,8 +91,12 @@ Security (all off by default; see README "Securing Berth"):
       - { repositories: ["public/**"], anonymous: true, actions: [pull] }
     admins: { groups: [ops] }       # /admin/* and /metrics; none: loopback only
     metrics: admin                  # or public
-    token: { service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
-  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }
+    failedLogins: 10                # login attempts per (address, user); then 429 until they decay (failedLoginDecay: 1m)
+    failedLoginsPerAddress: 30      # per address whatever the user (IPv6: per /64)
+    passwordChecks: 1               # bcrypt checks at once (default cores-1, 1..4); passwordCheckQueue: 16 more wait
+    token: { realm: https://registry.example.com/auth/token, service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
+                                    # no realm: only loopback clients get a token realm, others a Basic challenge
+  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }   # plainAddr: loopback only
   proxy: { trusted: [10.0.0.0/8] }
   limits:
     maxHeaderBytes: 16384

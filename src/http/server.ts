@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { isRegistryError, RegistryError } from '../registry/errors.js';
 import { parseRepositoryName } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
+import { accessNeed } from './access-need.js';
 import { deleteBlob, getBlob, headBlob } from './handlers/blobs.js';
 import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
@@ -133,7 +134,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
       const handler = HANDLERS[match.route][req.method]!;
       const repository = match.route === 'base' || match.route === 'catalog' ? '' : parseRepositoryName(match.repository);
       // Auth (off by default): one check before the handler; a refused request reaches no handler.
-      const access = guard === undefined ? undefined : await guard.authorize(req, reply, match.route, repository, query);
+      const access = guard === undefined ? undefined : await guard.authorize(req, reply, accessNeed(match.route, req.method), repository);
       await handler({ req, reply, registry, repository, reference: match.reference, query, access });
     } catch (e) {
       sendError(req, reply, e);

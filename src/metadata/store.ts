@@ -110,6 +110,12 @@ export interface MetadataStore {
    */
   mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
   /**
+   * Up to `limit` repositories the live blob is linked to, in no particular
+   * order (none when it is not live): the candidate sources of a mount
+   * without `from` when the caller may pull only some repositories.
+   */
+  blobRepositories(digest: string, limit: number): Promise<string[]>;
+  /**
    * Removes the repository's link to the blob; false when there was none.
    * Refused (DENIED, 409) while a manifest of the repository references the
    * blob: what a manifest references stays whole.

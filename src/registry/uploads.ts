@@ -34,6 +34,9 @@ interface Appended {
   hashState?: Buffer;
 }
 
+/** How many repositories linking a blob a mount without `from` considers as its source, when the caller may pull only some. */
+export const MOUNT_SOURCES = 100;
+
 /**
  * Who is asking, with auth on: the principal's name ('' for anonymous).
  * Undefined when auth is off, and then sessions belong to nobody.
@@ -68,9 +71,23 @@ export class Uploads {
     return { id, repository, offset: 0, createdAt: now, updatedAt: now, ...(caller === undefined ? {} : { owner: caller }) };
   }
 
-  /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
-  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller): Promise<MountResult> {
-    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now());
+  /**
+   * POST ?mount=&from=: link an existing blob, or fall back to a new upload.
+   * `canPull` (given when auth is on) says which repositories the caller may
+   * pull: a blob is mounted only from one of them (invariant 11), so the 201
+   * tells nothing about repositories the caller cannot read. Without `from`,
+   * the candidates are the repositories that link the blob, at most
+   * MOUNT_SOURCES of them: a blob linked so widely that none of those is
+   * pullable costs the caller an upload, never a wrong answer.
+   */
+  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller, canPull?: (repository: string) => boolean): Promise<MountResult> {
+    let source = from;
+    if (canPull !== undefined) {
+      if (from === undefined) source = (await this.ctx.metadata.blobRepositories(digest.value, MOUNT_SOURCES)).find((r) => canPull(r));
+      else if (!canPull(from)) source = undefined;
+      if (source === undefined) return { mounted: false, upload: await this.start(repository, caller) };
+    }
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now());
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
   }

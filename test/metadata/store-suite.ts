@@ -162,6 +162,17 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
       });
 
+      test('blobRepositories lists (up to a limit) the repositories a live blob is linked to', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer');
+        await s.mountBlob('a/dst', b.digest, 'a/src', T + 1);
+        await s.mountBlob('b/dst', b.digest, 'a/src', T + 1);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/dst', 'a/src', 'b/dst']);
+        assert.equal((await s.blobRepositories(b.digest, 2)).length, 2);
+        assert.deepEqual(await s.blobRepositories(digestOf('missing'), 10), []);
+        await s.unlinkBlob('a/dst', b.digest);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/src', 'b/dst']);
+      });
+
       test('a link GC removed between statBlob\'s read and its renewal makes it answer unknown in that repository (invariant 5)', async (s, more) => {
         const gc = await more();
         const b = await pushBlob(s, 'a/app', 'layer', T);

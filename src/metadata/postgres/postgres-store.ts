@@ -189,6 +189,11 @@ const SQL = {
     JOIN blobs b ON b.digest = l.digest
     WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
     FOR NO KEY UPDATE OF b`,
+  blobRepositories: `
+    SELECT r.name FROM repository_blobs l
+    JOIN repositories r ON r.id = l.repository_id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE l.digest = $1 AND b.state = ${LIVE} LIMIT $2`,
   linkBlob: `
     INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, coalesce($3::bigint, ${DB_NOW}))
     ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`,
@@ -607,6 +612,10 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('enqueueBlob', [digest, now]);
       return toBlob({ ...row, last_seen: now });
     });
+  }
+
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return (await this.db.one<{ name: string }>('blobRepositories', [digest, limit])).rows.map((r) => r.name);
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {

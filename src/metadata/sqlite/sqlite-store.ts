@@ -129,6 +129,10 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return this.stmt.blobRepositories.all(digest, limit) as string[];
+  }
+
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     return this.write(() => {
         const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
@@ -604,6 +608,11 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = r.id
       JOIN blobs b ON b.digest = l.digest
       WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    blobRepositories: p(`
+      SELECT r.name FROM repository_blobs l
+      JOIN repositories r ON r.id = l.repository_id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE l.digest = ? AND b.state = ${LIVE} LIMIT ?`).pluck(),
     blobLinkedLive: p(`
       SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
       WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
