@@ -139,6 +139,37 @@ also repaired: a second run then exits 0), 2 on a usage or configuration error.`
     process.exitCode = await fsckCommand(opts);
   });
 
+withCommonOptions(program.command('import'))
+  .description("import a reference registry's storage (CNCF distribution, registry:2, docker-registry) into Berth")
+  .argument('<source>', 'the reference registry\'s root directory (holding docker/registry/v2/), or s3://BUCKET/ROOTDIRECTORY')
+  .option('--no-verify', 'do not hash blobs against their digests (faster; manifests are still checked): run berth fsck afterwards')
+  .option('-n, --dry-run', 'read and check everything, report what would be imported, write nothing')
+  .option('-r, --repository <name>', 'import only this repository (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--incremental', 'final pass of a migration: also remove from Berth the tags deleted in the source since the last import')
+  .option('-v, --verbose', 'list every item not imported, with its reason')
+  .option('--json', 'print the report as JSON')
+  .option('--concurrency <n>', 'repositories imported at once', '8')
+  .addHelpText(
+    'after',
+    `
+Takes the same --config, --data, --metadata and --storage as serve, and imports
+into those backends. Blobs on the same file system as Berth's data become
+Berth's by hard link (copied across file systems); from S3 into S3 by a
+server-side copy; otherwise they are streamed. The source is only read.
+
+Safe to interrupt and run again: what is already in Berth is skipped, so a
+second run changes nothing and a killed run finishes. Run it while the old
+registry still serves, then put that one read-only and run it once more with
+--incremental. S3 sources use the --s3-endpoint and AWS_* credentials.
+
+Exit status 0 when the import ran (the summary lists what was not imported
+and why), 2 on a usage or configuration error, 1 on a failure.`,
+  )
+  .action(async (source: string, opts: import('./import.js').ImportFlags) => {
+    const { importCommand } = await import('./import.js');
+    process.exitCode = await importCommand(source, opts);
+  });
+
 withCommonOptions(program.command('migrate'))
   .description('apply pending metadata schema migrations (serve also applies them at start)')
   .option('--status', 'only print the schema version and whether migrations are pending (exit 1 if any)')
