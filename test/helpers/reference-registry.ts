@@ -64,7 +64,12 @@ export async function startReferenceRegistry(workDir: string, storage: Reference
   const host = `127.0.0.1:${port}`;
   const config = join(workDir, `reference-${port}.yml`);
   writeFileSync(config, referenceConfig(storage, host));
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The aws-sdk-go of distribution 2.8 panics on AWS_CA_BUNDLE with its own
+  // HTTP transport ("unable to load custom CA bundle"); the test S3 server is
+  // plain HTTP, so the bundle is not needed.
+  const env = { ...process.env };
+  delete env.AWS_CA_BUNDLE;
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
