@@ -50,6 +50,11 @@ export interface Config extends SecurityConfig {
   deletes: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /**
+   * Read-only mode (maintenance, migration): pulls work, every write is
+   * refused as the reference registry refuses it, and GC does not run.
+   */
+  readOnly: boolean;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -57,6 +62,7 @@ export const DEFAULT_CONFIG: Config = {
   data: './data',
   logLevel: 'info',
   deletes: true,
+  readOnly: false,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -119,6 +125,7 @@ export interface ConfigOverrides extends SecurityOverrides {
   metadata?: string;
   logLevel?: string;
   deletes?: boolean;
+  readOnly?: boolean;
   storage?: string;
   s3Endpoint?: string;
 }
@@ -132,6 +139,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
+  if (env.BERTH_READ_ONLY) config.readOnly = parseBoolean(env.BERTH_READ_ONLY, 'BERTH_READ_ONLY');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -141,6 +149,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.metadata) config.metadata = checkMetadata(flags.metadata);
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
+  if (flags.readOnly) config.readOnly = true;
   applySecurityOverrides(config, flags, env);
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
@@ -165,12 +174,13 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
+  if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   const gc = d.gc as Record<string, unknown> | undefined;
@@ -191,6 +201,9 @@ function applyFile(config: Config, file: string): void {
     if (st.pathStyle !== undefined) config.storage.pathStyle = parseBoolean(st.pathStyle as string, 'storage.pathStyle');
     if (st.partSize !== undefined) config.storage.partSize = parseSize(st.partSize as string, 'storage.partSize');
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
+    // The reference registry's spelling, accepted here too.
+    const readonly = (st.maintenance as { readonly?: { enabled?: unknown } } | undefined)?.readonly?.enabled;
+    if (readonly !== undefined) config.readOnly = parseBoolean(readonly as string, 'storage.maintenance.readonly.enabled');
   }
   applySecurityFile(config, d);
 }

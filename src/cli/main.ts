@@ -44,6 +44,7 @@ withCommonOptions(program.command('serve'))
   .description('run the registry server')
   .option('-a, --addr <host:port>', 'address to listen on (env: BERTH_ADDR; default 0.0.0.0:5000)')
   .option('--no-deletes', 'refuse DELETE of manifests, tags and blobs (env: BERTH_DELETES=false)')
+  .option('--read-only', 'serve pulls only: every write answers 405 UNSUPPORTED and GC does not run (env: BERTH_READ_ONLY; config: readOnly or storage.maintenance.readonly.enabled)')
   .option('--htpasswd <file>', 'turn auth on: users from this htpasswd file (bcrypt, `htpasswd -B`), Basic and token auth (env: BERTH_HTPASSWD)')
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), reloaded on change (env: BERTH_TLS_CERT)')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert (env: BERTH_TLS_KEY)')
@@ -58,6 +59,7 @@ variables, then flags. A config file looks like:
   data: /var/lib/berth
   metadata: postgres://berth@db:5432/berth   # optional; default SQLite in data
   deletes: true
+  readOnly: false      # pulls only, no GC (maintenance, migration)
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
   gc:

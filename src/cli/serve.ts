@@ -15,8 +15,10 @@ export async function serve(config: Config): Promise<void> {
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
-  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  // Read-only: the background collector never starts, and the admin trigger only does dry runs.
+  const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
+  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly);
   const app = buildServer({
     registry,
     logger,
@@ -27,6 +29,7 @@ export async function serve(config: Config): Promise<void> {
     guard: security.guard,
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
+    readOnly: config.readOnly,
   });
 
   const { host, port } = parseAddr(config.addr);
@@ -45,6 +48,7 @@ export async function serve(config: Config): Promise<void> {
       metadata: metadataAt,
       storage: config.storage.url,
       deletes: config.deletes,
+      readOnly: config.readOnly,
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
