@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -55,6 +56,8 @@ export interface Config extends SecurityConfig {
    * refused as the reference registry refuses it, and GC does not run.
    */
   readOnly: boolean;
+  /** Set when the config file was the reference registry's (version 0.1): what was mapped and ignored. */
+  reference?: ReferenceConfigResult & { file: string };
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -174,6 +177,10 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
+  if (isReferenceConfig(d)) {
+    config.reference = { ...applyReferenceConfig(config, d, file), file };
+    return;
+  }
   const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);

@@ -1,10 +1,9 @@
 /** `berth import SOURCE`: a reference registry's storage into Berth's backends. */
 import { openBackends } from '../backends.js';
-import { ConfigError, loadConfig, parseS3Url, type ConfigOverrides } from '../config.js';
-import { FilesystemReferenceStorage } from '../import/filesystem-source.js';
+import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
 import { importRegistry, type ImportProgress } from '../import/importer.js';
 import type { ImportReport } from '../import/report.js';
-import type { ReferenceStorage } from '../import/source.js';
+import { openReferenceStorage } from '../import/open.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { importProgressBar } from './import-progress.js';
 import { formatBytes } from './progress.js';
@@ -19,12 +18,15 @@ export interface ImportFlags extends ConfigOverrides {
   concurrency?: string;
 }
 
-export async function importCommand(sourceArg: string, flags: ImportFlags): Promise<number> {
+export async function importCommand(sourceArg: string | undefined, flags: ImportFlags): Promise<number> {
   const config = loadConfig({ ...flags, logLevel: undefined });
+  // With the reference registry's own config.yml, its storage is the default source.
+  sourceArg ??= config.reference?.referenceRoot;
+  if (!sourceArg) throw new ConfigError('berth import needs a SOURCE (a directory holding docker/registry/v2/, or s3://BUCKET/ROOTDIRECTORY), or --config with the reference registry\'s config.yml');
   const logger = createLogger((flags.logLevel ?? 'warn') as LogLevel, 2);
   const concurrency = flags.concurrency === undefined ? 8 : Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new ConfigError(`invalid --concurrency "${flags.concurrency}": a number from 1 to 256`);
-  const source = await openSource(sourceArg, config.storage);
+  const source = await openReferenceStorage(sourceArg, config.storage);
   if (!(await source.exists())) {
     throw new ConfigError(`${source.description}: no reference registry storage here (expected docker/registry/v2/ under it)`);
   }
@@ -49,15 +51,6 @@ export async function importCommand(sourceArg: string, flags: ImportFlags): Prom
     await metadata.close();
     logger.flush();
   }
-}
-
-async function openSource(arg: string, storage: { endpoint?: string; region?: string; pathStyle?: boolean }): Promise<ReferenceStorage> {
-  if (arg.startsWith('s3://')) {
-    const { bucket, prefix } = parseS3Url(arg);
-    const { S3ReferenceStorage } = await import('../import/s3-source.js'); // the AWS SDK only when used
-    return new S3ReferenceStorage({ bucket, rootDirectory: prefix, endpoint: storage.endpoint, region: storage.region, forcePathStyle: storage.pathStyle });
-  }
-  return new FilesystemReferenceStorage(arg);
 }
 
 export function formatReport(r: ImportReport, verbose: boolean): string {

@@ -143,7 +143,7 @@ also repaired: a second run then exits 0), 2 on a usage or configuration error.`
 
 withCommonOptions(program.command('import'))
   .description("import a reference registry's storage (CNCF distribution, registry:2, docker-registry) into Berth")
-  .argument('<source>', 'the reference registry\'s root directory (holding docker/registry/v2/), or s3://BUCKET/ROOTDIRECTORY')
+  .argument('[source]', 'the reference registry\'s root directory (holding docker/registry/v2/), or s3://BUCKET/ROOTDIRECTORY; default: the storage of a reference config.yml given as --config')
   .option('--no-verify', 'do not hash blobs against their digests (faster; manifests are still checked): run berth fsck afterwards')
   .option('-n, --dry-run', 'read and check everything, report what would be imported, write nothing')
   .option('-r, --repository <name>', 'import only this repository (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
@@ -167,9 +167,28 @@ registry still serves, then put that one read-only and run it once more with
 Exit status 0 when the import ran (the summary lists what was not imported
 and why), 2 on a usage or configuration error, 1 on a failure.`,
   )
-  .action(async (source: string, opts: import('./import.js').ImportFlags) => {
+  .action(async (source: string | undefined, opts: import('./import.js').ImportFlags) => {
     const { importCommand } = await import('./import.js');
     process.exitCode = await importCommand(source, opts);
+  });
+
+program
+  .command('config')
+  .description('configuration tools')
+  .command('check')
+  .description("check a configuration file (Berth's, or the reference registry's config.yml) and print what each key becomes")
+  .argument('<file>', 'the YAML file')
+  .option('--json', 'print the mapping as JSON')
+  .addHelpText(
+    'after',
+    `
+A reference registry config.yml (version: 0.1) is accepted by berth serve
+--config as well: each key is shown with the Berth setting it maps to, or why
+it is ignored. Exit status 0 when the file is valid, 2 when it is not.`,
+  )
+  .action(async (file: string, opts: { json?: boolean }) => {
+    const { configCheckCommand } = await import('./config-check.js');
+    process.exitCode = await configCheckCommand(file, opts);
   });
 
 withCommonOptions(program.command('migrate'))

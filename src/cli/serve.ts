@@ -9,11 +9,15 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
+import { ConfigError } from '../config.js';
+import type { MetadataStore } from '../metadata/store.js';
+import type { ReferenceConfigResult } from '../reference-config.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
+  if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
@@ -77,4 +81,25 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Serving from a reference registry's config.yml: one warning naming every
+ * key Berth ignores, and a refusal to start over storage that has not been
+ * imported yet (the registry would answer "unknown" for every image).
+ */
+async function checkReferenceConfig(config: Config, reference: ReferenceConfigResult & { file: string }, metadata: MetadataStore, logger: ReturnType<typeof createLogger>): Promise<void> {
+  if (reference.ignored.length > 0) {
+    logger.warn(
+      { config: reference.file, ignored: Object.fromEntries(reference.ignored.map((m) => [m.key, m.note])) },
+      `reference registry configuration: ${reference.ignored.length} keys ignored: ${reference.ignored.map((m) => m.key).join(', ')} (berth config check ${reference.file} says why)`,
+    );
+  }
+  const { awaitsImport } = await import('../import/pending.js');
+  if (await awaitsImport(reference.referenceRoot, metadata, config.storage)) {
+    await metadata.close();
+    throw new ConfigError(
+      `${reference.referenceRoot} holds the reference registry's images and Berth has none yet: run \`berth import --config ${reference.file}\` first, then start berth serve again`,
+    );
+  }
 }
