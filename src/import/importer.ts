@@ -54,7 +54,18 @@ interface Revision {
 
 type BlobOutcome = 'imported' | 'linked' | 'present' | 'skipped';
 
+/** Blobs, manifests and tags of one repository in flight at once (their commits share group commits). */
 const BLOBS_AT_ONCE = 4;
+const MANIFESTS_AT_ONCE = 4;
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 
 export async function importRegistry(source: ReferenceStorage, metadata: MetadataStore, storage: BlobStore, options: ImportOptions): Promise<ImportReport> {
   return new Importer(source, metadata, storage, options).run();
@@ -70,6 +81,8 @@ class Importer {
   private readonly wouldHaveBlobs = new Set<string>();
   /** Every blob digest some repository links or references (the rest of the source's blobs are reported as unlinked). */
   private readonly seenBlobs = new Set<string>();
+  /** repository@digest of manifests reported as not imported (a tag pointing at one says so). */
+  private readonly skippedManifests = new Set<string>();
   private started = Date.now();
 
   constructor(
@@ -135,6 +148,8 @@ class Importer {
     const base = repositoryPath(name);
     const revisions = await this.readRevisions(name, base);
 
+    const tags = await this.readTags(name, base);
+
     // Blobs: those the repository links, and those its manifests reference.
     const blobs = new Set<string>();
     for (const hex of await this.hexEntries(`${base}/_layers/sha256`)) {
@@ -144,19 +159,17 @@ class Importer {
     }
     for (const r of revisions.values()) for (const b of r.parsed.blobs) blobs.add(b);
     const available = new Set<string>();
-    const list = [...blobs];
-    for (let i = 0; i < list.length; i += BLOBS_AT_ONCE) {
-      await Promise.all(
-        list.slice(i, i + BLOBS_AT_ONCE).map(async (digest) => {
-          this.seenBlobs.add(digest);
-          const outcome = await this.importBlob(name, digest);
-          if (outcome !== 'skipped') available.add(digest);
-        }),
-      );
-    }
+    await eachLimit([...blobs], BLOBS_AT_ONCE, async (digest) => {
+      this.seenBlobs.add(digest);
+      if ((await this.importBlob(name, digest)) !== 'skipped') available.add(digest);
+    });
 
-    const manifests = await this.importManifests(name, revisions, available);
-    await this.importTags(name, base, revisions, manifests);
+    // A manifest is recorded with its first tag in one transaction; the other tags follow.
+    const firstTag = new Map<string, string>();
+    for (const [tag, digest] of tags) if (!firstTag.has(digest)) firstTag.set(digest, tag);
+    const recordedTags = new Set<string>();
+    const manifests = await this.importManifests(name, revisions, available, firstTag, recordedTags);
+    await this.importTags(name, tags, revisions, manifests, recordedTags);
 
     for (const upload of await this.source.list(`${base}/_uploads`)) {
       this.report.uploads++;
@@ -318,19 +331,36 @@ class Importer {
    * while that makes progress (indexes of indexes). Returns the digests
    * that are in Berth afterwards (or would be, in a dry run).
    */
-  private async importManifests(repository: string, revisions: Map<string, Revision>, blobs: Set<string>): Promise<Set<string>> {
+  private async importManifests(
+    repository: string,
+    revisions: Map<string, Revision>,
+    blobs: Set<string>,
+    firstTag: Map<string, string>,
+    recordedTags: Set<string>,
+  ): Promise<Set<string>> {
     const done = new Set<string>();
     let pending = [...revisions.values()];
     while (pending.length > 0) {
       const ready = pending.filter((r) => r.parsed.children.every((c) => done.has(c) || !revisions.has(c)));
       const batch = ready.length > 0 ? ready : pending; // a cycle or a child that failed: try them, and report what is refused
       pending = pending.filter((r) => !batch.includes(r));
-      for (const r of batch) if (await this.importManifest(repository, r, blobs, done)) done.add(r.digest);
+      const wave = new Set<string>();
+      await eachLimit(batch, MANIFESTS_AT_ONCE, async (r) => {
+        if (await this.importManifest(repository, r, blobs, done, firstTag.get(r.digest), recordedTags)) wave.add(r.digest);
+      });
+      for (const d of wave) done.add(d);
     }
     return done;
   }
 
-  private async importManifest(repository: string, r: Revision, blobs: Set<string>, done: Set<string>): Promise<boolean> {
+  private async importManifest(
+    repository: string,
+    r: Revision,
+    blobs: Set<string>,
+    done: Set<string>,
+    tag: string | undefined,
+    recordedTags: Set<string>,
+  ): Promise<boolean> {
     if (await this.metadata.findManifestByDigest(repository, r.digest)) {
       this.report.manifests.present++;
       return true;
@@ -346,7 +376,8 @@ class Importer {
       return true;
     }
     try {
-      await this.registry.manifests.put(repository, { kind: 'digest', digest: parseDigest(r.digest) }, r.body, r.mediaType);
+      const reference = tag !== undefined ? ({ kind: 'tag', tag } as const) : ({ kind: 'digest', digest: parseDigest(r.digest) } as const);
+      await this.registry.manifests.put(repository, reference, r.body, r.mediaType);
     } catch (e) {
       if (!isRegistryError(e)) throw e;
       if (e.code === 'MANIFEST_BLOB_UNKNOWN') {
@@ -357,6 +388,10 @@ class Importer {
       return this.manifestRefused(repository, r, 'manifest invalid', `${e.code}: ${e.message}`);
     }
     this.report.manifests.imported++;
+    if (tag !== undefined) {
+      recordedTags.add(tag);
+      this.report.tags.imported++;
+    }
     return true;
   }
 
@@ -367,8 +402,9 @@ class Importer {
 
   // Tags ---------------------------------------------------------------------
 
-  private async importTags(repository: string, base: string, revisions: Map<string, Revision>, manifests: Set<string>): Promise<void> {
-    const sourceTags = new Set<string>();
+  /** The source's tags and what each points at; invalid and unreadable ones are reported here. */
+  private async readTags(repository: string, base: string): Promise<Map<string, string>> {
+    const tags = new Map<string, string>();
     for (const entry of await this.source.list(`${base}/_manifests/tags`)) {
       if (!entry.directory) continue;
       const tag = entry.name;
@@ -381,31 +417,32 @@ class Importer {
         this.skip({ kind: 'tag', repository, item: tag, reason: 'tag link missing or unreadable' }, 'tags');
         continue;
       }
-      sourceTags.add(tag);
+      tags.set(tag, digest);
+    }
+    return tags;
+  }
+
+  private async importTags(repository: string, tags: Map<string, string>, revisions: Map<string, Revision>, manifests: Set<string>, recorded: Set<string>): Promise<void> {
+    await eachLimit([...tags], MANIFESTS_AT_ONCE, async ([tag, digest]) => {
+      if (recorded.has(tag)) return; // recorded with its manifest
       const revision = revisions.get(digest);
-      if (!revision) {
-        // A revision that was never readable is reported with its manifest; one whose link is gone here.
-        const reason = this.report.skipped.some((s) => s.kind === 'manifest' && s.repository === repository && s.item === digest)
-          ? "tag's manifest was not imported"
-          : "tag's revision is gone";
+      if (!revision || !manifests.has(digest)) {
+        // A revision whose link is gone was never read; one that was read and refused is reported with its manifest.
+        const reason = revision || this.skippedManifest(repository, digest) ? "tag's manifest was not imported" : "tag's revision is gone";
         this.skip({ kind: 'tag', repository, item: tag, reason, detail: digest }, 'tags');
-        continue;
-      }
-      if (!manifests.has(digest)) {
-        this.skip({ kind: 'tag', repository, item: tag, reason: "tag's manifest was not imported", detail: digest }, 'tags');
-        continue;
+        return;
       }
       const current = await this.metadata.findManifestByTag(repository, tag);
       if (current?.digest === digest) {
         this.report.tags.present++;
-        continue;
+        return;
       }
       if (!this.options.dryRun) {
         await this.registry.manifests.put(repository, { kind: 'tag', tag }, revision.body, revision.mediaType);
       }
       this.report.tags.imported++;
-    }
-    if (this.options.incremental) await this.removeGoneTags(repository, sourceTags);
+    });
+    if (this.options.incremental) await this.removeGoneTags(repository, new Set(tags.keys()));
   }
 
   /** The final pass of a migration: tags deleted in the source since the last import go from Berth too. */
@@ -440,7 +477,12 @@ class Importer {
     }
   }
 
+  private skippedManifest(repository: string, digest: string): boolean {
+    return this.skippedManifests.has(`${repository}@${digest}`);
+  }
+
   private skip(item: SkippedItem, counter?: 'repositories' | 'manifests' | 'tags' | 'blobs'): void {
+    if (item.kind === 'manifest') this.skippedManifests.add(`${item.repository}@${item.item}`);
     this.report.skipped.push(item);
     this.report.reasons[item.reason] = (this.report.reasons[item.reason] ?? 0) + 1;
     if (counter) this.report[counter].skipped++;
