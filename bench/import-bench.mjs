@@ -29,7 +29,7 @@ const { values } = parseArgs({
     'layer-bytes': { type: 'string', default: '16384' },
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
-    concurrency: { type: 'string', default: '8' },
+    concurrency: { type: 'string', default: '32' },
   },
 });
 const images = Number(values.images);

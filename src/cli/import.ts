@@ -24,7 +24,7 @@ export async function importCommand(sourceArg: string | undefined, flags: Import
   sourceArg ??= config.reference?.referenceRoot;
   if (!sourceArg) throw new ConfigError('berth import needs a SOURCE (a directory holding docker/registry/v2/, or s3://BUCKET/ROOTDIRECTORY), or --config with the reference registry\'s config.yml');
   const logger = createLogger((flags.logLevel ?? 'warn') as LogLevel, 2);
-  const concurrency = flags.concurrency === undefined ? 8 : Number(flags.concurrency);
+  const concurrency = flags.concurrency === undefined ? 32 : Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new ConfigError(`invalid --concurrency "${flags.concurrency}": a number from 1 to 256`);
   const source = await openReferenceStorage(sourceArg, config.storage);
   if (!(await source.exists())) {

@@ -150,7 +150,7 @@ withCommonOptions(program.command('import'))
   .option('--incremental', 'final pass of a migration: also remove from Berth the tags deleted in the source since the last import')
   .option('-v, --verbose', 'list every item not imported, with its reason')
   .option('--json', 'print the report as JSON')
-  .option('--concurrency <n>', 'repositories imported at once', '8')
+  .option('--concurrency <n>', 'repositories imported at once', '32')
   .addHelpText(
     'after',
     `

