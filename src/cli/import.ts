@@ -79,7 +79,9 @@ export function formatReport(r: ImportReport, verbose: boolean): string {
   lines.push(
     r.verified
       ? 'every imported blob was checked against its digest'
-      : 'blob digests NOT checked (--no-verify): bytes were linked or copied as found; run `berth fsck` to check them',
+      : r.blobs.byMethod.stream === r.blobs.imported
+        ? 'every imported blob was checked against its digest (streamed blobs always are, --no-verify or not)'
+        : 'blob digests NOT checked (--no-verify): linked or copied blobs were taken as found (streamed ones are always checked); run `berth fsck` to check them',
   );
   const reasons = Object.entries(r.reasons);
   if (reasons.length === 0) lines.push('nothing was left out');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
 import { ReferenceTree } from '../helpers/reference-tree.js';
-import { makeDataDir, startServer } from '../helpers/server.js';
+import { makeDataDir, startServer, TEST_STORAGE } from '../helpers/server.js';
 
 async function importJson(args: string[], env: Record<string, string> = {}) {
   const res = await berth(['import', ...args, '--json'], env);
@@ -135,10 +135,16 @@ describe('berth import of a damaged tree', () => {
     assert.equal(after.unlinkedBlobs, 0, 'a subset does not judge the rest of the source');
   });
 
-  it('--no-verify imports bytes unchecked, says so, and fsck then finds the corrupt blob', async () => {
+  it('--no-verify imports linked bytes unchecked, says so, and fsck then finds the corrupt blob', async (t) => {
     const data = dataDir();
     const res = await berth(['import', tree.root, '--data', data, '--no-verify', '--repository', 'damaged/corrupt']);
     assert.equal(res.code, 0, res.stderr);
+    if (TEST_STORAGE === 's3') {
+      // Into S3 the blobs are streamed, hence hashed on the way: the corrupt one is refused all the same.
+      assert.match(res.stdout, /streamed blobs always are/);
+      assert.match(res.stdout, /1 +blob data does not match its digest/);
+      return t.skip('blobs are streamed into S3 and always verified');
+    }
     assert.match(res.stdout, /blob digests NOT checked/);
     assert.match(res.stdout, /manifests: +1 imported/);
     const fsck = await berth(['fsck', '--data', data]);
