@@ -6,10 +6,13 @@
  * admin trigger, nor through `berth gc` with the same configuration.
  */
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
+import { requireClient } from '../helpers/clients.js';
+import { startReferenceRegistry } from '../helpers/reference-registry.js';
 import { makeImage, RegistryClient, type Image } from '../helpers/registry-client.js';
 import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
 
@@ -96,5 +99,40 @@ describe('read-only mode', () => {
     const deadline = Date.now() + 10_000;
     while ((await head(server)).status === 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     assert.equal((await head(server)).status, 404, 'GC collected the untagged manifest');
+    await server.stop({ keepData: true });
+    server = undefined;
+  });
+
+  it('answers each write with the status and Allow header of the reference registry in read-only mode', async (t) => {
+    if (!requireClient(t, 'docker-registry')) return;
+    const work = mkdtempSync(join(tmpdir(), 'berth-ro-reference-'));
+    const reference = await startReferenceRegistry(work, { root: join(work, 'storage'), readOnly: true });
+    server = await startServer({ dataDir, args: ['--read-only'] });
+    try {
+      // (The reference answers a write to an upload URL without its signed
+      // _state 404 BLOB_UPLOAD_INVALID before it looks at the mode; no upload
+      // can start in read-only mode, and Berth answers those 405 too.)
+      const writes: [string, string][] = [
+        ['POST', '/v2/ro/app/blobs/uploads/'],
+        ['POST', `/v2/ro/app/blobs/uploads/?digest=${tagged.config.digest}`],
+        ['PUT', '/v2/ro/app/manifests/v2'],
+        ['PUT', `/v2/ro/app/manifests/${tagged.digest}`],
+        ['DELETE', `/v2/ro/app/manifests/${tagged.digest}`],
+        ['DELETE', `/v2/ro/app/blobs/${tagged.config.digest}`],
+      ];
+      for (const [method, path] of writes) {
+        const init = { method, body: method === 'PUT' || method === 'PATCH' ? '{}' : undefined };
+        const [ref, ours]: Response[] = await Promise.all([fetch(reference.url + path, init), fetch(server.url + path, init)]);
+        await ref.arrayBuffer();
+        await ours.arrayBuffer();
+        assert.equal(ours.status, ref.status, `${method} ${path}: status`);
+        assert.equal(ours.headers.get('allow'), ref.headers.get('allow'), `${method} ${path}: Allow`);
+      }
+    } finally {
+      await reference.stop();
+      await server.stop({ keepData: true });
+      server = undefined;
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });
