@@ -37,6 +37,10 @@ describe('berth import of a damaged tree', () => {
     tree.upload('good/app', '6b1e36d1-1b1f-4f6a-9b4c-0d7f3a7e4c11', 'half an upload');
     tree.raw('repositories/good/app/_layers/sha256/not-a-digest/link', 'garbage');
     tree.raw('blobs/sha256/junk.txt', 'garbage');
+    // A tag name the grammar refuses, a tag with no current link, a revision link holding garbage.
+    tree.tag('good/app', '-bad', good.digest);
+    tree.raw('repositories/good/app/_manifests/tags/empty/index/sha256/x/link', good.digest);
+    tree.raw(`repositories/good/app/_manifests/revisions/sha256/${'e'.repeat(64)}/link`, 'not a digest');
 
     // A layer whose data file is gone: the blob, its manifest and its tag are skipped.
     const missing = tree.image('damaged/missing', 'v1', ['missing layer\n']);
@@ -95,6 +99,9 @@ describe('berth import of a damaged tree', () => {
           "tag's manifest was not imported": 4, // missing, corrupt, old, index
           "tag's revision is gone": 1,
           'upload in progress': 1,
+          'invalid tag name': 1,
+          'tag link missing or unreadable': 1,
+          'link file unreadable': 1,
           // damaged/gone's manifest and Bad/Name's blobs (config, layer, manifest) are linked by nothing imported.
           'blob not linked to any repository': 5,
         }).sort(),
