@@ -81,6 +81,8 @@ describe('berth import from the reference registry on S3', { skip }, () => {
   for (const target of ['data directory', 's3'] as const) {
     it(`imports it into Berth on ${target === 's3' ? 'S3 (server-side copies)' : 'its data directory (streamed)'} and skopeo pulls every image back`, async (t) => {
       if (!pushed) return t.skip('needs the images pushed to the reference registry');
+      // With BERTH_TEST_STORAGE=s3 every test data directory is an S3 store already: the first case covers it.
+      if (target === 's3' && TEST_STORAGE === 's3') return t.skip('test servers are on S3 in this pass: the first case imported into S3');
       const dataDir = makeDataDir();
       dirs.push(dataDir);
       const storage = target === 's3' ? ['--storage', `s3://${env.bucket}/${berthPrefix}`] : [];
