@@ -5,13 +5,14 @@
  * an import killed between storing a blob and recording it, then resumed.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
 import { ReferenceTree } from '../helpers/reference-tree.js';
-import { makeDataDir, startServer, TEST_STORAGE } from '../helpers/server.js';
+import { BERTH_BIN, makeDataDir, metadataArgs, startServer, storageArgs, TEST_STORAGE } from '../helpers/server.js';
 
 async function importJson(args: string[], env: Record<string, string> = {}) {
   const res = await berth(['import', ...args, '--json'], env);
@@ -203,6 +204,36 @@ describe('berth import of a damaged tree', () => {
     const repair = await berth(['fsck', '--data', data, '--min-age', '0', '--repair']);
     const orphans = repair.stdout.match(/^orphan/gm)?.length ?? 0;
     assert.ok(orphans >= 1 && orphans <= 3, repair.stdout);
+    await fsckClean(data);
+  });
+
+  it('an import killed with SIGKILL mid-run finishes when run again, and a third run changes nothing', async () => {
+    const work3 = mkdtempSync(join(tmpdir(), 'berth-import-kill-'));
+    made.push(work3);
+    const src = new ReferenceTree(work3);
+    const images = 120;
+    for (let i = 0; i < images; i++) src.image(`kill/app-${i % 30}`, `v${Math.floor(i / 30)}`, [`kill layer ${i}\n`, 'shared base\n']);
+    const data = dataDir();
+    const storage = storageArgs(data);
+    const child = spawn(process.execPath, [BERTH_BIN, 'import', work3, '--data', data, '--concurrency', '2', ...(await metadataArgs(data)), ...storage.args], {
+      env: { ...process.env, ...storage.env },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    // Killed once it is under way: some blobs stored (on disk) or after a moment (S3).
+    const deadline = Date.now() + 20_000;
+    const started = () => {
+      const dir = join(data, 'blobs', 'sha256');
+      return existsSync(dir) && readdirSync(dir).length >= 3;
+    };
+    while (Date.now() < deadline && (TEST_STORAGE === 's3' ? Date.now() < deadline - 19_000 : !started())) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGKILL');
+    assert.equal(await exited, null, 'the first run was killed before it finished');
+    const resumed = await importJson([work3, '--data', data]);
+    assert.equal(resumed.manifests.imported + resumed.manifests.present, images);
+    assert.equal(resumed.tags.imported + resumed.tags.present, images);
+    const again = await importJson([work3, '--data', data]);
+    assert.equal(again.manifests.imported + again.tags.imported + again.blobs.imported + again.blobs.linked, 0);
     await fsckClean(data);
   });
 });
