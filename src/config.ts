@@ -47,6 +47,8 @@ export interface Config extends SecurityConfig {
   /** Metadata store: a postgres:// URL; undefined means the SQLite file in the data directory. */
   metadata?: string;
   logLevel: LogLevel;
+  /** Where the audit log goes (a file path, or `stdout`/`stderr`); undefined: no audit log. */
+  auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
   gc: GcConfig;
@@ -76,7 +78,14 @@ export const DEFAULT_CONFIG: Config = {
   },
   // Security (src/auth/config.ts): auth and TLS are off unless configured.
   trustedProxies: [],
-  limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
+  limits: {
+    maxHeaderBytes: 16 * 1024,
+    uploadsPerClient: 16,
+    headerTimeout: 30_000,
+    idleTimeout: 60_000,
+    connectionsPerClient: 128,
+    uploadSessionsPerUser: 1000,
+  },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
 };
 
@@ -131,6 +140,29 @@ export interface ConfigOverrides extends SecurityOverrides {
   readOnly?: boolean;
   storage?: string;
   s3Endpoint?: string;
+  auditLog?: string;
+  headerTimeout?: string;
+  idleTimeout?: string;
+  connectionsPerClient?: string;
+  uploadSessionsPerUser?: string;
+}
+
+/** A whole number of a flag or variable (limits): 0 and up. */
+function count(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`invalid ${what} "${value}": use a whole number (0 = unlimited)`);
+  return Number(value);
+}
+
+/** The time and connection limits from BERTH_* variables, then flags. */
+function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS.ProcessEnv): void {
+  const header = flags.headerTimeout ?? env.BERTH_HEADER_TIMEOUT;
+  const idle = flags.idleTimeout ?? env.BERTH_IDLE_TIMEOUT;
+  const connections = flags.connectionsPerClient ?? env.BERTH_CONNECTIONS_PER_CLIENT;
+  const sessions = flags.uploadSessionsPerUser ?? env.BERTH_UPLOAD_SESSIONS_PER_USER;
+  if (header !== undefined) config.limits.headerTimeout = parseDuration(header, 'header timeout');
+  if (idle !== undefined) config.limits.idleTimeout = parseDuration(idle, 'idle timeout');
+  if (connections !== undefined) config.limits.connectionsPerClient = count(connections, 'connections per client');
+  if (sessions !== undefined) config.limits.uploadSessionsPerUser = count(sessions, 'upload sessions per user');
 }
 
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
@@ -154,10 +186,14 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
   if (flags.readOnly) config.readOnly = true;
   applySecurityOverrides(config, flags, env);
+  applyLimitOverrides(config, flags, env);
+  const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
+  if (audit) config.auditLog = audit;
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
   checkStorage(config.storage);
+  checkRedirect(config);
   config.data = resolve(config.data);
   return config;
 }
@@ -190,6 +226,7 @@ function applyFile(config: Config, file: string): void {
   if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
+  if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
   const gc = d.gc as Record<string, unknown> | undefined;
   if (gc) {
     if (gc.enabled !== undefined) config.gc.enabled = parseBoolean(gc.enabled as string, 'gc.enabled');
@@ -229,6 +266,26 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
   if (!m) throw new ConfigError(`invalid storage "${url}": use s3://BUCKET/PREFIX, or leave it unset for the data directory`);
   return { bucket: m[1]!, prefix: m[2] ?? '' };
+}
+
+/** The longest a pre-signed blob URL stays valid, seconds. */
+const REDIRECT_EXPIRY_MAX = 15 * 60;
+
+/**
+ * How long a redirected pull's pre-signed URL stays valid: at most the blob
+ * grace period. The GET that hands out the URL renews the blob's grace, so
+ * GC keeps its bytes at least that long, and the URL never outlives them.
+ */
+export function redirectExpiry(config: Config): number {
+  return Math.min(REDIRECT_EXPIRY_MAX, Math.floor(config.gc.blobGrace / 1000));
+}
+
+function checkRedirect(config: Config): void {
+  if (config.storage.redirect && redirectExpiry(config) < 1) {
+    throw new ConfigError(
+      'storage.redirect needs gc.blobGrace of at least 1s: a pre-signed URL is valid for at most the blob grace period, so that GC never deletes bytes a URL still points at',
+    );
+  }
 }
 
 function checkStorage(storage: StorageConfig): void {

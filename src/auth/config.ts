@@ -72,6 +72,14 @@ export interface LimitsConfig {
   maxHeaderBytes: number;
   /** Concurrent requests carrying upload bodies per client (address + user); 0 = unlimited. */
   uploadsPerClient: number;
+  /** Time to receive a request head, ms (slowloris); 0 = none. */
+  headerTimeout: number;
+  /** Time a request body may go without a byte, ms; 0 = none. There is no total request time. */
+  idleTimeout: number;
+  /** Open connections per client address (IPv6: per /64), trusted proxies exempt; 0 = unlimited. */
+  connectionsPerClient: number;
+  /** Open upload sessions per user, with auth on (anonymous pushers share one count); 0 = unlimited. */
+  uploadSessionsPerUser: number;
 }
 
 export interface SecurityConfig {
@@ -152,9 +160,13 @@ export function applySecurityFile(config: SecurityConfig, d: Doc): void {
   }
   if (d.limits !== undefined) {
     const l = mapping(d.limits, 'limits');
-    onlyKeys(l, 'limits', ['maxHeaderBytes', 'uploadsPerClient']);
+    onlyKeys(l, 'limits', ['maxHeaderBytes', 'uploadsPerClient', 'headerTimeout', 'idleTimeout', 'connectionsPerClient', 'uploadSessionsPerUser']);
     if (l.maxHeaderBytes !== undefined) config.limits.maxHeaderBytes = Math.max(1024, positiveInt(l.maxHeaderBytes, 'limits.maxHeaderBytes'));
     if (l.uploadsPerClient !== undefined) config.limits.uploadsPerClient = positiveInt(l.uploadsPerClient, 'limits.uploadsPerClient');
+    if (l.headerTimeout !== undefined) config.limits.headerTimeout = parseDuration(l.headerTimeout as string, 'limits.headerTimeout');
+    if (l.idleTimeout !== undefined) config.limits.idleTimeout = parseDuration(l.idleTimeout as string, 'limits.idleTimeout');
+    if (l.connectionsPerClient !== undefined) config.limits.connectionsPerClient = positiveInt(l.connectionsPerClient, 'limits.connectionsPerClient');
+    if (l.uploadSessionsPerUser !== undefined) config.limits.uploadSessionsPerUser = positiveInt(l.uploadSessionsPerUser, 'limits.uploadSessionsPerUser');
   }
 }
 

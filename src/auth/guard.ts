@@ -78,6 +78,7 @@ export class Guard {
     const p = await this.authn.authenticate(req);
     if (isFailure(p)) throw this.failure(req, p, scope);
     const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.own && p.token.subject ? p.token.subject : null;
+    req.principal = subject ?? (p.kind === 'token' && p.token.subject ? p.token.subject : undefined);
 
     if (need.kind === 'login') {
       if (p.kind === 'anonymous') throw this.unauthorized(req, 'authentication required');
@@ -132,6 +133,7 @@ export class Guard {
       throw new RegistryError('UNAUTHORIZED', p.message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, 'Cache-Control': 'no-store' } });
     }
     const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.own ? p.token.subject : '';
+    if (subject) req.principal = subject;
     if (p.kind === 'anonymous') throw new RegistryError('UNAUTHORIZED', 'admin credentials required', { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, 'Cache-Control': 'no-store' } });
     if (!subject || !this.policy.isAdmin(subject)) throw new RegistryError('DENIED', 'admin access required');
   }
@@ -143,4 +145,3 @@ function denied(repository: string, action: string): RegistryError {
   return new RegistryError('DENIED', undefined, { detail: { repository, action } });
 }
 
-/** The socket's own address: never a forwarded one. */

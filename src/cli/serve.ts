@@ -1,10 +1,12 @@
 /** `berth serve`: the registry server. */
 import type { AddressInfo } from 'node:net';
+import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
+import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
@@ -15,10 +17,25 @@ import type { ReferenceConfigResult } from '../reference-config.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
+  // Opened first: the HTTP layer installs its audit hook only when it is on.
+  if (config.auditLog) {
+    audit.open(config.auditLog);
+    process.on('SIGHUP', () => audit.reopen());
+  }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
   if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
+  const registry = new Registry(
+    metadata,
+    storage,
+    {
+      deleteEnabled: config.deletes,
+      redirectBlobs: config.storage.redirect,
+      redirectExpiry: redirectExpiry(config),
+      uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
+    },
+    { log: logger },
+  );
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
   const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
@@ -33,8 +50,11 @@ export async function serve(config: Config): Promise<void> {
     guard: security.guard,
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
+    limits: config.limits,
     readOnly: config.readOnly,
   });
+  const plain = security.transport?.plainServer;
+  if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
 
   const { host, port } = parseAddr(config.addr);
   await app.listen({ host, port });
@@ -56,6 +76,7 @@ export async function serve(config: Config): Promise<void> {
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
+      auditLog: config.auditLog,
     },
     'listening',
   );
@@ -77,6 +98,7 @@ export async function serve(config: Config): Promise<void> {
     await gc.stop();
     await metadata.close();
     logger.flush();
+    audit.flush();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

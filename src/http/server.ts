@@ -15,8 +15,13 @@ import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { audit } from '../audit/audit-log.js';
+import { auditResponse } from './audit-events.js';
+import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { matchRoute, originForm, type RouteName } from './routes.js';
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -46,13 +51,17 @@ export interface ServerOptions {
   serverFactory?: FastifyServerFactory;
   /** Proxies whose X-Forwarded-* headers are believed (addresses or CIDRs). */
   trustedProxies?: string[];
+  /** Time and connection limits, the same whichever server sockets are used. */
+  limits: ConnectionLimits;
   /** Read-only mode: every /v2/ request but GET and HEAD is refused, before auth and before any handler. */
   readOnly?: boolean;
 }
 
-export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies, readOnly = false }: ServerOptions): FastifyInstance {
+export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies, limits, readOnly = false }: ServerOptions): FastifyInstance {
   const app = Fastify({
     ...(serverFactory ? { serverFactory } : {}),
+    // Handed to http.createServer, or to the serverFactory, which passes it on.
+    http: serverOptions(limits),
     ...(trustedProxies ? { trustProxy: trustedProxies } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -63,6 +72,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // Manifests are read by Berth itself with their own limit; blobs are streams.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
     // The router refuses a malformed percent-escape or an overlong path itself,
     // before dispatch and the error handler: answer in the spec's format, and a
     // bad escape as matchRoute would (no such endpoint).
@@ -70,16 +80,23 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // route: answer them in the spec's error format too, then hang up.
     clientErrorHandler: (error, socket) => {
       if (!socket.writable) return socket.destroy();
-      const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed HTTP request', detail: { reason: error.message } }] });
+      const code = (error as { code?: string }).code;
+      // A head not received within limits.headerTimeout (Node's sweep raises it).
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const message = status === 408 ? 'request head not received in time' : 'malformed HTTP request';
+      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message, detail: { reason: error.message } }] });
       socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
           `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
     frameworkErrors: (error, req, reply) =>
       sendError(req, reply, error.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 }) : error),
   });
+
+  applyConnectionLimits(app.server, limits, trustedProxies, logger);
+  // Set by the guard (auth on): declared up front so every request object keeps one shape.
+  app.decorateRequest('principal', undefined);
 
   // Never let the framework parse or buffer a body: handlers stream req.raw.
   app.removeAllContentTypeParsers();
@@ -96,6 +113,14 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
   if (logger.isLevelEnabled('info')) {
     app.addHook('onResponse', (req, reply, done) => {
       logRequest(req, reply);
+      done();
+    });
+  }
+
+  // The audit log's hook exists only while it is on: no cost otherwise.
+  if (audit.enabled) {
+    app.addHook('onResponse', (req, reply, done) => {
+      auditResponse(req, reply);
       done();
     });
   }

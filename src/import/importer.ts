@@ -276,48 +276,57 @@ class Importer {
       this.report.blobs.bytes += size;
       return 'imported';
     }
+    // Claimed before storage is touched, like every commit (invariant 9):
+    // metadata names the key first, so fsck never takes the object for an
+    // orphan, and a run killed before its commit leaves a claim that
+    // expires like an abandoned upload.
     const id = randomUUID();
-    let stored: ImportedBlob | undefined = await this.storage.importBlob?.(id, digest, this.source.blobSource(path, size));
+    const key = this.storage.commitKey(id, digest);
+    await this.metadata.createClaimedUpload(id, repository, key, this.now());
     let method: keyof ImportReport['blobs']['byMethod'];
-    if (stored) {
-      method = stored.method;
-    } else {
-      // Streamed through this process: hashed on the way, so always verified.
-      const hash = createHash('sha256');
-      await this.storage.createUpload(id);
-      let length: number;
-      try {
-        length = await this.storage.appendUpload(id, 0, await this.source.open(path), (c) => hash.update(c));
-      } catch (e) {
-        await this.storage.deleteUpload(id).catch(() => {});
-        throw e;
-      }
-      const actual = hash.digest('hex');
-      if (actual !== hex || length !== size) {
-        await this.storage.deleteUpload(id).catch(() => {});
-        this.skip({ kind: 'blob', repository, item: digest, reason: 'blob data does not match its digest', detail: `sha256:${actual}` }, 'blobs');
-        return 'skipped';
-      }
-      stored = { key: await this.storage.commitUpload(id, length, digest), method: 'copy' };
-      method = 'stream';
-    }
-    crashPoint('import-after-blob-bytes');
     let result;
     try {
-      result = await this.metadata.commitBlob(undefined, repository, { digest, size, storageKey: stored.key }, this.now());
+      const stored: ImportedBlob | undefined = await this.storage.importBlob?.(id, digest, this.source.blobSource(path, size));
+      if (stored) {
+        method = stored.method;
+        if (stored.key !== key) throw new Error(`store imported ${stored.key}, the commit claimed ${key}`);
+      } else {
+        // Streamed through this process: hashed on the way, so always verified.
+        method = 'stream';
+        const hash = createHash('sha256');
+        await this.storage.createUpload(id);
+        const length = await this.storage.appendUpload(id, 0, await this.source.open(path), (c) => hash.update(c));
+        const actual = hash.digest('hex');
+        if (actual !== hex || length !== size) {
+          await this.abandon(id, key);
+          this.skip({ kind: 'blob', repository, item: digest, reason: 'blob data does not match its digest', detail: `sha256:${actual}` }, 'blobs');
+          return 'skipped';
+        }
+        const committed = await this.storage.commitUpload(id, length, digest);
+        if (committed !== key) throw new Error(`store committed ${committed}, the commit claimed ${key}`);
+      }
+      crashPoint('import-after-blob-bytes');
+      result = await this.metadata.commitBlob(id, repository, { digest, size, storageKey: key }, this.now());
     } catch (e) {
-      await this.storage.deleteBlob(stored.key).catch(() => {});
+      await this.abandon(id, key);
       throw e;
     }
     // Already recorded meanwhile (another importer): keep the one copy.
     if (result.outcome === 'already-present') {
-      await this.storage.deleteBlob(stored.key);
+      await this.storage.deleteBlob(key);
       return 'linked';
     }
     if (result.replacedKey !== undefined) await this.storage.deleteBlob(result.replacedKey);
     this.report.blobs.byMethod[method]++;
     this.report.blobs.bytes += size;
     return 'imported';
+  }
+
+  /** Ends a claimed import that did not commit: the object goes only on metadata's word that nothing names it (invariant 9). */
+  private async abandon(id: string, key: string): Promise<void> {
+    const ended = await this.metadata.deleteUpload(id).catch(() => false);
+    if (ended) await this.storage.deleteBlob(key).catch(() => {});
+    await this.storage.deleteUpload(id).catch(() => {});
   }
 
   private async hashOf(path: string, size: number): Promise<string> {
