@@ -7,8 +7,9 @@
  *
  * Every step first asks metadata whether its result is already there, so an
  * import is idempotent, and one killed at any point finishes when run again
- * (a blob object stored but not yet recorded is an orphan that fsck removes,
- * exactly as after a crash mid-upload).
+ * (each blob's key is claimed in metadata before its bytes are stored, as
+ * every commit's is: a run killed in between leaves a claim that expires
+ * like an abandoned upload, never an object nothing names).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { crashPoint } from '../crash-points.js';
