@@ -264,8 +264,11 @@ class Importer {
       this.skip({ kind: 'blob', repository, item: digest, reason: 'blob data missing' }, 'blobs');
       return 'skipped';
     }
+    // A store that streams the bytes hashes them on the way; one that may link
+    // or copy them server side gets them checked first (and a dry run always
+    // checks, since it streams nothing).
     const direct = this.storage.importBlob !== undefined;
-    if (this.options.verify && direct) {
+    if (this.options.verify && (direct || this.options.dryRun)) {
       const actual = await this.hashOf(path, size);
       if (actual !== hex) {
         this.skip({ kind: 'blob', repository, item: digest, reason: 'blob data does not match its digest', detail: `sha256:${actual}` }, 'blobs');
