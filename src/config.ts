@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
 
 export { ConfigError, parseAddr, parseBoolean, parseDuration };
 
@@ -55,6 +56,13 @@ export interface Config extends SecurityConfig {
   deletes: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /**
+   * Read-only mode (maintenance, migration): pulls work, every write is
+   * refused as the reference registry refuses it, and GC does not run.
+   */
+  readOnly: boolean;
+  /** Set when the config file was the reference registry's (version 0.1): what was mapped and ignored. */
+  reference?: ReferenceConfigResult & { file: string };
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -62,6 +70,7 @@ export const DEFAULT_CONFIG: Config = {
   data: './data',
   logLevel: 'info',
   deletes: true,
+  readOnly: false,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -104,6 +113,7 @@ export interface ConfigOverrides extends SecurityOverrides {
   metadata?: string;
   logLevel?: string;
   deletes?: boolean;
+  readOnly?: boolean;
   storage?: string;
   s3Endpoint?: string;
   auditLog?: string;
@@ -140,6 +150,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
+  if (env.BERTH_READ_ONLY) config.readOnly = parseBoolean(env.BERTH_READ_ONLY, 'BERTH_READ_ONLY');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -149,6 +160,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.metadata) config.metadata = checkMetadata(flags.metadata);
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
+  if (flags.readOnly) config.readOnly = true;
   applySecurityOverrides(config, flags, env);
   applyLimitOverrides(config, flags, env);
   const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
@@ -177,12 +189,17 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  if (isReferenceConfig(d)) {
+    config.reference = { ...applyReferenceConfig(config, d, file), file };
+    return;
+  }
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
+  if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
@@ -204,6 +221,9 @@ function applyFile(config: Config, file: string): void {
     if (st.pathStyle !== undefined) config.storage.pathStyle = parseBoolean(st.pathStyle as string, 'storage.pathStyle');
     if (st.partSize !== undefined) config.storage.partSize = parseSize(st.partSize as string, 'storage.partSize');
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
+    // The reference registry's spelling, accepted here too.
+    const readonly = (st.maintenance as { readonly?: { enabled?: unknown } } | undefined)?.readonly?.enabled;
+    if (readonly !== undefined) config.readOnly = parseBoolean(readonly as string, 'storage.maintenance.readonly.enabled');
   }
   applySecurityFile(config, d);
 }

@@ -1,6 +1,6 @@
 /** `berth gc` and `berth fsck`: lifecycle commands run beside (or without) a running server. */
 import { openBackends } from '../backends.js';
-import { loadConfig, parseDuration, type ConfigOverrides } from '../config.js';
+import { ConfigError, loadConfig, parseDuration, type ConfigOverrides } from '../config.js';
 import { fsck } from '../fsck/fsck.js';
 import { GcService } from '../gc/service.js';
 import { createLogger, type LogLevel } from '../log.js';
@@ -21,6 +21,9 @@ function cliLogger(level: string | undefined) {
 
 export async function gcCommand(flags: GcFlags): Promise<number> {
   const config = loadConfig({ ...flags, logLevel: undefined });
+  if (config.readOnly && !flags.dryRun) {
+    throw new ConfigError('the configuration puts the registry in read-only mode: garbage collection does not run (--dry-run does)');
+  }
   const logger = cliLogger(flags.logLevel);
   const { metadata, storage } = await openBackends(config);
   const gc = new GcService(metadata, storage, config.gc, DEFAULT_REGISTRY_OPTIONS.touchInterval, logger);

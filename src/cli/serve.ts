@@ -11,6 +11,9 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
+import { ConfigError } from '../config.js';
+import type { MetadataStore } from '../metadata/store.js';
+import type { ReferenceConfigResult } from '../reference-config.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -21,6 +24,7 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
+  if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
   const registry = new Registry(
     metadata,
     storage,
@@ -32,8 +36,10 @@ export async function serve(config: Config): Promise<void> {
     },
     { log: logger },
   );
-  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  // Read-only: the background collector never starts, and the admin trigger only does dry runs.
+  const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
+  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly);
   const app = buildServer({
     registry,
     logger,
@@ -45,6 +51,7 @@ export async function serve(config: Config): Promise<void> {
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
     limits: config.limits,
+    readOnly: config.readOnly,
   });
   const plain = security.transport?.plainServer;
   if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
@@ -65,6 +72,7 @@ export async function serve(config: Config): Promise<void> {
       metadata: metadataAt,
       storage: config.storage.url,
       deletes: config.deletes,
+      readOnly: config.readOnly,
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
@@ -95,4 +103,25 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Serving from a reference registry's config.yml: one warning naming every
+ * key Berth ignores, and a refusal to start over storage that has not been
+ * imported yet (the registry would answer "unknown" for every image).
+ */
+async function checkReferenceConfig(config: Config, reference: ReferenceConfigResult & { file: string }, metadata: MetadataStore, logger: ReturnType<typeof createLogger>): Promise<void> {
+  if (reference.ignored.length > 0) {
+    logger.warn(
+      { config: reference.file, ignored: Object.fromEntries(reference.ignored.map((m) => [m.key, m.note])) },
+      `reference registry configuration: ${reference.ignored.length} keys ignored: ${reference.ignored.map((m) => m.key).join(', ')} (berth config check ${reference.file} says why)`,
+    );
+  }
+  const { awaitsImport } = await import('../import/pending.js');
+  if (await awaitsImport(reference.referenceRoot, metadata, config.storage)) {
+    await metadata.close();
+    throw new ConfigError(
+      `${reference.referenceRoot} holds the reference registry's images and Berth has none yet: run \`berth import --config ${reference.file}\` first, then start berth serve again`,
+    );
+  }
 }

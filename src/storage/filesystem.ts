@@ -6,11 +6,11 @@
  * Commit is fsync + rename within one file system: durable and copy-free.
  */
 import { close, createReadStream, fdatasync, open as openFd, writev, constants as fsc } from 'node:fs';
-import { mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { blobKey, UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
+import { blobKey, UploadBytesMissing, type BlobSource, type BlobStore, type ByteRange, type ImportedBlob, type StoredObject } from './blob-store.js';
 import { FileAppender } from './file-appender.js';
 
 const READ_BUFFER = 1024 * 1024;
@@ -197,6 +197,44 @@ export class FilesystemBlobStore implements BlobStore {
       if (!stored) await rm(target, { force: true });
     }
     return key;
+  }
+
+  /**
+   * A file elsewhere (another registry's blob, `berth import`) becomes a
+   * blob by a hard link: no byte is copied, and the source stays where it
+   * is. Across file systems (EXDEV) or where links are refused it is copied
+   * and synced. The key is unique to the upload, like every commit's.
+   */
+  async importBlob(uploadId: string, digest: string, source: BlobSource): Promise<ImportedBlob | undefined> {
+    if (source.kind !== 'file') return undefined;
+    const key = blobKey(digest, uploadId);
+    const target = this.blobPath(key);
+    const dir = dirname(target);
+    await this.ensureDirectory(dir);
+    let method: ImportedBlob['method'] = 'hard-link';
+    try {
+      await link(source.path, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw e;
+      method = 'copy';
+      try {
+        await copyFile(source.path, target, fsc.COPYFILE_EXCL);
+        const fh = await open(target, 'r');
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      } catch (copyError) {
+        await rm(target, { force: true });
+        throw copyError;
+      }
+    }
+    // The linked bytes were the other registry's, written and synced by it;
+    // what this adds is a directory entry, made durable before metadata names it.
+    await this.syncDirectory(dir);
+    return { key, method };
   }
 
   /**

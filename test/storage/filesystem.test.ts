@@ -1,7 +1,7 @@
 /** The BlobStore contract against the filesystem store. */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,7 +15,14 @@ blobStoreSuite('filesystem', async () => {
   const other = new FilesystemBlobStore(root);
   await store.init();
   await other.init();
-  return { store, other, partSize: 5 * 1024 * 1024, cleanup: async () => rmSync(root, { recursive: true, force: true }) };
+  const outside = join(root, 'outside');
+  mkdirSync(outside);
+  const importSource = async (data: Buffer) => {
+    const path = join(outside, randomBytes(8).toString('hex'));
+    writeFileSync(path, data);
+    return { kind: 'file' as const, path, size: data.length };
+  };
+  return { store, other, partSize: 5 * 1024 * 1024, importSource, cleanup: async () => rmSync(root, { recursive: true, force: true }) };
 });
 
 describe('filesystem store durability of new directories (invariant 8)', () => {

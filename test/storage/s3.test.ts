@@ -35,6 +35,12 @@ if (skip) {
       store,
       other,
       partSize: MIN_PART_SIZE,
+      importSource: async (data: Buffer) => {
+        // Under the prefix but outside what the store lists, as another registry's storage in the bucket would be (and removed with it).
+        const key = `${prefix}outside/${randomBytes(8).toString('hex')}/data`;
+        await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: data, ContentLength: data.length }));
+        return { kind: 's3' as const, bucket: store.bucket, key, size: data.length };
+      },
       cleanup: async () => {
         await store.deleteEverything();
         store.close();
