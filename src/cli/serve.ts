@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { applyConnectionLimits } from '../http/connection-limits.js';
@@ -15,6 +15,9 @@ import { redactUrl } from '../metadata/postgres/url.js';
 import { EventDispatcher } from '../events/dispatcher.js';
 import { PullRecorder } from '../events/pull-recorder.js';
 import { pullsWanted } from '../events/config.js';
+import { ConfigError } from '../config.js';
+import type { MetadataStore } from '../metadata/store.js';
+import type { ReferenceConfigResult } from '../reference-config.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -27,12 +30,25 @@ export async function serve(config: Config): Promise<void> {
   // Events (off without endpoints): the store wakes the dispatcher when it writes some.
   let wakeDispatcher = () => {};
   const { metadata, storage } = await openBackends(config, () => wakeDispatcher());
+  if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
   const endpoints = config.notifications?.endpoints ?? [];
   const pulls = pullsWanted(config.notifications) ? new PullRecorder(metadata, (err) => logger.warn({ err }, 'pull events not recorded')) : undefined;
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, pulls: pulls?.record, events: endpoints.length > 0 });
-  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
+  const registry = new Registry(
+    metadata,
+    storage,
+    {
+      deleteEnabled: config.deletes,
+      redirectBlobs: config.storage.redirect,
+      redirectExpiry: redirectExpiry(config),
+      uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
+    },
+    { log: logger, pulls: pulls?.record, events: endpoints.length > 0 },
+  );
+  // Read-only: the background collector never starts, and the admin trigger only does dry runs.
+  const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
+  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
   let dispatcher: EventDispatcher | undefined;
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, () => dispatcher);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, () => dispatcher);
   const app = buildServer({
     registry,
     logger,
@@ -44,6 +60,7 @@ export async function serve(config: Config): Promise<void> {
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
     limits: config.limits,
+    readOnly: config.readOnly,
   });
   const plain = security.transport?.plainServer;
   if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
@@ -64,6 +81,7 @@ export async function serve(config: Config): Promise<void> {
       metadata: metadataAt,
       storage: config.storage.url,
       deletes: config.deletes,
+      readOnly: config.readOnly,
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
@@ -102,4 +120,25 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Serving from a reference registry's config.yml: one warning naming every
+ * key Berth ignores, and a refusal to start over storage that has not been
+ * imported yet (the registry would answer "unknown" for every image).
+ */
+async function checkReferenceConfig(config: Config, reference: ReferenceConfigResult & { file: string }, metadata: MetadataStore, logger: ReturnType<typeof createLogger>): Promise<void> {
+  if (reference.ignored.length > 0) {
+    logger.warn(
+      { config: reference.file, ignored: Object.fromEntries(reference.ignored.map((m) => [m.key, m.note])) },
+      `reference registry configuration: ${reference.ignored.length} keys ignored: ${reference.ignored.map((m) => m.key).join(', ')} (berth config check ${reference.file} says why)`,
+    );
+  }
+  const { awaitsImport } = await import('../import/pending.js');
+  if (await awaitsImport(reference.referenceRoot, metadata, config.storage)) {
+    await metadata.close();
+    throw new ConfigError(
+      `${reference.referenceRoot} holds the reference registry's images and Berth has none yet: run \`berth import --config ${reference.file}\` first, then start berth serve again`,
+    );
+  }
 }
