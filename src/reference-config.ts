@@ -9,6 +9,7 @@ import { dirname, basename, join } from 'node:path';
 import type { Config } from './config.js';
 import { ConfigError, parseBoolean, parseDuration, parseSize } from './config.js';
 import { defaultAuth } from './auth/config.js';
+import { DEFAULT_NOTIFICATIONS, parseNotifications } from './events/config.js';
 
 export interface KeyMapping {
   /** Dotted path of the key in the reference file. */
@@ -81,7 +82,6 @@ const IGNORED: [string, string][] = [
   ['auth.token.autoredirect', 'the realm is used as given'],
   ['auth.token.jwks', 'give the issuer\'s JWKS as auth.token.trusted[].jwks in a Berth config file'],
   ['auth.token.signingalgorithms', 'Berth accepts the asymmetric algorithms of the key it is given'],
-  ['notifications', 'webhook notifications are not supported yet'],
   ['proxy', 'pull-through caching is not supported yet: this Berth would serve as a hosted registry'],
   ['redis', 'Berth uses no Redis'],
   ['health', 'Berth serves /healthz'],
@@ -240,6 +240,14 @@ export function applyReferenceConfig(config: Config, doc: Doc, file: string): Re
     map('auth.token.rootcertbundle', `auth.token.trusted[].publicKey ${bundle}`, 'its first certificate verifies tokens');
     map('auth.token.realm', `auth.token.realm ${realm}`);
     map('auth.token.service', `auth.token.service ${service}`);
+  }
+
+  // notifications: Berth's section is the reference's (src/events/config.ts), delivered from a durable outbox.
+  if (doc.notifications !== undefined && doc.notifications !== null) {
+    const n = (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS));
+    parseNotifications(doc.notifications, n);
+    map('notifications.endpoints', `notifications.endpoints ${n.endpoints.map((e) => e.name).join(', ') || '(all disabled)'}`);
+    map('notifications.events.includereferences', 'notifications (manifest events always carry references)');
   }
 
   for (const [key, value] of leaves(doc)) {

@@ -64,12 +64,12 @@ notifications:
     assert.deepEqual(config.reference?.ignored.map((m) => m.key).sort(), [
       'http.secret',
       'log.formatter',
-      'notifications.endpoints',
       'storage.cache.blobdescriptor',
       'storage.maintenance.uploadpurging.enabled',
       'storage.maintenance.uploadpurging.interval',
     ]);
     assert.equal(config.reference?.mappings.find((m) => m.key === 'http.secret')?.value, '(secret)', 'secrets are never shown');
+    assert.deepEqual(config.notifications?.endpoints.map((e) => [e.name, e.url]), [['listener', 'https://example.com/event']], 'notifications are taken as they are');
   });
 
   it("keeps the reference's default of refusing deletes; flags still override the file", () => {
