@@ -30,7 +30,8 @@ export async function importCommand(sourceArg: string | undefined, flags: Import
   if (!(await source.exists())) {
     throw new ConfigError(`${source.description}: no reference registry storage here (expected docker/registry/v2/ under it)`);
   }
-  const { metadata, storage } = await openBackends(config);
+  // No events: an import copies what the old registry already held (and notified), it pushes nothing new.
+  const { metadata, storage } = await openBackends({ ...config, notifications: undefined });
   const verify = flags.verify !== false;
   const bar = importProgressBar(!flags.json && process.stderr.isTTY === true);
   try {
