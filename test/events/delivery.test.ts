@@ -3,7 +3,8 @@
  * what arrives, in which order, after failures, crashes and dead-lettering.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -11,6 +12,7 @@ import { EventReceiver, type ReceivedEvent } from '../helpers/event-receiver.js'
 import { pauseControl } from '../helpers/pause.js';
 import { berth } from '../helpers/berth-cli.js';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
+import { ReferenceTree } from '../helpers/reference-tree.js';
 import { makeImage, RegistryClient } from '../helpers/registry-client.js';
 import { makeDataDir, startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 import { verify } from '../../src/events/signing.js';
@@ -191,6 +193,29 @@ describe('notifications: delivery', () => {
     const gcEvents = events.filter((e) => e.action === 'gc.delete');
     assert.deepEqual(gcEvents.find((e) => e.target.repository === 'gc/app')?.target.digest, image.digest);
     assert.deepEqual(new Set(gcEvents.filter((e) => !e.target.repository).map((e) => e.target.digest)), new Set([image.config.digest, image.layers[0]!.digest]));
+  });
+
+  it('berth import writes no events: it copies history, it pushes nothing new', async () => {
+    const r = await receiver();
+    const config = notificationsConfig({ url: r.url });
+    const work = mkdtempSync(join(tmpdir(), 'berth-events-import-'));
+    try {
+      const tree = new ReferenceTree(join(work, 'source'));
+      tree.image('old/app', 'v1', ['a layer\n']);
+      const dataDir = makeDataDir();
+      const imported = await berth(['import', tree.root, '--config', config, '--data', dataDir]);
+      assert.equal(imported.code, 0, imported.stderr);
+      const s = await serve(['--config', config], { dataDir });
+      const client = new RegistryClient(s.url);
+      assert.equal((await client.fetch('/v2/old/app/tags/list')).status, 200, 'imported');
+      const image = makeImage({ layers: 1 });
+      await client.pushImage('new/app', image, 'v1');
+      const events = await r.waitFor('the new push', (ev) => ev.some((e) => e.target.tag === 'v1'));
+      await new Promise((res) => setTimeout(res, 300));
+      assert.deepEqual([...new Set(r.events.map((e) => e.target.repository))], ['new/app'], JSON.stringify(events.map((e) => [e.action, e.target.repository])));
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('metrics report pending, sent, failed and latency per endpoint', async () => {
