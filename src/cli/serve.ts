@@ -42,7 +42,7 @@ export async function serve(config: Config): Promise<void> {
       redirectExpiry: redirectExpiry(config),
       uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
     },
-    { log: logger, pulls: pulls?.record, events: endpoints.length > 0 },
+    { log: logger, pullEvents: pulls?.record, events: endpoints.length > 0 },
   );
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;

@@ -56,7 +56,7 @@ export class Blobs {
 
   /** A GET or HEAD that found the blob: a pull event, when some endpoint takes pulls. */
   pulled(repository: string, blob: BlobRecord, ev: EventContext): void {
-    this.ctx.pulls?.({ action: 'pull', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: 'application/octet-stream', ctx: ev });
+    this.ctx.pullEvents?.({ action: 'pull', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: 'application/octet-stream', ctx: ev });
   }
 
   async delete(repository: string, digest: Digest, ev?: EventContext): Promise<void> {

@@ -47,7 +47,7 @@ export interface RegistryContext {
    * Where pull events go (src/events/ batches them into the outbox); absent
    * when no endpoint takes pulls, so pulls pay nothing.
    */
-  pulls?: (event: OutboxEvent) => void;
+  pullEvents?: (event: OutboxEvent) => void;
   /** Whether any event endpoint is configured: http/ builds event contexts only then. */
   events?: boolean;
 }

@@ -53,8 +53,8 @@ export class Manifests {
    */
   async get(repository: string, reference: ManifestReference, accept: string | undefined, ev?: EventContext): Promise<ManifestRecord> {
     const found = await this.negotiate(repository, reference, accept);
-    if (ev && this.ctx.pulls) {
-      this.ctx.pulls({
+    if (ev && this.ctx.pullEvents) {
+      this.ctx.pullEvents({
         action: 'pull',
         kind: 'manifest',
         repository,

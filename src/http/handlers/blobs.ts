@@ -10,7 +10,7 @@ export const headBlob: Handler = async (c) => {
   const { reply, registry, repository, reference } = c;
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
   // A HEAD that finds the blob is a pull, as the reference registry reports it.
-  if (registry.ctx.pulls) registry.blobs.pulled(repository, blob, eventContext(c)!);
+  if (registry.ctx.pullEvents) registry.blobs.pulled(repository, blob, eventContext(c)!);
   reply
     .headers({
       'Content-Length': blob.size,
@@ -25,7 +25,7 @@ export const headBlob: Handler = async (c) => {
 export const getBlob: Handler = async (c) => {
   const { req, reply, registry, repository, reference, access } = c;
   const blob = await registry.blobs.stat(repository, parseDigest(reference));
-  if (registry.ctx.pulls) registry.blobs.pulled(repository, blob, eventContext(c)!);
+  if (registry.ctx.pullEvents) registry.blobs.pulled(repository, blob, eventContext(c)!);
   const location = await registry.blobs.redirectUrl(blob);
   if (location) {
     // Existence was answered by metadata above; the bytes (and any Range) are the object store's.

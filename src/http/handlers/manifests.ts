@@ -7,7 +7,7 @@ import type { Handler, RequestContext } from './handler.js';
 async function fetchManifest(c: RequestContext, withBody: boolean): Promise<void> {
   const { req, reply, registry, repository, reference } = c;
   // A GET or a HEAD is a pull, as the reference registry reports it.
-  const ev = registry.ctx.pulls ? eventContext(c) : undefined;
+  const ev = registry.ctx.pullEvents ? eventContext(c) : undefined;
   const manifest = await registry.manifests.get(repository, parseManifestReference(reference), req.headers.accept, ev);
   reply.headers({
     'Content-Type': manifest.mediaType,
