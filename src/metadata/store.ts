@@ -176,6 +176,19 @@ export interface MetadataStore {
    */
   dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T>;
 
+  // Console queries (read-only; src/console/) ---------------------------------
+
+  /** Every repository with its counts, sizes and last push, by name. */
+  repositorySummaries(): Promise<RepositorySummary[]>;
+  /** Tags with their manifests, in lexical (byte) order strictly after `last`, at most `limit`. */
+  listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }>;
+  /** The tags pointing at a manifest and the indexes of its repository that contain it. */
+  manifestUsage(repository: string, digest: string): Promise<ManifestUsage>;
+  /** What the registry holds in all: blobs, garbage awaiting GC, uploads in flight. */
+  storageTotals(): Promise<StorageTotals>;
+  /** The latest GC and fsck runs, newest first. */
+  listRuns(limit: number): Promise<LifecycleRunRecord[]>;
+
   close(): Promise<void>;
 }
 
@@ -206,4 +219,49 @@ export interface LifecycleTotals {
   problems: number;
   durationMs: number;
   lastRunAt: number;
+}
+
+export interface RepositorySummary {
+  name: string;
+  tags: number;
+  manifests: number;
+  /** Live blobs linked to the repository, each counted once however many manifests share it. */
+  bytes: number;
+  /** The part of `bytes` no other repository links: what deleting the repository would reclaim. */
+  uniqueBytes: number;
+  /** Latest of the repository's creation, manifest pushes and tag changes (ms). */
+  lastPush: number;
+}
+
+export interface TagDetail {
+  tag: string;
+  /** When the tag last moved (ms). */
+  updatedAt: number;
+  manifest: ManifestRecord & { artifactType?: string; createdAt: number };
+}
+
+export interface ManifestUsage {
+  tags: string[];
+  /** Digests of the indexes (in the same repository) that list the manifest. */
+  parents: string[];
+}
+
+export interface StorageTotals {
+  blobs: number;
+  bytes: number;
+  /** Live blobs no repository links any more: GC removes them once their grace period has passed. */
+  unlinkedBlobs: number;
+  unlinkedBytes: number;
+  /** Blobs GC has marked and is deleting. */
+  deletingBlobs: number;
+  /** Blobs whose liveness GC will check again. */
+  queuedBlobs: number;
+  /** Manifests without tag or parent index: GC candidates. */
+  untaggedManifests: number;
+  uploads: number;
+  uploadBytes: number;
+}
+
+export interface LifecycleRunRecord extends LifecycleRun {
+  id: number;
 }

@@ -68,6 +68,9 @@ import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } f
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
+import { CONSOLE_SQL } from './console-queries.js';
+import { toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 const DELETING = 1;
@@ -292,6 +295,7 @@ const SQL = {
       sum(uploads_purged)::bigint AS uploads_purged, sum(problems)::bigint AS problems,
       sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
     FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
+  ...CONSOLE_SQL,
 } as const;
 
 type Statement = keyof typeof SQL;
@@ -788,6 +792,33 @@ export class PostgresMetadataStore implements MetadataStore {
       await client.query('ROLLBACK').catch((e: Error) => (broken = e));
       client.release(broken);
     }
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (await this.db.one('repositorySummaries')).rows.map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (await this.db.one('listTagDetails', [repository, afterKey(last), limit + 1])).rows.map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    const [tags, parents] = await Promise.all([
+      this.db.one('tagsOfManifest', [repository, digest]),
+      this.db.one('parentsOfManifest', [repository, digest]),
+    ]);
+    return { tags: tags.rows.map((r) => r.name as string), parents: parents.rows.map((r) => r.digest as string) };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals((await this.db.one('storageTotals')).rows[0]!);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (await this.db.one('listRuns', [limit])).rows.map(toRun);
   }
 
   async close(): Promise<void> {

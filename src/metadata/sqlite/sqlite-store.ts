@@ -27,6 +27,9 @@ import type {
 import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
+import { prepareConsoleQueries } from './console-queries.js';
+import { toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 
@@ -358,6 +361,38 @@ export class SqliteMetadataStore implements MetadataStore {
     } finally {
       view.db.close();
     }
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  private consoleQueries: ReturnType<typeof prepareConsoleQueries> | undefined;
+  /** Prepared on first use: a server without the console does not pay for them. */
+  private get cq(): ReturnType<typeof prepareConsoleQueries> {
+    return (this.consoleQueries ??= prepareConsoleQueries(this.db));
+  }
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (this.cq.repositorySummaries.all() as Row[]).map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (this.cq.listTagDetails.all(repository, last ?? '', limit + 1) as Row[]).map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    return {
+      tags: this.cq.tagsOfManifest.all(repository, digest) as string[],
+      parents: this.cq.parentsOfManifest.all(repository, digest) as string[],
+    };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals(this.cq.storageTotals.get() as Row);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (this.cq.listRuns.all(limit) as Row[]).map(toRun);
   }
 
   async close(): Promise<void> {

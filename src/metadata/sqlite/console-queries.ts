@@ -1,0 +1,54 @@
+/**
+ * The console's read-only queries on SQLite (src/console/). Each one is
+ * answered from indexes of the schema (tags by (repository, name), tags by
+ * manifest, children by (repository, child)), except the per-repository
+ * aggregates, which read each repository's links once.
+ */
+import type Database from 'better-sqlite3';
+
+export function prepareConsoleQueries(db: Database.Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    repositorySummaries: p(`
+      SELECT r.name,
+        (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
+        (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests,
+        (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
+          WHERE l.repository_id = r.id) AS bytes,
+        (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
+          WHERE l.repository_id = r.id
+            AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = l.digest AND o.repository_id <> r.id)) AS unique_bytes,
+        max(r.created_at,
+          coalesce((SELECT max(t.updated_at) FROM tags t WHERE t.repository_id = r.id), 0),
+          coalesce((SELECT max(m.created_at) FROM manifests m WHERE m.repository_id = r.id), 0)) AS last_push
+      FROM repositories r ORDER BY r.name`),
+    listTagDetails: p(`
+      SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
+      FROM repositories r
+      JOIN tags t ON t.repository_id = r.id
+      JOIN manifests m ON m.id = t.manifest_id
+      WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`),
+    tagsOfManifest: p(`
+      SELECT t.name FROM repositories r
+      JOIN manifests m ON m.repository_id = r.id
+      JOIN tags t ON t.manifest_id = m.id
+      WHERE r.name = ? AND m.digest = ? ORDER BY t.name LIMIT 1000`).pluck(),
+    parentsOfManifest: p(`
+      SELECT p.digest FROM repositories r
+      JOIN manifest_children c ON c.repository_id = r.id
+      JOIN manifests p ON p.id = c.manifest_id
+      WHERE r.name = ? AND c.child_digest = ? ORDER BY p.digest LIMIT 1000`).pluck(),
+    storageTotals: p(`
+      SELECT
+        (SELECT count(*) FROM blobs WHERE state = 0) AS blobs,
+        (SELECT coalesce(sum(size), 0) FROM blobs WHERE state = 0) AS bytes,
+        (SELECT count(*) FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_blobs,
+        (SELECT coalesce(sum(size), 0) FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_bytes,
+        (SELECT count(*) FROM blobs WHERE state <> 0) AS deleting_blobs,
+        (SELECT count(*) FROM gc_blob_queue) AS queued_blobs,
+        (SELECT count(*) FROM manifests WHERE untagged_at IS NOT NULL) AS untagged_manifests,
+        (SELECT count(*) FROM uploads) AS uploads,
+        (SELECT coalesce(sum("offset"), 0) FROM uploads) AS upload_bytes`),
+    listRuns: p(`SELECT * FROM lifecycle_runs ORDER BY id DESC LIMIT ?`),
+  };
+}
