@@ -48,6 +48,8 @@ export interface Config extends SecurityConfig {
   logLevel: LogLevel;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
+  /** Serve the web console under /ui (src/console/). */
+  ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
 }
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG: Config = {
   data: './data',
   logLevel: 'info',
   deletes: true,
+  ui: true,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -132,6 +135,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
+  if (env.BERTH_UI) config.ui = parseBoolean(env.BERTH_UI, 'BERTH_UI');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -165,12 +169,13 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
+  if (d.ui !== undefined) config.ui = parseBoolean(d.ui as string, 'ui');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   const gc = d.gc as Record<string, unknown> | undefined;

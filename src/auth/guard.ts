@@ -120,6 +120,22 @@ export class Guard {
     return { canPull: (r) => this.policy.can(subject, r, 'pull') };
   }
 
+  /**
+   * Who is asking and what they may do, for the console (src/console/): the
+   * rules of a user or of a Berth-issued token's subject, an external token's
+   * grants. Refused credentials come back as the failure, for the caller to answer.
+   */
+  async caller(req: FastifyRequest): Promise<{ name: string | null; can(repository: string, action: Action): boolean } | AuthFailure> {
+    const p = await this.authn.authenticate(req);
+    if (isFailure(p)) return p;
+    if (p.kind === 'token' && !p.token.own) {
+      const token = p.token;
+      return { name: token.subject || null, can: (r, a) => tokenGrants(token, 'repository', r, a) };
+    }
+    const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.subject ? p.token.subject : null;
+    return { name: subject, can: (r, a) => this.policy.can(subject, r, a) };
+  }
+
   /** Checks an admin request (/admin/*, /metrics): admins only, or loopback when no admin is configured. */
   async authorizeAdmin(req: FastifyRequest): Promise<void> {
     if (!this.policy.hasAdmins) {

@@ -6,6 +6,7 @@ import { parseAddr, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
+import { consoleRoutes } from '../console/routes.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
@@ -17,12 +18,14 @@ export async function serve(config: Config): Promise<void> {
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  const ui = config.ui ? consoleRoutes({ registry, gc, guard: security.guard, adminCheck: security.adminCheck, tokenLogin: config.auth?.token.enabled ?? false }) : undefined;
   const app = buildServer({
     registry,
     logger,
     extraRoutes: (a) => {
       security.register(a);
       admin(a);
+      ui?.(a);
     },
     guard: security.guard,
     serverFactory: security.transport?.factory,
