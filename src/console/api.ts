@@ -12,7 +12,7 @@ import { RegistryError } from '../registry/errors.js';
 import { isTag, parseDigest, parseRepositoryName } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
 import { requireAdmin, type Caller, type ConsoleAccess } from './access.js';
-import { imageConfig, imageParts, imageSize, indexChildren, kindOf, parseBody, type DescriptorView } from './views.js';
+import { addImageBlobs, imageConfig, imageParts, imageSize, indexChildren, kindOf, parseBody, totalSize, type DescriptorView } from './views.js';
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const DEFAULT_TAGS = 100;
@@ -79,14 +79,17 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
     const kind = kindOf(m.mediaType);
     if (kind !== 'index') return { kind, size: imageSize(body), platforms: undefined };
     const children = indexChildren(body);
+    // Layers shared between platforms are stored once: the index costs the distinct blobs of its children.
+    const all = new Map<string, number>();
     const platforms = await Promise.all(
       children.map(async (c) => {
         const child = await metadata.findManifestByDigest(repository, c.digest);
-        return { digest: c.digest, mediaType: c.mediaType, platform: c.platform ?? 'unknown', size: child ? imageSize(parseBody(child.body)) : 0 };
+        const own = child ? addImageBlobs(parseBody(child.body), new Map()) : new Map<string, number>();
+        for (const [d, size] of own) all.set(d, size);
+        return { digest: c.digest, mediaType: c.mediaType, platform: c.platform ?? 'unknown', size: totalSize(own) };
       }),
     );
-    // Layers shared between platforms are stored once; the index costs what its distinct children hold.
-    return { kind, size: platforms.reduce((s, p) => s + p.size, 0), platforms };
+    return { kind, size: totalSize(all), platforms };
   }
 
   async function readConfig(repository: string, config: DescriptorView | undefined) {

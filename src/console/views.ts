@@ -58,14 +58,22 @@ export function imageParts(body: ParsedBody): { config?: DescriptorView; layers:
   return { ...(body.config ? { config: descriptor(body.config) } : {}), layers };
 }
 
+/** Adds an image's config and layers to `into` (digest → size), so a blob listed twice counts once. */
+export function addImageBlobs(body: ParsedBody, into: Map<string, number>): Map<string, number> {
+  const { config, layers } = imageParts(body);
+  for (const d of [...(config ? [config] : []), ...layers]) into.set(d.digest, d.size);
+  return into;
+}
+
+export function totalSize(blobs: Map<string, number>): number {
+  let total = 0;
+  for (const size of blobs.values()) total += size;
+  return total;
+}
+
 /** Compressed size of an image: its config and layers, a blob listed twice counted once. */
 export function imageSize(body: ParsedBody): number {
-  const { config, layers } = imageParts(body);
-  const seen = new Map<string, number>();
-  for (const d of [...(config ? [config] : []), ...layers]) seen.set(d.digest, d.size);
-  let total = 0;
-  for (const size of seen.values()) total += size;
-  return total;
+  return totalSize(addImageBlobs(body, new Map()));
 }
 
 /** The children of an index, with their platforms. */
