@@ -229,7 +229,7 @@ export interface RepositorySummary {
   bytes: number;
   /** The part of `bytes` no other repository links: what deleting the repository would reclaim. */
   uniqueBytes: number;
-  /** Latest of the repository's creation, manifest pushes and tag changes (ms). */
+  /** When the repository's newest manifest was first pushed (ms); its creation when it has none. Moving a tag to an older manifest is not a push. */
   lastPush: number;
 }
 
