@@ -87,6 +87,8 @@ export interface TagRow {
   mediaType: string;
   artifactType?: string;
   pushedAt: number;
+  pulls: number;
+  lastPulled?: number;
   kind: 'image' | 'index' | 'other';
   size: number;
   platforms?: PlatformRow[];
@@ -128,6 +130,8 @@ export interface ManifestView {
   config?: Descriptor & { image?: ImageConfig };
   layers?: Descriptor[];
   manifests?: PlatformRow[];
+  pulls: number;
+  lastPulled?: number;
   tags: string[];
   parents: string[];
   referrers: Descriptor[];

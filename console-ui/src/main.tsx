@@ -237,6 +237,7 @@ function Repository({ name }: { name: string }) {
                   <th scope="col">Platform</th>
                   <th scope="col" class="num">Size</th>
                   <th scope="col">Pushed</th>
+                  <th scope="col" class="num">Pulls</th>
                   <th scope="col">Pull</th>
                   {pages.canDelete && <th scope="col"><span class="sr-only">Actions</span></th>}
                 </tr>
@@ -260,6 +261,9 @@ function Repository({ name }: { name: string }) {
                       <td>{p ? p.platform : t.kind === 'image' ? '—' : ''}</td>
                       <td class="num">{bytes(p ? p.size : t.size)}</td>
                       <td>{i === 0 ? time(t.pushedAt) : ''}</td>
+                      <td class="num" title={i === 0 && t.lastPulled ? `last pulled ${time(t.lastPulled)}` : undefined}>
+                        {i === 0 ? t.pulls : ''}
+                      </td>
                       <td>
                         {i === 0 && (
                           <details>
@@ -375,6 +379,11 @@ function Manifest({ repository, reference }: { repository: string; reference: st
             <dd>{bytes(data.size)} compressed (manifest {bytes(data.manifestSize)})</dd>
             <dt>Tags</dt>
             <dd>{data.tags.length > 0 ? data.tags.join(', ') : 'none'}</dd>
+            <dt>Pulls</dt>
+            <dd>
+              {data.pulls}
+              {data.lastPulled ? `, last ${time(data.lastPulled)}` : ''}
+            </dd>
             {data.subject && (
               <>
                 <dt>Subject</dt>

@@ -7,6 +7,7 @@ import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { buildServer } from '../http/server.js';
 import { consoleRoutes } from '../console/routes.js';
+import { PullCounter } from '../console/pulls.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
@@ -18,7 +19,10 @@ export async function serve(config: Config): Promise<void> {
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
-  const ui = config.ui ? consoleRoutes({ registry, gc, guard: security.guard, adminCheck: security.adminCheck, tokenLogin: config.auth?.token.enabled ?? false }) : undefined;
+  // Pulls are counted for the console only: without it the pull path does not pay even a map update.
+  const pulls = config.ui ? new PullCounter(metadata, logger) : undefined;
+  registry.ctx.pulls = pulls;
+  const ui = config.ui ? consoleRoutes({ registry, gc, pulls, guard: security.guard, adminCheck: security.adminCheck, tokenLogin: config.auth?.token.enabled ?? false }) : undefined;
   const app = buildServer({
     registry,
     logger,
@@ -56,6 +60,7 @@ export async function serve(config: Config): Promise<void> {
   );
 
   gc.startBackground();
+  pulls?.start();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -70,6 +75,7 @@ export async function serve(config: Config): Promise<void> {
     await security.transport?.close();
     clearInterval(sweep);
     await gc.stop();
+    await pulls?.stop();
     await metadata.close();
     logger.flush();
     process.exit(0);

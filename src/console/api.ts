@@ -12,6 +12,7 @@ import { RegistryError } from '../registry/errors.js';
 import { isTag, parseDigest, parseRepositoryName } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
 import { requireAdmin, type Caller, type ConsoleAccess } from './access.js';
+import type { PullCounter } from './pulls.js';
 import { addImageBlobs, imageConfig, imageParts, imageSize, indexChildren, kindOf, parseBody, totalSize, type DescriptorView } from './views.js';
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -27,6 +28,7 @@ export interface ConsoleApiOptions {
   access: ConsoleAccess;
   /** Whether the token endpoint is on (the login page gets its token there). */
   tokenLogin: boolean;
+  pulls?: PullCounter;
 }
 
 /** A query parameter given at most once. */
@@ -68,7 +70,7 @@ async function pullable(metadata: MetadataStore, caller: Caller, query: URLSearc
   return repository;
 }
 
-export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptions) {
+export function consoleApi({ registry, gc, access, tokenLogin, pulls }: ConsoleApiOptions) {
   const metadata = registry.ctx.metadata;
   const storage = registry.ctx.storage;
   const deletes = registry.ctx.options.deleteEnabled;
@@ -90,6 +92,13 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
       }),
     );
     return { kind, size: totalSize(all), platforms };
+  }
+
+  /** Pull counts by digest: this process's pending counts first, so a pull just made shows. */
+  async function pullsOf(repository: string, digests: string[]): Promise<Map<string, { pulls: number; lastPulled: number }>> {
+    await pulls?.flush();
+    const counts = await metadata.pullCounts(repository, [...new Set(digests)]);
+    return new Map(counts.map((c) => [c.digest, { pulls: c.count, lastPulled: c.lastPulled }]));
   }
 
   async function readConfig(repository: string, config: DescriptorView | undefined) {
@@ -128,6 +137,7 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
       const repository = await pullable(metadata, caller, query);
       const limit = count(query, 'limit', DEFAULT_TAGS, MAX_TAGS);
       const page = await metadata.listTagDetails(repository, param(query, 'last') || undefined, limit);
+      const counts = await pullsOf(repository, page.items.map((t) => t.manifest.digest));
       const tags = await Promise.all(
         page.items.map(async (t) => ({
           tag: t.tag,
@@ -135,6 +145,7 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
           mediaType: t.manifest.mediaType,
           ...(t.manifest.artifactType ? { artifactType: t.manifest.artifactType } : {}),
           pushedAt: t.updatedAt,
+          ...(counts.get(t.manifest.digest) ?? { pulls: 0 }),
           ...(await summarize(repository, t.manifest)),
         })),
       );
@@ -150,10 +161,11 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
       if (!m) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference: reference.slice(0, 200) } });
       const body = parseBody(m.body);
       const kind = kindOf(m.mediaType);
-      const [usage, referrers, summary] = await Promise.all([
+      const [usage, referrers, summary, counts] = await Promise.all([
         metadata.manifestUsage(repository, m.digest),
         metadata.listReferrers(repository, m.digest, undefined),
         summarize(repository, m),
+        pullsOf(repository, [m.digest]),
       ]);
       const { config, layers } = imageParts(body);
       return {
@@ -168,6 +180,7 @@ export function consoleApi({ registry, gc, access, tokenLogin }: ConsoleApiOptio
         ...(body.subject ? { subject: { digest: String(body.subject.digest), mediaType: String(body.subject.mediaType) } } : {}),
         ...(kind === 'image' ? { config: config ? { ...config, image: await readConfig(repository, config) } : undefined, layers } : {}),
         ...(kind === 'index' ? { manifests: summary.platforms } : {}),
+        ...(counts.get(m.digest) ?? { pulls: 0 }),
         tags: usage.tags,
         parents: usage.parents,
         referrers,

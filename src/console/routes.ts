@@ -8,6 +8,7 @@ import type { Registry } from '../registry/registry.js';
 import { consoleAccess } from './access.js';
 import { consoleApi } from './api.js';
 import { assetRoutes } from './assets.js';
+import type { PullCounter } from './pulls.js';
 
 export interface ConsoleOptions {
   registry: Registry;
@@ -15,10 +16,12 @@ export interface ConsoleOptions {
   guard: Guard | undefined;
   adminCheck: AdminCheck;
   tokenLogin: boolean;
+  /** This process's pull counter, flushed before counts are read. */
+  pulls?: PullCounter;
 }
 
 export function consoleRoutes(options: ConsoleOptions): (app: FastifyInstance) => void {
-  const api = consoleApi({ registry: options.registry, gc: options.gc, access: consoleAccess(options.guard, options.adminCheck), tokenLogin: options.tokenLogin });
+  const api = consoleApi({ registry: options.registry, gc: options.gc, access: consoleAccess(options.guard, options.adminCheck), tokenLogin: options.tokenLogin, pulls: options.pulls });
   const pages = assetRoutes();
   return (app) => {
     // API paths are matched before the page wildcard: an unknown one is a JSON 404, not the page.

@@ -14,6 +14,7 @@ import type {
   ManifestRef,
   NewManifest,
   Page,
+  PullCount,
   ReferrerDescriptor,
   RepositorySummary,
   StorageTotals,
@@ -167,4 +168,9 @@ export function toRun(row: Row): LifecycleRunRecord {
     uploadsPurged: Number(row.uploads_purged),
     problems: Number(row.problems),
   };
+}
+
+/** Columns: name, digest, count, last_pulled. */
+export function toPullCount(row: Row): PullCount {
+  return { repository: row.name as string, digest: row.digest as string, count: Number(row.count), lastPulled: Number(row.last_pulled) };
 }

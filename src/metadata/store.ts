@@ -188,6 +188,13 @@ export interface MetadataStore {
   storageTotals(): Promise<StorageTotals>;
   /** The latest GC and fsck runs, newest first. */
   listRuns(limit: number): Promise<LifecycleRunRecord[]>;
+  /**
+   * Adds pull counts, batched by the caller (one call per flush, not per
+   * pull). Best effort: counts of a manifest deleted meanwhile are dropped.
+   */
+  recordPulls(pulls: PullCount[]): Promise<void>;
+  /** The pull counts of these manifests of the repository (those pulled at least once). */
+  pullCounts(repository: string, digests: string[]): Promise<PullCount[]>;
 
   close(): Promise<void>;
 }
@@ -264,4 +271,12 @@ export interface StorageTotals {
 
 export interface LifecycleRunRecord extends LifecycleRun {
   id: number;
+}
+
+export interface PullCount {
+  repository: string;
+  digest: string;
+  count: number;
+  /** ms */
+  lastPulled: number;
 }

@@ -81,6 +81,20 @@ describe('console API', () => {
     assert.equal(byTag.body.manifests.length, 2);
   });
 
+  it('counts pulls (manifest GETs, not HEADs) per manifest, shown on tags and manifests', async () => {
+    const client = new RegistryClient(server.url);
+    const accept = { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' };
+    for (let i = 0; i < 3; i++) assert.equal((await client.fetch('/v2/other/tool/manifests/latest', { headers: accept })).status, 200);
+    assert.equal((await client.fetch('/v2/other/tool/manifests/latest', { method: 'HEAD', headers: accept })).status, 200);
+    const tags = await json(`${server.url}/ui/api/tags?repository=other/tool`);
+    assert.equal(tags.body.tags[0].pulls, 3);
+    assert.ok(tags.body.tags[0].lastPulled > Date.now() - 60_000);
+    const m = await json(`${server.url}/ui/api/manifest?repository=other/tool&reference=latest`);
+    assert.equal(m.body.pulls, 3);
+    const never = await json(`${server.url}/ui/api/tags?repository=team/app`);
+    assert.equal(never.body.tags[1].pulls, 0);
+  });
+
   it('answers bad input with a 4xx, never a 500', async () => {
     const bad = [
       '/ui/api/tags',

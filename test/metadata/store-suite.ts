@@ -554,6 +554,31 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(runs.map(({ id: _id, ...r }) => r), [{ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 }, { ...run, kind: 'gc', startedAt: T }]);
         assert.equal((await s.listRuns(1)).length, 1);
       });
+
+      test('recordPulls adds batched counts per manifest; pullCounts reads them; they go with their manifest', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m1 = manifest('m1', [b.digest]);
+        const m2 = manifest('m2', [b.digest]);
+        await s.putManifest('a/app', m1, 'v1', T);
+        await s.putManifest('a/app', m2, 'v2', T);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest, m2.digest]), []);
+        await s.recordPulls([
+          { repository: 'a/app', digest: m1.digest, count: 3, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+          { repository: 'a/app', digest: digestOf('unknown'), count: 9, lastPulled: T },
+          { repository: 'b/none', digest: m1.digest, count: 9, lastPulled: T },
+        ]);
+        await s.recordPulls([{ repository: 'a/app', digest: m1.digest, count: 2, lastPulled: T + 7 }]);
+        const counts = (await s.pullCounts('a/app', [m1.digest, m2.digest, digestOf('unknown')])).sort((x, y) => y.count - x.count);
+        assert.deepEqual(counts, [
+          { repository: 'a/app', digest: m1.digest, count: 5, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+        ]);
+        assert.deepEqual(await s.pullCounts('a/app', [m2.digest]), [{ repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 }]);
+        assert.ok(await s.deleteManifest('a/app', m1.digest, T + 20));
+        await s.putManifest('a/app', m1, 'v1', T + 30);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest]), [], 'a manifest pushed again starts from zero');
+      });
     });
 
     if (options.concurrency !== false) {

@@ -47,4 +47,20 @@ export const CONSOLE_SQL = {
       (SELECT count(*) FROM uploads) AS uploads,
       (SELECT coalesce(sum("offset"), 0)::bigint FROM uploads) AS upload_bytes`,
   listRuns: `SELECT * FROM lifecycle_runs ORDER BY id DESC LIMIT $1`,
+  // One statement per batch; rows in (name, digest) order so that two nodes' flushes lock them in the same order.
+  recordPulls: `
+    INSERT INTO manifest_pulls (manifest_id, count, last_pulled)
+    SELECT m.id, v.count, v.last
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(name, digest, count, last)
+    JOIN repositories r ON r.name = v.name
+    JOIN manifests m ON m.repository_id = r.id AND m.digest = v.digest
+    ORDER BY v.name, v.digest
+    ON CONFLICT (manifest_id) DO UPDATE SET count = manifest_pulls.count + excluded.count,
+      last_pulled = GREATEST(manifest_pulls.last_pulled, excluded.last_pulled)`,
+  pullCounts: `
+    SELECT r.name, m.digest, p.count, p.last_pulled
+    FROM repositories r
+    JOIN manifests m ON m.repository_id = r.id
+    JOIN manifest_pulls p ON p.manifest_id = m.id
+    WHERE r.name = $1 AND m.digest = ANY($2::text[])`,
 } as const;

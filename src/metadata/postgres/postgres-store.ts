@@ -69,8 +69,8 @@ import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toR
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 import { CONSOLE_SQL } from './console-queries.js';
-import { toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
-import type { LifecycleRunRecord, ManifestUsage, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 const DELETING = 1;
@@ -819,6 +819,24 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
     return (await this.db.one('listRuns', [limit])).rows.map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    const values = [pulls.map((p) => p.repository), pulls.map((p) => p.digest), pulls.map((p) => p.count), pulls.map((p) => p.lastPulled)];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return void (await this.db.one('recordPulls', values));
+      } catch (e) {
+        // A manifest deleted between the join and the foreign-key check: once more, and the join leaves it out.
+        if ((e as { code?: string }).code !== '23503' || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (await this.db.one('pullCounts', [repository, digests])).rows.map(toPullCount);
   }
 
   async close(): Promise<void> {

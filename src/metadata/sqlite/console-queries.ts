@@ -51,5 +51,15 @@ export function prepareConsoleQueries(db: Database.Database) {
         (SELECT count(*) FROM uploads) AS uploads,
         (SELECT coalesce(sum("offset"), 0) FROM uploads) AS upload_bytes`),
     listRuns: p(`SELECT * FROM lifecycle_runs ORDER BY id DESC LIMIT ?`),
+    recordPull: p(`
+      INSERT INTO manifest_pulls (manifest_id, count, last_pulled)
+      SELECT m.id, ?, ? FROM repositories r JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.digest = ?
+      ON CONFLICT (manifest_id) DO UPDATE SET count = count + excluded.count, last_pulled = max(last_pulled, excluded.last_pulled)`),
+    pullCounts: p(`
+      SELECT r.name, m.digest, p.count, p.last_pulled
+      FROM repositories r
+      JOIN manifests m ON m.repository_id = r.id
+      JOIN manifest_pulls p ON p.manifest_id = m.id
+      WHERE r.name = ? AND m.digest IN (SELECT value FROM json_each(?))`),
   };
 }

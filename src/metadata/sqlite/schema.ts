@@ -122,4 +122,12 @@ export const MIGRATIONS: string[] = [
   -- fsck asks "is this object known?" by key: S3 keys do not name their digest.
   CREATE UNIQUE INDEX blobs_by_storage_key ON blobs(storage_key);
   `,
+  `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        INTEGER NOT NULL,
+    last_pulled  INTEGER NOT NULL
+  );
+  `,
 ];

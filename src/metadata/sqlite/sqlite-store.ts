@@ -28,8 +28,8 @@ import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } f
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { prepareConsoleQueries } from './console-queries.js';
-import { toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
-import type { LifecycleRunRecord, ManifestUsage, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 
@@ -393,6 +393,19 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
     return (this.cq.listRuns.all(limit) as Row[]).map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    // Not durable: a power cut costs a few seconds of counts, and pulls never wait for a sync.
+    await this.write(() => {
+      for (const p of pulls) this.cq.recordPull.run(p.count, p.lastPulled, p.repository, p.digest);
+    }, false);
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (this.cq.pullCounts.all(repository, JSON.stringify(digests)) as Row[]).map(toPullCount);
   }
 
   async close(): Promise<void> {
