@@ -114,6 +114,11 @@ describe('web console (auth off): real pushes, every page, deleting a tag', () =
     assert.match(await pageText(page), /Repositories/);
     if (dockerRef) assert.match(await pageText(page), /demo\/docker/);
     await screenshot(page, 'repositories');
+    // Keyboard first: Tab reaches the skip link, then the header links; every field has a label.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+    const unlabelled = await page.$$eval('input, select', (els) => els.filter((e) => !e.closest('label') && !document.querySelector(`label[for="${e.id}"]`)).length);
+    assert.equal(unlabelled, 0);
     await page.type('input[type=search]', 'multi');
     await page.waitForFunction(() => !document.body.innerText.includes('demo/docker') && document.body.innerText.includes('1 repository'));
     assert.deepEqual(pageErrors(page), []);
@@ -335,8 +340,10 @@ describe('web console with auth: the registry users, rules and tokens', () => {
     assert.equal(await count(page, 'button[aria-label^="Delete"]'), 0);
 
     await signIn(page, 'reader', 'reader-pw');
+    // The token lives in the page's memory only: a reload is anonymous again.
     await page.goto(`${server.url}/ui/`);
-    // A reload drops the in-memory token: sign in again, then navigate inside the page.
+    await page.waitForSelector('a[href="/ui/login"]');
+    assert.doesNotMatch(await pageText(page), /reader/);
     await signIn(page, 'reader', 'reader-pw');
     await page.click('a.brand');
     await waitForText(page, 'private/app');

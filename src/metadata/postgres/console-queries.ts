@@ -21,10 +21,11 @@ export const CONSOLE_SQL = {
     ORDER BY r.name`,
   listTagDetails: `
     SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
-    FROM repositories r
-    JOIN tags t ON t.repository_id = r.id
+    FROM tags t
     JOIN manifests m ON m.id = t.manifest_id
-    WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3`,
+    -- The repository's id first, so the page is read in order from the tag key and stops at the limit.
+    WHERE t.repository_id = (SELECT id FROM repositories WHERE name = $1) AND t.name > $2
+    ORDER BY t.name LIMIT $3`,
   tagsOfManifest: `
     SELECT t.name FROM repositories r
     JOIN manifests m ON m.repository_id = r.id
