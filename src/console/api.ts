@@ -57,6 +57,26 @@ function queryOf(req: FastifyRequest): URLSearchParams {
   return new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
 }
 
+/**
+ * Changes (DELETE, POST) only from this origin or from non-browser clients:
+ * with auth off, or for the GC button of a loopback admin, a page on another
+ * site could otherwise make a visitor's browser send a simple cross-site POST.
+ * Browsers name the page's origin on such requests; scripts send none.
+ */
+function sameOrigin(req: FastifyRequest): void {
+  const origin = req.headers.origin;
+  const site = req.headers['sec-fetch-site'];
+  let foreign = site === 'cross-site' || site === 'same-site';
+  if (origin !== undefined) {
+    try {
+      foreign ||= new URL(origin).host !== req.headers.host;
+    } catch {
+      foreign = true; // "null" (sandboxed pages, file://) or garbage
+    }
+  }
+  if (foreign) throw new RegistryError('DENIED', 'changes are accepted from the console\'s own origin only');
+}
+
 function send(reply: FastifyReply, value: unknown): FastifyReply {
   return reply.code(200).header('Cache-Control', 'no-store').type('application/json').send(JSON.stringify(value));
 }
@@ -205,6 +225,7 @@ export function consoleApi({ registry, gc, access, tokenLogin, pulls }: ConsoleA
     });
 
     app.post('/ui/api/gc', async (req, reply) => {
+      sameOrigin(req);
       const caller = await access.caller(req);
       requireAdmin(caller);
       const query = queryOf(req);
@@ -217,6 +238,7 @@ export function consoleApi({ registry, gc, access, tokenLogin, pulls }: ConsoleA
     });
 
     app.delete('/ui/api/tag', async (req, reply) => {
+      sameOrigin(req);
       const caller = await access.caller(req);
       const query = queryOf(req);
       const repository = await pullable(metadata, caller, query);
@@ -228,6 +250,7 @@ export function consoleApi({ registry, gc, access, tokenLogin, pulls }: ConsoleA
     });
 
     app.delete('/ui/api/manifest', async (req, reply) => {
+      sameOrigin(req);
       const caller = await access.caller(req);
       const query = queryOf(req);
       const repository = await pullable(metadata, caller, query);

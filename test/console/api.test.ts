@@ -95,6 +95,21 @@ describe('console API', () => {
     assert.equal(never.body.tags[1].pulls, 0);
   });
 
+  it('refuses changes a page on another site makes a browser send (CSRF), and still takes them from its own page and from scripts', async () => {
+    const client = new RegistryClient(server.url);
+    await client.pushImage('team/app', makeImage(), 'csrf');
+    const from = (headers: Record<string, string>) => fetch(`${server.url}/ui/api/tag?repository=team/app&tag=csrf`, { method: 'DELETE', headers });
+    const foreign: Record<string, string>[] = [{ origin: 'https://evil.example' }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }];
+    for (const headers of foreign) {
+      const res = await from(headers);
+      assert.equal(res.status, 403, JSON.stringify(headers));
+    }
+    const gc = await fetch(`${server.url}/ui/api/gc?dryRun=0`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'text/plain' } });
+    assert.equal(gc.status, 403, 'a simple cross-site POST does not run GC');
+    assert.equal((await client.fetch('/v2/team/app/manifests/csrf', { method: 'HEAD' })).status, 200, 'nothing was deleted');
+    assert.equal((await from({ origin: server.url, 'sec-fetch-site': 'same-origin' })).status, 200);
+  });
+
   it('answers bad input with a 4xx, never a 500', async () => {
     const bad = [
       '/ui/api/tags',

@@ -432,13 +432,18 @@ describe('web console on a registry of 10,000 tags', () => {
 
   it('the API answers each page in milliseconds', async (t) => {
     const timings: Record<string, number> = {};
+    // The median of 5 requests after a warm-up one (prepared statements, page cache): the VM is shared.
     const time = async (name: string, path: string) => {
-      await fetch(`${server.url}${path}`); // warm (prepared statements, page cache)
-      const start = performance.now();
-      const res = await fetch(`${server.url}${path}`);
-      await res.arrayBuffer();
-      timings[name] = Math.round((performance.now() - start) * 10) / 10;
-      assert.equal(res.status, 200, path);
+      await fetch(`${server.url}${path}`);
+      const runs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const start = performance.now();
+        const res = await fetch(`${server.url}${path}`);
+        await res.arrayBuffer();
+        runs.push(performance.now() - start);
+        assert.equal(res.status, 200, path);
+      }
+      timings[name] = Math.round(runs.sort((x, y) => x - y)[2]! * 10) / 10;
     };
     await time('repositories', '/ui/api/repositories');
     await time('repositories by size', '/ui/api/repositories?sort=size');
@@ -448,7 +453,7 @@ describe('web console on a registry of 10,000 tags', () => {
     await time('storage', '/ui/api/storage');
     const summary = (await (await fetch(`${server.url}/ui/api/repositories?q=big/app`)).json()) as { repositories: { tags: number }[] };
     assert.equal(summary.repositories[0]!.tags, TAGS);
-    t.diagnostic(`API times (ms) on ${TAGS} tags: ${JSON.stringify(timings)}`);
+    t.diagnostic(`API times (ms, median of 5) on ${TAGS} tags: ${JSON.stringify(timings)}`);
     for (const [name, ms] of Object.entries(timings)) assert.ok(ms < 500, `${name} took ${ms} ms`);
   });
 
