@@ -258,9 +258,9 @@ function Repository({ name }: { name: string }) {
                         </Link>
                       </td>
                       <td>{i === 0 ? t.artifactType ?? mediaTypeName(t.mediaType) : ''}</td>
-                      <td>{p ? p.platform : t.kind === 'image' ? '—' : ''}</td>
+                      <td class="nowrap">{p ? p.platform : t.kind === 'image' ? '—' : ''}</td>
                       <td class="num">{bytes(p ? p.size : t.size)}</td>
-                      <td>{i === 0 ? time(t.pushedAt) : ''}</td>
+                      <td class="nowrap">{i === 0 ? time(t.pushedAt) : ''}</td>
                       <td class="num" title={i === 0 && t.lastPulled ? `last pulled ${time(t.lastPulled)}` : undefined}>
                         {i === 0 ? t.pulls : ''}
                       </td>
