@@ -424,7 +424,7 @@ describe('web console on a registry of 10,000 tags', () => {
     };
     await Promise.all(Array.from({ length: 32 }, worker));
     browser = await launchBrowser();
-  });
+  }, { timeout: 600_000 }); // seeding takes ~15 s on SQLite, up to ~3 min on PostgreSQL + S3 on a busy VM
   after(async () => {
     await browser?.close();
     await server?.stop();
