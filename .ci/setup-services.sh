@@ -5,11 +5,12 @@
 #
 #   eval "$(bash .ci/setup-services.sh)"
 #
-#   - S3: the shared Swift s3api store (shared/s3/start-s3.sh: found at
-#     ../shared/s3/ next to the repository, else /work/shared/s3/, or
-#     $BERTH_CI_S3_START). It is idempotent: when already running it only
-#     checks the bucket (0.5 s). Exports S3_ENDPOINT, S3_REGION,
-#     S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_BUCKET.
+#   - S3: the project's own test store, OpenStack Swift + s3api from Debian
+#     (scripts/s3/start.sh: installs python3-swift and memcached when
+#     missing, starts it on 127.0.0.1:${S3_PORT:-5480}, creates the bucket).
+#     Idempotent: when already running it only checks the bucket (0.1 s).
+#     Exports S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY,
+#     S3_BUCKET.
 #   - PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres): started with
 #     pg_ctlcluster when pg_isready says no; the maintenance database `test`,
 #     which tests create their throwaway databases from, is created if
@@ -20,7 +21,7 @@
 # that answers).
 #
 # Environment (all optional):
-#   BERTH_CI_S3_START   path of start-s3.sh
+#   S3_PORT, S3_STATE_DIR, S3_BUCKET...  see scripts/s3/start.sh
 #   BERTH_CI_PG_HOST    PostgreSQL host (127.0.0.1)
 #   BERTH_CI_PG_PORT    PostgreSQL port (5432)
 #   BERTH_CI_PG_DB      maintenance database (test)
@@ -38,14 +39,7 @@ say() { printf 'setup-services: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 # --- 1. S3 -------------------------------------------------------------------------
-s3_start=${BERTH_CI_S3_START:-}
-if [ -z "$s3_start" ]; then
-  for candidate in "$repo/../shared/s3/start-s3.sh" /work/shared/s3/start-s3.sh; do
-    if [ -f "$candidate" ]; then s3_start=$candidate; break; fi
-  done
-fi
-[ -n "$s3_start" ] && [ -f "$s3_start" ] \
-  || die "start-s3.sh not found (looked in $repo/../shared/s3/ and /work/shared/s3/; set BERTH_CI_S3_START)"
+s3_start=$repo/scripts/s3/start.sh
 s3_exports=$(bash "$s3_start") || die "$s3_start failed"
 # Only `export NAME=value` lines: anything else would be run by the caller's eval.
 grep -Eq '^export S3_ENDPOINT=' <<<"$s3_exports" || die "$s3_start printed no S3_ENDPOINT"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The API, lifecycle, end-to-end, HTTP fuzz and console suites a second time, with
 # every test server on PostgreSQL metadata and S3 storage (part of `npm test`).
-# Needs S3_ENDPOINT & co. (eval "$(bash .ci/setup-services.sh)" prints them)
-# and PostgreSQL on 127.0.0.1:5432; without them the pass is skipped, visibly,
-# except under CI=true, where it fails.
+# Needs S3_ENDPOINT & co. (npm test gets them from .ci/setup-services.sh,
+# which starts the project's S3 store, scripts/s3/start.sh) and PostgreSQL on
+# 127.0.0.1:5432; without them the pass is skipped, visibly, except under
+# CI=true, where it fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,7 +13,7 @@ if [ -z "${S3_ENDPOINT:-${AWS_ENDPOINT_URL_S3:-}}" ]; then
     echo "test-scale-out: no S3 endpoint (S3_ENDPOINT) under CI=true" >&2
     exit 1
   fi
-  echo "test-scale-out: SKIPPED (no S3_ENDPOINT; run: eval \"\$(bash .ci/setup-services.sh)\" first)" >&2
+  echo "test-scale-out: SKIPPED (no S3_ENDPOINT; npm test starts it; by hand: eval \"\$(bash .ci/setup-services.sh)\")" >&2
   exit 0
 fi
 

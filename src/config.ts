@@ -6,7 +6,10 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
+import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+
+export { ConfigError, parseAddr, parseBoolean, parseDuration };
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -46,6 +49,8 @@ export interface Config extends SecurityConfig {
   /** Metadata store: a postgres:// URL; undefined means the SQLite file in the data directory. */
   metadata?: string;
   logLevel: LogLevel;
+  /** Where the audit log goes (a file path, or `stdout`/`stderr`); undefined: no audit log. */
+  auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
   /** Serve the web console under /ui (src/console/). */
@@ -70,36 +75,16 @@ export const DEFAULT_CONFIG: Config = {
   },
   // Security (src/auth/config.ts): auth and TLS are off unless configured.
   trustedProxies: [],
-  limits: { maxHeaderBytes: 16 * 1024, uploadsPerClient: 16 },
+  limits: {
+    maxHeaderBytes: 16 * 1024,
+    uploadsPerClient: 16,
+    headerTimeout: 30_000,
+    idleTimeout: 60_000,
+    connectionsPerClient: 128,
+    uploadSessionsPerUser: 1000,
+  },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
 };
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-/** Parses `0`, `90s`, `30m`, `1h`, `2d` (or a bare number of seconds) into milliseconds. */
-export function parseDuration(value: string | number, what = 'duration'): number {
-  if (typeof value === 'number') return value * 1000;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!m) throw new ConfigError(`invalid ${what} "${value}": use a number with ms, s, m, h or d (e.g. 30m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-export function parseBoolean(value: string | boolean, what: string): boolean {
-  if (typeof value === 'boolean') return value;
-  if (/^(1|true|yes|on)$/i.test(value)) return true;
-  if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw new ConfigError(`invalid ${what} "${value}": use true or false`);
-}
-
-export function parseAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`invalid address "${addr}": use HOST:PORT, e.g. 0.0.0.0:5000`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
 
 function checkLogLevel(level: string): LogLevel {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`invalid log level "${level}": one of ${LOG_LEVELS.join(', ')}`);
@@ -124,6 +109,29 @@ export interface ConfigOverrides extends SecurityOverrides {
   deletes?: boolean;
   storage?: string;
   s3Endpoint?: string;
+  auditLog?: string;
+  headerTimeout?: string;
+  idleTimeout?: string;
+  connectionsPerClient?: string;
+  uploadSessionsPerUser?: string;
+}
+
+/** A whole number of a flag or variable (limits): 0 and up. */
+function count(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`invalid ${what} "${value}": use a whole number (0 = unlimited)`);
+  return Number(value);
+}
+
+/** The time and connection limits from BERTH_* variables, then flags. */
+function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS.ProcessEnv): void {
+  const header = flags.headerTimeout ?? env.BERTH_HEADER_TIMEOUT;
+  const idle = flags.idleTimeout ?? env.BERTH_IDLE_TIMEOUT;
+  const connections = flags.connectionsPerClient ?? env.BERTH_CONNECTIONS_PER_CLIENT;
+  const sessions = flags.uploadSessionsPerUser ?? env.BERTH_UPLOAD_SESSIONS_PER_USER;
+  if (header !== undefined) config.limits.headerTimeout = parseDuration(header, 'header timeout');
+  if (idle !== undefined) config.limits.idleTimeout = parseDuration(idle, 'idle timeout');
+  if (connections !== undefined) config.limits.connectionsPerClient = count(connections, 'connections per client');
+  if (sessions !== undefined) config.limits.uploadSessionsPerUser = count(sessions, 'upload sessions per user');
 }
 
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
@@ -146,10 +154,14 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
   applySecurityOverrides(config, flags, env);
+  applyLimitOverrides(config, flags, env);
+  const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
+  if (audit) config.auditLog = audit;
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
   checkStorage(config.storage);
+  checkRedirect(config);
   config.data = resolve(config.data);
   return config;
 }
@@ -178,6 +190,7 @@ function applyFile(config: Config, file: string): void {
   if (d.ui !== undefined) config.ui = parseBoolean(d.ui as string, 'ui');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
+  if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
   const gc = d.gc as Record<string, unknown> | undefined;
   if (gc) {
     if (gc.enabled !== undefined) config.gc.enabled = parseBoolean(gc.enabled as string, 'gc.enabled');
@@ -214,6 +227,26 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
   if (!m) throw new ConfigError(`invalid storage "${url}": use s3://BUCKET/PREFIX, or leave it unset for the data directory`);
   return { bucket: m[1]!, prefix: m[2] ?? '' };
+}
+
+/** The longest a pre-signed blob URL stays valid, seconds. */
+const REDIRECT_EXPIRY_MAX = 15 * 60;
+
+/**
+ * How long a redirected pull's pre-signed URL stays valid: at most the blob
+ * grace period. The GET that hands out the URL renews the blob's grace, so
+ * GC keeps its bytes at least that long, and the URL never outlives them.
+ */
+export function redirectExpiry(config: Config): number {
+  return Math.min(REDIRECT_EXPIRY_MAX, Math.floor(config.gc.blobGrace / 1000));
+}
+
+function checkRedirect(config: Config): void {
+  if (config.storage.redirect && redirectExpiry(config) < 1) {
+    throw new ConfigError(
+      'storage.redirect needs gc.blobGrace of at least 1s: a pre-signed URL is valid for at most the blob grace period, so that GC never deletes bytes a URL still points at',
+    );
+  }
 }
 
 function checkStorage(storage: StorageConfig): void {

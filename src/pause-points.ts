@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 export type PausePoint =
   // Request path
-  | 'stat-after-read' // HEAD/GET of a blob: read as live, grace not yet renewed
+  | 'stat-after-read' // HEAD/GET of a blob (or a manifest by digest): read as live, renewal due, not yet made
   | 'mount-before-link' // mount: source blob found, link not yet written
   | 'commit-before-storage' // upload verified, storage commit not yet started
   | 'commit-after-storage' // bytes under their blob key, metadata not yet committed

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** S3 settings from the environment: S3_* as printed by shared/s3/start-s3.sh, else the AWS_* ones. */
+/** S3 settings from the environment: S3_* as printed by scripts/s3/start.sh, else the AWS_* ones. */
 export function s3Settings(env = process.env) {
   const endpoint = env.S3_ENDPOINT ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const accessKeyId = env.S3_ACCESS_KEY_ID ?? env.AWS_ACCESS_KEY_ID;

@@ -5,9 +5,9 @@
  * limit, and the security headers every response carries.
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { parseAddr } from '../config.js';
+import { parseAddr } from '../config-values.js';
 import type { Logger } from '../log.js';
 import type { LimitsConfig, TlsConfig } from './config.js';
 
@@ -35,23 +35,28 @@ export class Transport {
     return { cert: readFileSync(this.tls!.cert), key: readFileSync(this.tls!.key) };
   }
 
-  /** Fastify's serverFactory. */
-  readonly factory = (handler: RequestHandler): Server => {
-    const maxHeaderSize = this.limits.maxHeaderBytes;
+  /** The extra plain listener, if any (for the connection limits the HTTP layer applies to every server). */
+  get plainServer(): Server | undefined {
+    return this.plain;
+  }
+
+  /** Fastify's serverFactory; `opts.http` carries the HTTP layer's server options (time limits). */
+  readonly factory = (handler: RequestHandler, opts?: { http?: ServerOptions | null }): Server => {
+    const base: ServerOptions = { ...opts?.http, maxHeaderSize: this.limits.maxHeaderBytes };
     const plainHandler: RequestHandler = this.headers
       ? (req, res) => {
           for (const [k, v] of SECURITY_HEADERS) res.setHeader(k, v);
           handler(req, res);
         }
       : handler;
-    if (!this.tls) return createHttpServer({ maxHeaderSize }, plainHandler);
+    if (!this.tls) return createHttpServer(base, plainHandler);
     const hsts = this.tls.hstsMaxAge > 0 ? `max-age=${this.tls.hstsMaxAge}` : undefined;
     const tlsHandler: RequestHandler = (req, res) => {
       if (hsts) res.setHeader('Strict-Transport-Security', hsts);
       plainHandler(req, res);
     };
-    this.https = createHttpsServer({ ...this.readPair(), maxHeaderSize, minVersion: 'TLSv1.2' }, tlsHandler);
-    if (this.tls.plainAddr) this.plain = createHttpServer({ maxHeaderSize }, plainHandler);
+    this.https = createHttpsServer({ ...base, ...this.readPair(), minVersion: 'TLSv1.2' }, tlsHandler);
+    if (this.tls.plainAddr) this.plain = createHttpServer(base, plainHandler);
     return this.https as unknown as Server;
   };
 

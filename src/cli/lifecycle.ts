@@ -78,9 +78,16 @@ export async function fsckCommand(flags: FsckFlags): Promise<number> {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     } else {
       for (const p of report.problems) {
-        process.stdout.write(`${p.kind} ${p.digest ?? '-'} ${p.key}${p.repaired ? ' (repaired)' : ''}\n`);
+        // An orphan is removed only by a later run that finds it unknown still (invariant 9).
+        const pending = flags.repair && !p.repaired && p.unknownSince !== undefined;
+        const note = p.repaired ? ' (repaired)' : pending ? ` (unknown since ${new Date(p.unknownSince!).toISOString()}: removed by a later --repair run)` : '';
+        process.stdout.write(`${p.kind} ${p.digest ?? '-'} ${p.key}${note}\n`);
       }
-      const state = report.problems.length === 0 ? 'clean' : `${report.problems.length} problems${flags.repair ? ', repaired' : ' (run with --repair to fix)'}`;
+      const repaired = report.problems.filter((p) => p.repaired).length;
+      const state =
+        report.problems.length === 0
+          ? 'clean'
+          : `${report.problems.length} problems${flags.repair ? `, ${repaired} repaired` : ' (run with --repair to fix)'}`;
       process.stdout.write(
         `${state}: ${report.blobsChecked} blobs checked (${formatBytes(report.bytesChecked)} hashed), ` +
           `${report.objectsScanned} stored objects scanned, in ${(report.durationMs / 1000).toFixed(2)} s\n`,

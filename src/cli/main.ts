@@ -48,6 +48,11 @@ withCommonOptions(program.command('serve'))
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), reloaded on change (env: BERTH_TLS_CERT)')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert (env: BERTH_TLS_KEY)')
   .option('--trusted-proxies <list>', 'comma-separated addresses/CIDRs whose X-Forwarded-* headers are believed (env: BERTH_TRUSTED_PROXIES)')
+  .option('--header-timeout <duration>', 'time a client has to send a request head; 0 = none (env: BERTH_HEADER_TIMEOUT; default 30s)')
+  .option('--idle-timeout <duration>', 'time a request body may go without a byte; 0 = none; there is no total request time (env: BERTH_IDLE_TIMEOUT; default 60s)')
+  .option('--connections-per-client <n>', 'open connections per client address (IPv6: per /64), trusted proxies exempt; 0 = unlimited (env: BERTH_CONNECTIONS_PER_CLIENT; default 128)')
+  .option('--upload-sessions-per-user <n>', 'open upload sessions per user with auth on; 0 = unlimited (env: BERTH_UPLOAD_SESSIONS_PER_USER; default 1000)')
+  .option('--audit-log <file>', 'write the audit log (logins refused, denials, deletes, admin calls) as JSON lines to this file, or stdout/stderr (env: BERTH_AUDIT_LOG)')
   .addHelpText(
     'after',
     `
@@ -61,6 +66,7 @@ variables, then flags. A config file looks like:
   ui: true             # the web console under /ui (env BERTH_UI)
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
+    audit: /var/log/berth/audit.log   # optional: security events as JSON lines (or stdout, stderr)
   gc:
     enabled: true      # background collector inside serve
     interval: 10m
@@ -86,10 +92,20 @@ Security (all off by default; see README "Securing Berth"):
       - { repositories: ["public/**"], anonymous: true, actions: [pull] }
     admins: { groups: [ops] }       # /admin/* and /metrics; none: loopback only
     metrics: admin                  # or public
-    token: { service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
-  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }
+    failedLogins: 10                # login attempts per (address, user); then 429 until they decay (failedLoginDecay: 1m)
+    failedLoginsPerAddress: 30      # per address whatever the user (IPv6: per /64)
+    passwordChecks: 1               # bcrypt checks at once (default cores-1, 1..4); passwordCheckQueue: 16 more wait
+    token: { realm: https://registry.example.com/auth/token, service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
+                                    # no realm: only loopback clients get a token realm, others a Basic challenge
+  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }   # plainAddr: loopback only
   proxy: { trusted: [10.0.0.0/8] }
-  limits: { maxHeaderBytes: 16384, uploadsPerClient: 16 }
+  limits:
+    maxHeaderBytes: 16384
+    uploadsPerClient: 16        # concurrent upload requests per client (address + user)
+    headerTimeout: 30s          # to send a request head (slowloris); 0 = none
+    idleTimeout: 60s            # a request body without a byte; no total request time
+    connectionsPerClient: 128   # per address (IPv6 /64), trusted proxies exempt; 0 = unlimited
+    uploadSessionsPerUser: 1000 # open upload sessions per user, with auth
 
 Secrets come from files or the environment (BERTH_TOKEN_KEY holds a PEM signing
 key), never from flags. Without auth.token.key a signing key is generated in
@@ -125,15 +141,18 @@ Takes the same --config and --data as serve. Exit status 0 on success.`,
 
 withCommonOptions(program.command('fsck'))
   .description('check metadata against stored bytes, both ways (and repair with --repair)')
-  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes')
+  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes that an earlier run (at least --min-age before) also found unknown')
   .option('--quick', 'compare sizes only; do not hash every blob')
-  .option('--min-age <duration>', 'ignore stored objects younger than this (a commit may be under way)', '10m')
+  .option('--min-age <duration>', 'ignore stored objects younger than this, and remove an orphan only this long after a run first found it', '10m')
   .option('--json', 'print the report as JSON')
   .addHelpText(
     'after',
     `
+Orphaned bytes (no metadata names them) are removed in two phases: a run
+records them, and a --repair run at least --min-age later removes those it
+still finds unknown (so a commit under way is never taken for an orphan).
 Exit status: 0 when clean, 1 when problems were found (with --repair they were
-also repaired: a second run then exits 0), 2 on a usage or configuration error.`,
+also repaired, orphans on their second look), 2 on a usage or configuration error.`,
   )
   .action(async (opts: FsckFlags) => {
     const { fsckCommand } = await import('./lifecycle.js');

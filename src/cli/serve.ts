@@ -1,10 +1,12 @@
 /** `berth serve`: the registry server. */
 import type { AddressInfo } from 'node:net';
+import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
+import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
 import { consoleRoutes } from '../console/routes.js';
 import { PullCounter } from '../console/pulls.js';
@@ -14,9 +16,24 @@ import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
+  // Opened first: the HTTP layer installs its audit hook only when it is on.
+  if (config.auditLog) {
+    audit.open(config.auditLog);
+    process.on('SIGHUP', () => audit.reopen());
+  }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect }, { log: logger });
+  const registry = new Registry(
+    metadata,
+    storage,
+    {
+      deleteEnabled: config.deletes,
+      redirectBlobs: config.storage.redirect,
+      redirectExpiry: redirectExpiry(config),
+      uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
+    },
+    { log: logger },
+  );
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
   // Pulls are counted for the console only: without it the pull path does not pay even a map update.
@@ -34,7 +51,10 @@ export async function serve(config: Config): Promise<void> {
     guard: security.guard,
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
+    limits: config.limits,
   });
+  const plain = security.transport?.plainServer;
+  if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
 
   const { host, port } = parseAddr(config.addr);
   await app.listen({ host, port });
@@ -55,6 +75,7 @@ export async function serve(config: Config): Promise<void> {
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
+      auditLog: config.auditLog,
     },
     'listening',
   );
@@ -78,6 +99,7 @@ export async function serve(config: Config): Promise<void> {
     await pulls?.stop();
     await metadata.close();
     logger.flush();
+    audit.flush();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

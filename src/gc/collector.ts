@@ -23,9 +23,10 @@ export interface GcOptions {
   /** Upload sessions idle for longer than this are purged, ms. */
   uploadTimeout: number;
   /**
-   * How stale a blob's "last seen" may be before a HEAD renews it (the
-   * registry's touchInterval): added to a non-zero blob grace so that a
-   * blob said to exist is kept for the full grace period (invariant 5).
+   * How stale a blob's "last seen" (or an untagged manifest's) may be before
+   * a HEAD renews it (the registry's touchInterval): added to a non-zero
+   * grace so that what was said to exist is kept for the full grace period
+   * (invariant 5), though the answer came from a read.
    */
   touchInterval: number;
   /** Compute what would be deleted, delete nothing. */
@@ -63,6 +64,10 @@ export async function collectGarbage(
   now: () => number = Date.now,
 ): Promise<GcReport> {
   const started = now();
+  // Cutoffs come from the store's clock, read once per pass: the database
+  // server's when nodes share PostgreSQL, so a collector whose own clock is
+  // ahead cannot shorten anyone's grace period (invariant 10).
+  const storeNow = await metadata.now();
   const report: GcReport = {
     dryRun: options.dryRun,
     manifestsDeleted: 0,
@@ -79,7 +84,7 @@ export async function collectGarbage(
   }
 
   const run = (store: MetadataStore, deleteBytes: boolean) =>
-    new Sweep(store, storage, options, report, progress, started, deleteBytes).run();
+    new Sweep(store, storage, options, report, progress, storeNow, deleteBytes).run();
   if (options.dryRun) await metadata.dryRun((view) => run(view, false));
   else await run(metadata, true);
 
@@ -109,7 +114,7 @@ class Sweep {
   }
 
   private async manifests(): Promise<void> {
-    const cutoff = this.now - this.o.manifestGrace;
+    const cutoff = this.now - this.o.manifestGrace - (this.o.manifestGrace > 0 ? this.o.touchInterval : 0);
     // Deleting an index releases its children, and a subject its referrers:
     // repeat until a pass finds nothing more.
     for (;;) {

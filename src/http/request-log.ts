@@ -8,6 +8,9 @@ export function logRequest(req: FastifyRequest, reply: FastifyReply): void {
   req.log.info(
     {
       method: req.method,
+      // The client as the trusted-proxy rules define it, and who it was (with auth on).
+      client: req.ip,
+      ...(req.principal !== undefined ? { user: req.principal } : {}),
       path: req.url,
       status: reply.statusCode,
       bytesIn: Number(req.headers['content-length'] ?? 0),

@@ -44,10 +44,35 @@ export function matchRoute(method: string, path: string): RouteMatch {
     if (!m) continue;
     if (!route.methods.includes(method)) return { kind: 'method-not-allowed', allowed: route.methods };
     try {
-      return { kind: 'route', route: route.name, repository: decodeURIComponent(m[1] ?? ''), reference: decodeURIComponent(m[2] ?? '') };
+      return { kind: 'route', route: route.name, repository: repositoryPart(m[1] ?? ''), reference: decodeURIComponent(m[2] ?? '') };
     } catch {
       return { kind: 'not-found' };
     }
   }
   return { kind: 'not-found' };
+}
+
+/**
+ * The repository part of a path, decoded. A slash in a name separates path
+ * components; an encoded one (%2F) is not a separator, and a name cannot
+ * contain a slash any other way, so it stays encoded here and the name
+ * grammar refuses it (NAME_INVALID) instead of serving the nested
+ * repository. (A mount's `from` is a query parameter, where %2F is simply
+ * how form encoding writes "/", as Docker's client sends it.)
+ */
+function repositoryPart(raw: string): string {
+  return /%2f/i.test(raw) ? raw : decodeURIComponent(raw);
+}
+
+/**
+ * A request target in absolute form (`GET http://host/v2/ HTTP/1.1`) as the
+ * origin form it stands for: RFC 9112 (3.2.2) requires servers to accept it,
+ * and Node hands it over as it came.
+ */
+export function originForm(url: string): string {
+  if (url.charCodeAt(0) === 47 /* '/' */) return url;
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
+  if (!m) return url;
+  const rest = url.slice(m[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }

@@ -10,13 +10,19 @@ import type { Logger } from '../log.js';
 import { isRegistryError, RegistryError } from '../registry/errors.js';
 import { parseRepositoryName } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
+import { accessNeed } from './access-need.js';
 import { deleteBlob, getBlob, headBlob } from './handlers/blobs.js';
 import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './handlers/manifests.js';
 import { deleteUpload, getUpload, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { audit } from '../audit/audit-log.js';
+import { auditResponse } from './audit-events.js';
+import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
-import { matchRoute, type RouteName } from './routes.js';
+import { matchRoute, originForm, type RouteName } from './routes.js';
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -42,11 +48,15 @@ export interface ServerOptions {
   serverFactory?: FastifyServerFactory;
   /** Proxies whose X-Forwarded-* headers are believed (addresses or CIDRs). */
   trustedProxies?: string[];
+  /** Time and connection limits, the same whichever server sockets are used. */
+  limits: ConnectionLimits;
 }
 
-export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies }: ServerOptions): FastifyInstance {
+export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies, limits }: ServerOptions): FastifyInstance {
   const app = Fastify({
     ...(serverFactory ? { serverFactory } : {}),
+    // Handed to http.createServer, or to the serverFactory, which passes it on.
+    http: serverOptions(limits),
     ...(trustedProxies ? { trustProxy: trustedProxies } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -57,6 +67,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // Manifests are read by Berth itself with their own limit; blobs are streams.
     bodyLimit: Number.MAX_SAFE_INTEGER,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 8192 },
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
     // The router refuses a malformed percent-escape or an overlong path itself,
     // before dispatch and the error handler: answer in the spec's format, and a
     // bad escape as matchRoute would (no such endpoint).
@@ -64,16 +75,23 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     // route: answer them in the spec's error format too, then hang up.
     clientErrorHandler: (error, socket) => {
       if (!socket.writable) return socket.destroy();
-      const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'malformed HTTP request', detail: { reason: error.message } }] });
+      const code = (error as { code?: string }).code;
+      // A head not received within limits.headerTimeout (Node's sweep raises it).
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const message = status === 408 ? 'request head not received in time' : 'malformed HTTP request';
+      const body = JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message, detail: { reason: error.message } }] });
       socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
           `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
     frameworkErrors: (error, req, reply) =>
       sendError(req, reply, error.code === 'FST_ERR_BAD_URL' ? new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 }) : error),
   });
+
+  applyConnectionLimits(app.server, limits, trustedProxies, logger);
+  // Set by the guard (auth on): declared up front so every request object keeps one shape.
+  app.decorateRequest('principal', undefined);
 
   // Never let the framework parse or buffer a body: handlers stream req.raw.
   app.removeAllContentTypeParsers();
@@ -94,6 +112,14 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     });
   }
 
+  // The audit log's hook exists only while it is on: no cost otherwise.
+  if (audit.enabled) {
+    app.addHook('onResponse', (req, reply, done) => {
+      auditResponse(req, reply);
+      done();
+    });
+  }
+
   const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
     const url = req.raw.url ?? '/';
     const q = url.indexOf('?');
@@ -108,7 +134,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
       const handler = HANDLERS[match.route][req.method]!;
       const repository = match.route === 'base' || match.route === 'catalog' ? '' : parseRepositoryName(match.repository);
       // Auth (off by default): one check before the handler; a refused request reaches no handler.
-      const access = guard === undefined ? undefined : await guard.authorize(req, reply, match.route, repository, query);
+      const access = guard === undefined ? undefined : await guard.authorize(req, reply, accessNeed(match.route, req.method), repository);
       await handler({ req, reply, registry, repository, reference: match.reference, query, access });
     } catch (e) {
       sendError(req, reply, e);

@@ -16,9 +16,14 @@ export function unknownBlobsError(missing: string[]): RegistryError {
   });
 }
 
-/** putManifest: some child manifests of an index are not in the repository. */
+/**
+ * putManifest: some child manifests of an index are not in the repository.
+ * MANIFEST_BLOB_UNKNOWN, as the reference registry and Docker's API
+ * documentation answer: to the client a child manifest is content the
+ * pushed manifest references, like a layer.
+ */
 export function unknownChildrenError(missing: string[]): RegistryError {
-  return new RegistryError('MANIFEST_UNKNOWN', 'index references manifests unknown to the repository', {
+  return new RegistryError('MANIFEST_BLOB_UNKNOWN', 'index references manifests unknown to the repository', {
     detail: { digests: missing.slice(0, DETAIL_DIGESTS) },
   });
 }
@@ -41,4 +46,30 @@ export function manifestDue(untaggedAt: unknown, cutoff: number): boolean {
 export function blobRecheckAt(newestLink: number | null, lastSeen: number, cutoff: number): number | undefined {
   const newest = Math.max(newestLink ?? 0, lastSeen);
   return newestLink !== null || newest > cutoff ? newest : undefined;
+}
+
+/**
+ * statBlob / statManifest: whether an existence answer must renew the grace
+ * period (in a write that re-checks liveness), or may come from the read
+ * alone because the row was renewed less than `touchInterval` ago.
+ */
+export function renewalDue(lastSeen: number, now: number, touchInterval: number): boolean {
+  return now - lastSeen >= touchInterval;
+}
+
+/**
+ * deleteManifest / unlinkBlob: the target is still referenced by a manifest
+ * of the repository (an index's child, a manifest's config or layer), so
+ * deleting it would leave a manifest that answers 200 and cannot be pulled.
+ * 409 Conflict with DENIED, the spec's code for a refused operation (GitLab's
+ * registry answers 409 for a child of a list, zot 405 DENIED, Harbor refuses
+ * "referenced by others"; the reference registry checks nothing).
+ */
+export function stillReferencedError(what: 'manifest' | 'blob', digest: string, referencedBy: number): RegistryError {
+  const by = what === 'manifest' ? 'index' : 'manifest';
+  return new RegistryError(
+    'DENIED',
+    `${what} is referenced by ${referencedBy} ${by}${referencedBy === 1 ? '' : what === 'manifest' ? 'es' : 's'} of the repository; delete ${referencedBy === 1 ? 'it' : 'them'} (or untag and let GC collect ${referencedBy === 1 ? 'it' : 'them'}) first`,
+    { status: 409, detail: { digest, referencedBy } },
+  );
 }

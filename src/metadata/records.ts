@@ -36,7 +36,7 @@ export function toManifest(row: Row | undefined): ManifestRecord | undefined {
   return { digest: row.digest as string, mediaType: row.media_type as string, size: row.size as number, body: row.body as Buffer };
 }
 
-/** Columns: id, repository, offset, created_at, updated_at, hash_state. */
+/** Columns: id, repository, offset, created_at, updated_at, hash_state, owner. */
 export function toUpload(row: Row | undefined): UploadRecord | undefined {
   if (!row) return undefined;
   return {
@@ -46,6 +46,8 @@ export function toUpload(row: Row | undefined): UploadRecord | undefined {
     createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
     ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
+    ...(typeof row.owner === 'string' ? { owner: row.owner } : {}),
+    ...(row.committing_key ? { committingKey: row.committing_key as string } : {}),
   };
 }
 

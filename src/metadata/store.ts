@@ -6,7 +6,10 @@
  * interleave between a check and the change it guards.
  *
  * Times are milliseconds since the epoch, passed in by the caller so that
- * tests and GC can reason about grace periods deterministically.
+ * tests and GC can reason about grace periods deterministically. A store
+ * shared by several nodes stamps the times that grace periods compare with
+ * its own clock instead (invariant 10: one clock), and `now()` tells callers
+ * that clock.
  */
 
 export interface BlobRecord {
@@ -31,6 +34,20 @@ export interface UploadRecord {
    * process or node can continue the upload.
    */
   hashState?: Buffer;
+  /** Who opened the session, with auth on ('' for anonymous); undefined for sessions opened without auth. */
+  owner?: string;
+  /**
+   * Set once a commit has claimed the upload (invariant 9): the storage key
+   * that commit is writing. A claimed upload takes no more bytes and no
+   * other commit; it ends with its commit, a cancel, or upload expiry.
+   */
+  committingKey?: string;
+}
+
+/** The principal an upload session is opened for, and the most open sessions it may have (0: no limit). */
+export interface UploadOwner {
+  name: string;
+  maxSessions: number;
 }
 
 export interface ManifestRecord {
@@ -75,23 +92,60 @@ export interface MetadataStore {
   findBlob(repository: string, digest: string): Promise<BlobRecord | undefined>;
   /** A live blob in any repository (for mounts without `from`). */
   findAnyBlob(digest: string): Promise<BlobRecord | undefined>;
-  /** Renews the blob's grace period, if it is still live (invariant 5). */
-  touchBlob(digest: string, now: number): Promise<void>;
+  /**
+   * HEAD/GET of a blob: the live blob linked to the repository, or undefined.
+   * Answering "it exists" is a promise (invariant 5): the blob's grace period
+   * and that repository link's are renewed in the same atomic operation that
+   * checks the blob is still live, so a GC claim committed after the check
+   * cannot make the answer a lie. A blob and link renewed less than
+   * `touchInterval` ago may be answered from a read (GC's cutoff leaves that
+   * much slack, see collector.ts).
+   */
+  statBlob(repository: string, digest: string, now: number, touchInterval: number): Promise<BlobRecord | undefined>;
   /**
    * Links a live blob into `repository` (a cross-repository mount). Fails
    * (returns false) when the blob is not live in `from` (or anywhere, when
-   * `from` is undefined). Renews the blob's grace period.
+   * `from` is undefined). Renews the blob's grace period and that of its
+   * link into `repository`, atomically with the check (invariant 5).
    */
   mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
-  /** Removes the repository's link to the blob; false when there was none. */
+  /**
+   * Up to `limit` repositories the live blob is linked to, in no particular
+   * order (none when it is not live): the candidate sources of a mount
+   * without `from` when the caller may pull only some repositories.
+   */
+  blobRepositories(digest: string, limit: number): Promise<string[]>;
+  /**
+   * Removes the repository's link to the blob; false when there was none.
+   * Refused (DENIED, 409) while a manifest of the repository references the
+   * blob: what a manifest references stays whole.
+   */
   unlinkBlob(repository: string, digest: string): Promise<boolean>;
 
   // Uploads ------------------------------------------------------------------
-  createUpload(id: string, repository: string, now: number): Promise<void>;
+  /**
+   * Records a new upload session. With an owner, the session is bound to it,
+   * and is not created (false) when the owner already has `maxSessions` open.
+   */
+  createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean>;
   findUpload(id: string): Promise<UploadRecord | undefined>;
   /** Compare-and-set of the upload's offset (and hash state); false when it was not at `from`. */
   advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean>;
   deleteUpload(id: string): Promise<boolean>;
+  /**
+   * Claims an upload for its one commit before storage is touched
+   * (invariant 9): true for the one caller that finds it unclaimed at
+   * `offset`; false when it is gone, claimed, or has moved. Records the key
+   * the commit will write, so that fsck knows it (and never takes it for an
+   * orphan), and renews the upload, which expires like an abandoned one if
+   * its committer dies.
+   */
+  claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean>;
+  /**
+   * Records an upload that is claimed from the start: a body that arrives
+   * whole (`POST ?digest=`) gets the same protection as a session's commit.
+   */
+  createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void>;
   /**
    * Ends an upload by recording its bytes as a blob in the repository. When
    * the digest is already live, the existing blob is linked instead and the
@@ -106,12 +160,23 @@ export interface MetadataStore {
   findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
   findManifestByTag(repository: string, tag: string): Promise<ManifestRecord | undefined>;
   /**
+   * HEAD/GET of a manifest by digest. Like statBlob, answering renews the
+   * grace period of an untagged manifest (one no tag or index holds) in the
+   * operation that checks it is still there, at most once per `touchInterval`,
+   * so an index pushed after this answer can still reference it (invariant 5).
+   */
+  statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined>;
+  /**
    * Stores the manifest (and points the tag at it), after checking in the
    * same transaction that every referenced blob and child manifest is
-   * present: MANIFEST_BLOB_UNKNOWN / MANIFEST_UNKNOWN otherwise (invariant 2).
+   * present: MANIFEST_BLOB_UNKNOWN otherwise (invariant 2). Pushing a
+   * manifest that is already there renews its grace period, like a new one.
    */
   putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number): Promise<void>;
-  /** Deletes a manifest and every tag pointing at it; false when unknown. */
+  /**
+   * Deletes a manifest and every tag pointing at it; false when unknown.
+   * Refused (DENIED, 409) while an index of the repository references it.
+   */
   deleteManifest(repository: string, digest: string, now: number): Promise<boolean>;
   deleteTag(repository: string, tag: string, now: number): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
@@ -134,7 +199,8 @@ export interface MetadataStore {
   /**
    * Deletes the manifest if it is still garbage: no tag, no parent index, no
    * live subject, and a candidate since at most `cutoff`. Its blobs become
-   * blob candidates; its children and referrers become manifest candidates.
+   * blob candidates; its children and referrers become manifest candidates,
+   * as of `now`, which is a time from this store's `now()` (GC's pass time).
    */
   deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined>;
   /** Blobs whose liveness may have changed at or before `cutoff`. */
@@ -157,8 +223,23 @@ export interface MetadataStore {
 
   /** Live blobs in digest order after `after` (fsck). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
-  /** Whether a blob in any state has its bytes under `key` (fsck: is an object known?). */
+  /**
+   * Whether metadata names `key`: a blob in any state has its bytes there,
+   * or a commit has claimed it (fsck: is an object known?). One statement,
+   * so a commit moving the name from its upload to its blob is seen once.
+   */
   storageKeyKnown(key: string): Promise<boolean>;
+  /**
+   * fsck's first look at an object no metadata names: records it as an
+   * orphan candidate seen at `now` (keeping the first time it was seen) and
+   * returns that first time. An object is removed only when a later run,
+   * at least fsck's minimum age after the first, still finds it unknown.
+   */
+  recordOrphanCandidate(key: string, now: number): Promise<number>;
+  /** Forgets one orphan candidate (removed). */
+  dropOrphanCandidate(key: string): Promise<void>;
+  /** Forgets candidates a complete run did not see again before `seenBefore` (known again, or gone). */
+  pruneOrphanCandidates(seenBefore: number): Promise<void>;
   /** Whether an upload session exists (fsck: is an upload object known?). */
   uploadExists(id: string): Promise<boolean>;
   /**
@@ -176,6 +257,11 @@ export interface MetadataStore {
    */
   dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T>;
 
+  /**
+   * The store's clock, ms since the epoch: the database server's for a store
+   * several nodes share (invariant 10). GC takes its cutoffs from it.
+   */
+  now(): Promise<number>;
   // Console queries (read-only; src/console/) ---------------------------------
 
   /** Every repository with its counts, sizes and last push, by name. */

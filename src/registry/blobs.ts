@@ -12,14 +12,14 @@ export class Blobs {
 
   /**
    * The blob as the repository holds it. Answering "it exists" renews the
-   * blob's grace period (invariant 5), so a client that skips the upload
-   * because of this answer can still reference the blob in its manifest.
+   * grace period of the blob and of its link into this repository, in the
+   * operation that checks it is live (invariant 5), so a client that skips
+   * the upload because of this answer can still reference the blob in its
+   * manifest.
    */
   async stat(repository: string, digest: Digest): Promise<BlobRecord> {
-    const blob = await this.ctx.metadata.findBlob(repository, digest.value);
+    const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
-    const now = this.ctx.now();
-    if (now - blob.lastSeen >= this.ctx.options.touchInterval) await this.ctx.metadata.touchBlob(blob.digest, now);
     return blob;
   }
 

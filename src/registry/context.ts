@@ -9,7 +9,8 @@ export interface RegistryOptions {
   /** Largest manifest accepted, in bytes. */
   maxManifestBytes: number;
   /**
-   * How stale a blob's "last seen" time may get before a HEAD renews it.
+   * How stale a blob's (or untagged manifest's) "last seen" time may get
+   * before a HEAD renews it.
    * GC adds this to its grace period, so the promise "exists means you may
    * reference it for a grace period" holds (invariant 5) while hot HEADs do
    * not each cost a database write.
@@ -22,6 +23,8 @@ export interface RegistryOptions {
    */
   redirectBlobs: boolean;
   redirectExpiry: number;
+  /** Open upload sessions one owner (a user, with auth on) may have; 0: no limit. */
+  uploadSessionsPerUser: number;
 }
 
 export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
@@ -30,6 +33,7 @@ export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
   touchInterval: 1000,
   redirectBlobs: false,
   redirectExpiry: 15 * 60,
+  uploadSessionsPerUser: 1000,
 };
 
 export interface RegistryContext {

@@ -8,11 +8,27 @@ import type { Digest } from './reference.js';
 export const DEFAULT_PAGE_SIZE = 1000;
 export const MAX_PAGE_SIZE = 10000;
 
-/** Tag pages kept for reuse; each is served only while its repository's tags version is unchanged. */
-const TAG_PAGE_CACHE_SIZE = 256;
+/**
+ * Memory the kept tag pages may use, estimated from their strings. Bounded
+ * by bytes, not entries: a page of 10,000 long tags is a thousand times a
+ * small one, and `last=` values are the client's to choose (256 entries once
+ * grew a process by 400 MB).
+ */
+export const TAG_PAGE_CACHE_BYTES = 16 * 1024 * 1024;
+/** A page bigger than this is served but not kept: it would push out many others. */
+const TAG_PAGE_MAX_BYTES = TAG_PAGE_CACHE_BYTES / 4;
+
+/** Estimated memory of a kept page: UTF-16 strings plus per-string and per-entry overhead. */
+function pageBytes(key: string, version: string, page: Page): number {
+  let n = 2 * (key.length + version.length) + 160;
+  for (const item of page.items) n += 2 * item.length + 32;
+  return n;
+}
 
 export class Listings {
-  private readonly tagPages = new Map<string, { version: string; page: Page }>();
+  /** Kept tag pages, least recently used first; each is served only while its repository's tags version is unchanged. */
+  private readonly tagPages = new Map<string, { version: string; page: Page; bytes: number }>();
+  private tagPagesBytes = 0;
 
   constructor(private readonly ctx: RegistryContext) {}
 
@@ -28,15 +44,34 @@ export class Listings {
     if (version === undefined) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repository } });
     const key = `${repository}\n${last ?? ''}\n${limit}`;
     const cached = this.tagPages.get(key);
-    if (cached && cached.version === version) return cached.page;
+    if (cached && cached.version === version) {
+      this.tagPages.delete(key); // most recently used: last to go
+      this.tagPages.set(key, cached);
+      return cached.page;
+    }
     // Read after the version: if the tags change in between, this page is
     // newer than its version says, and the next request (seeing the new
     // version) reads again. A page is never older than its version.
     const page = await this.ctx.metadata.listTags(repository, last, limit);
-    this.tagPages.delete(key);
-    if (this.tagPages.size >= TAG_PAGE_CACHE_SIZE) this.tagPages.delete(this.tagPages.keys().next().value!);
-    this.tagPages.set(key, { version, page });
+    this.forgetTagPage(key);
+    const bytes = pageBytes(key, version, page);
+    if (bytes > TAG_PAGE_MAX_BYTES) return page;
+    while (this.tagPagesBytes + bytes > TAG_PAGE_CACHE_BYTES) this.forgetTagPage(this.tagPages.keys().next().value!);
+    this.tagPages.set(key, { version, page, bytes });
+    this.tagPagesBytes += bytes;
     return page;
+  }
+
+  /** Estimated memory of the kept tag pages (at most TAG_PAGE_CACHE_BYTES). */
+  get tagPageCacheBytes(): number {
+    return this.tagPagesBytes;
+  }
+
+  private forgetTagPage(key: string): void {
+    const entry = this.tagPages.get(key);
+    if (!entry) return;
+    this.tagPages.delete(key);
+    this.tagPagesBytes -= entry.bytes;
   }
 
   async repositories(last: string | undefined, limit: number): Promise<Page> {

@@ -79,7 +79,9 @@ export class Manifests {
     const manifest =
       reference.kind === 'tag'
         ? await this.ctx.metadata.findManifestByTag(repository, reference.tag)
-        : await this.ctx.metadata.findManifestByDigest(repository, reference.digest.value);
+        : // By digest, the answer renews an untagged manifest's grace (invariant 5):
+          // clients HEAD the children before pushing an index that references them.
+          await this.ctx.metadata.statManifest(repository, reference.digest.value, this.ctx.now(), this.ctx.options.touchInterval);
     if (!manifest) {
       const known = await this.ctx.metadata.repositoryExists(repository);
       throw new RegistryError(known ? 'MANIFEST_UNKNOWN' : 'NAME_UNKNOWN', undefined, {

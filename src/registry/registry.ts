@@ -6,6 +6,7 @@ import { DEFAULT_REGISTRY_OPTIONS, type RegistryContext, type RegistryOptions } 
 import { Listings } from './listings.js';
 import { Manifests } from './manifests.js';
 import { Uploads } from './uploads.js';
+import { systemNow } from '../clock.js';
 
 export class Registry {
   readonly ctx: RegistryContext;
@@ -18,7 +19,7 @@ export class Registry {
     metadata: MetadataStore,
     storage: BlobStore,
     options: Partial<RegistryOptions> = {},
-    { now = Date.now, log }: Pick<Partial<RegistryContext>, 'now' | 'log'> = {},
+    { now = systemNow, log }: Pick<Partial<RegistryContext>, 'now' | 'log'> = {},
   ) {
     this.ctx = { metadata, storage, options: { ...DEFAULT_REGISTRY_OPTIONS, ...options }, now, log };
     this.blobs = new Blobs(this.ctx);

@@ -45,6 +45,12 @@ export interface BlobStore {
    */
   commitUpload(uploadId: string, length: number, digest: string): Promise<string>;
   /**
+   * The key `commitUpload` or `writeBlob` will write for this upload and
+   * digest, known before storage is touched: the commit claims it in
+   * metadata first (invariant 9), so fsck never takes it for an orphan.
+   */
+  commitKey(uploadId: string, digest: string): string;
+  /**
    * Optional: stores a whole body of known `length` (at most
    * `maxWholeBlob` bytes) as the upload's blob object in one request, and
    * returns its key; nothing is stored when the stream fails or its length

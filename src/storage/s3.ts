@@ -51,6 +51,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { pausePoint } from '../pause-points.js';
 import { UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -308,6 +309,11 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /** The multipart upload's target, chosen before the digest was known. */
+  commitKey(uploadId: string, _digest: string): string {
+    return uploadId;
+  }
+
   async commitUpload(uploadId: string, length: number, _digest: string): Promise<string> {
     const P = this.partSize;
     const fullParts = Math.floor(length / P);
@@ -545,6 +551,7 @@ export class S3BlobStore implements BlobStore {
           borrowed--;
           readAheadFree++;
         }
+        if (pending.length > 0 || next <= range.end) await pausePoint('pull-between-ranges');
         fill();
       }
     } finally {

@@ -123,6 +123,9 @@ describe('bad input', () => {
       ['leading separator', '_good/app'],
       ['separator before slash', 'good./app'],
       ['space', 'good/a%20pp'],
+      // Not the nested repository good/app: a slash inside a component is no separator.
+      ['an encoded slash', 'good%2Fapp'],
+      ['an encoded slash in lowercase', 'good%2fapp'],
       ['256 characters', TOO_LONG_256],
     ];
 
@@ -341,6 +344,34 @@ describe('bad input', () => {
     });
   });
 
+  describe('request targets', () => {
+    /** One request on its own connection; `Connection: close` makes the server end it after the answer. */
+    function rawText(text: string): Promise<string> {
+      const { hostname, port } = new URL(server.url);
+      return new Promise((resolve, reject) => {
+        // write, not end: a client that half-closes first has its pending request aborted by Node.
+        const socket = connect(Number(port), hostname, () => socket.write(Buffer.from(text, 'latin1')));
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('end', () => resolve(out));
+        socket.on('error', reject);
+      });
+    }
+
+    it('an absolute-form request target is served like the origin form (RFC 9112, 3.2.2)', async () => {
+      const { host } = new URL(server.url);
+      const base = await rawText(`GET http://${host}/v2/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(base, /^HTTP\/1\.1 200 /);
+      const blob = await rawText(`HEAD http://${host}/v2/good/app/blobs/${BLOB.digest} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(blob, /^HTTP\/1\.1 200 /);
+      assert.match(blob, new RegExp(`docker-content-digest: ${BLOB.digest}`, 'i'));
+      const tags = await rawText(`GET HTTP://${host}/v2/good/app/tags/list?n=1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(tags, /^HTTP\/1\.1 200 /);
+      const unknown = await rawText(`GET http://${host}/v2/good/app/blobs/${OTHER.digest} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(unknown, /^HTTP\/1\.1 404 /);
+    });
+  });
+
   describe('valid edge cases', () => {
     it('a 255-character repository name works for push and pull', async () => {
       assert.equal(VALID_255.length, 255);
@@ -363,6 +394,13 @@ describe('bad input', () => {
         await client.pushBlob(name, b);
         assert.equal((await client.getBlob(name, b.digest)).status, 200, name);
       }
+    });
+
+    it('a mount whose from is form-encoded (%2F, as Docker\'s client sends it) mounts from the nested repository', async () => {
+      // In a query string %2F is how form encoding writes "/": unlike in the path, it is a separator here.
+      const res = await client.fetch(`/v2/good/mounted/blobs/uploads/?mount=${BLOB.digest}&from=good%2Fapp`, { method: 'POST' });
+      assert.equal(res.status, 201);
+      assert.equal((await client.fetch(`/v2/good/mounted/blobs/${BLOB.digest}`, { method: 'HEAD' })).status, 200);
     });
 
     it('a mount whose from is not a valid name falls back to a 202 upload', async () => {

@@ -28,8 +28,8 @@ async function assertManifest(res: Response, m: { digest: string; manifest: Buff
   assert.deepEqual(Buffer.from(await res.arrayBuffer()), m.manifest);
 }
 
-async function assertUnknown(res: Response, code = 'MANIFEST_UNKNOWN'): Promise<void> {
-  assert.equal(res.status, 404);
+async function assertUnknown(res: Response, code = 'MANIFEST_UNKNOWN', status = 404): Promise<void> {
+  assert.equal(res.status, status);
   assert.equal(await errorCode(res), code);
 }
 
@@ -175,14 +175,60 @@ describe('deletes', () => {
     await assertUnknown(await client.fetch(`/v2/del/blob/blobs/${a.layers[0]!.digest}`, { method: 'DELETE' }), 'BLOB_UNKNOWN');
   });
 
-  it('a manifest referencing a deleted blob is refused with 404 MANIFEST_BLOB_UNKNOWN', async () => {
+  it('a manifest referencing a deleted blob is refused with 400 MANIFEST_BLOB_UNKNOWN', async () => {
     const repo = 'del/blob-then-manifest';
     const a = makeImage({ layers: 1 });
     for (const b of [a.config, ...a.layers]) await client.pushBlob(repo, b);
     const res = await client.fetch(`/v2/${repo}/blobs/${a.layers[0]!.digest}`, { method: 'DELETE' });
     assert.equal(res.status, 202);
-    await assertUnknown(await client.putManifest(repo, 'v1', a.manifest, OCI_MANIFEST), 'MANIFEST_BLOB_UNKNOWN');
+    await assertUnknown(await client.putManifest(repo, 'v1', a.manifest, OCI_MANIFEST), 'MANIFEST_BLOB_UNKNOWN', 400);
     await assertUnknown(await get(repo, 'v1'));
+  });
+
+  /** What a manifest references stays whole: the refusal is 409 DENIED, with a message, and changes nothing. */
+  async function assertStillReferenced(res: Response): Promise<void> {
+    assert.equal(res.status, 409);
+    const body = (await res.json()) as { errors: { code: string; message: string }[] };
+    assert.equal(body.errors[0]!.code, 'DENIED');
+    assert.match(body.errors[0]!.message, /referenced by 1 (index|manifest) of the repository/);
+  }
+
+  it('DELETE of a child manifest an index of the repository references → 409 DENIED, nothing changes (references stay whole)', async () => {
+    const repo = 'del/child';
+    const a = makeImage({ layers: 1 });
+    const b = makeImage({ layers: 1 });
+    await client.pushImage(repo, a, 'a');
+    await client.pushImage(repo, b);
+    const index = makeIndex([a, b]);
+    assert.equal((await client.putManifest(repo, 'multi', index.manifest, OCI_INDEX)).status, 201);
+    await assertStillReferenced(await del(repo, a.digest));
+    await assertManifest(await get(repo, a.digest), a);
+    await assertManifest(await get(repo, 'a'), a);
+    await assertManifest(await get(repo, 'multi'), index);
+    // By tag it only becomes untagged: the index still holds it.
+    assert.equal((await del(repo, 'a')).status, 202);
+    await assertManifest(await get(repo, a.digest), a);
+    // In another repository the same digest is not held by this index.
+    await client.pushImage('del/child-elsewhere', a);
+    assert.equal((await del('del/child-elsewhere', a.digest)).status, 202);
+    // Once the index is gone, its children can go.
+    assert.equal((await del(repo, index.digest)).status, 202);
+    assert.equal((await del(repo, a.digest)).status, 202);
+  });
+
+  it('DELETE of a blob a manifest of the repository references → 409 DENIED, the image stays pullable (references stay whole)', async () => {
+    const repo = 'del/referenced-blob';
+    const a = makeImage({ layers: 1 });
+    await client.pushImage(repo, a, 'v1');
+    for (const b of [a.config, a.layers[0]!]) {
+      await assertStillReferenced(await client.fetch(`/v2/${repo}/blobs/${b.digest}`, { method: 'DELETE' }));
+      const res = await client.getBlob(repo, b.digest);
+      assert.equal(res.status, 200);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), b.data);
+    }
+    // Once the manifest is gone, its blobs can be unlinked.
+    assert.equal((await del(repo, a.digest)).status, 202);
+    assert.equal((await client.fetch(`/v2/${repo}/blobs/${a.layers[0]!.digest}`, { method: 'DELETE' })).status, 202);
   });
 });
 

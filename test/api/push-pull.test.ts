@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { makeImage, makeIndex, OCI_INDEX, randomBlob, RegistryClient } from '../helpers/registry-client.js';
+import { errorCode, makeImage, makeIndex, OCI_INDEX, randomBlob, RegistryClient } from '../helpers/registry-client.js';
 
 describe('push and pull', () => {
   let server: TestServer;
@@ -48,7 +48,8 @@ describe('push and pull', () => {
     await client.pushImage('multi', a);
     const missing = makeIndex([a, b]);
     const refused = await client.putManifest('multi', 'latest', missing.manifest, OCI_INDEX);
-    assert.equal(refused.status, 404);
+    assert.equal(refused.status, 400);
+    assert.equal(await errorCode(refused), 'MANIFEST_BLOB_UNKNOWN');
     await client.pushImage('multi', b);
     const index = makeIndex([a, b]);
     const res = await client.putManifest('multi', 'latest', index.manifest, OCI_INDEX);

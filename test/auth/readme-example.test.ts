@@ -43,7 +43,7 @@ describe('README: Securing Berth example', () => {
     assert.deepEqual(config.auth?.admins, { users: [], groups: ['ops'] });
     assert.equal(config.tls?.cert, join(dir, 'tls.crt'));
     assert.deepEqual(config.trustedProxies, ['127.0.0.1']);
-    assert.deepEqual(config.limits, { maxHeaderBytes: 16384, uploadsPerClient: 16 });
+    assert.deepEqual(config.limits, { maxHeaderBytes: 16384, uploadsPerClient: 16, headerTimeout: 30_000, idleTimeout: 60_000, connectionsPerClient: 128, uploadSessionsPerUser: 1000 });
   });
 
   it('runs as the README says', async () => {

@@ -1,7 +1,7 @@
 /**
  * The S3 endpoint tests use, from the environment: S3_ENDPOINT (or
  * AWS_ENDPOINT_URL_S3), S3_BUCKET, S3_REGION, S3_ACCESS_KEY_ID,
- * S3_SECRET_ACCESS_KEY (shared/s3/start-s3.sh prints them), falling back to
+ * S3_SECRET_ACCESS_KEY (scripts/s3/start.sh prints them), falling back to
  * the standard AWS_* variables.
  */
 import { randomBytes } from 'node:crypto';
@@ -29,7 +29,7 @@ export function s3TestEnv(env: NodeJS.ProcessEnv = process.env): S3TestEnv | und
 /** Why S3 tests do not run, or undefined when they do; under CI=true a missing endpoint is a failure. */
 export function s3SkipReason(): string | undefined {
   if (s3TestEnv()) return undefined;
-  const reason = 'no S3 endpoint: set S3_ENDPOINT (see shared/s3/README.md) to run the S3 tests';
+  const reason = 'no S3 endpoint: start one with eval "$(bash scripts/s3/start.sh)" to run the S3 tests';
   if (process.env.CI === 'true') throw new Error(`${reason} (CI=true: S3 tests must run)`);
   return reason;
 }

@@ -95,7 +95,7 @@ export const TEST_STORAGE: 'fs' | 's3' = process.env.BERTH_TEST_STORAGE === 's3'
 
 function s3Settings(dataDir: string) {
   const env = s3TestEnv();
-  if (!env) throw new Error('BERTH_TEST_STORAGE=s3 needs an S3 endpoint: set S3_ENDPOINT (see shared/s3/README.md)');
+  if (!env) throw new Error('BERTH_TEST_STORAGE=s3 needs an S3 endpoint: set S3_ENDPOINT (eval "$(bash scripts/s3/start.sh)")');
   return { ...env, prefix: `test/server-${basename(dataDir)}/` };
 }
 

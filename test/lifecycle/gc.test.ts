@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
-import { makeImage, makeIndex, OCI_INDEX, RegistryClient, type Image } from '../helpers/registry-client.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { pauseControl } from '../helpers/pause.js';
+import { errorCode, makeImage, makeIndex, OCI_INDEX, RegistryClient, type Image } from '../helpers/registry-client.js';
+import { startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
 
 /** The reference registry's failure, replayed: push, delete, GC from another process, re-push, pull. */
 describe('garbage collection never makes the registry lie', () => {
@@ -167,6 +168,127 @@ describe('the background collector', () => {
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
       await removeStorage(dataDir);
+    }
+  });
+});
+
+/**
+ * Invariant 5: "it exists" is a promise. A grace of 1 s plus the registry's
+ * touchInterval (1 s) is GC's cutoff, so waiting 2.2 s makes everything
+ * pushed before the wait garbage unless an answer renewed it.
+ */
+describe('existence answers are promises (invariant 5)', () => {
+  const PAST_GRACE_MS = 2200;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  let server: TestServer;
+  let client: RegistryClient;
+  before(async () => {
+    server = await startServer({ env: { BERTH_GC_ENABLED: 'false' } });
+    client = new RegistryClient(server.url);
+  });
+  after(() => server.stop());
+
+  /** A GC pass; what it deleted (earlier tests' garbage included: check your own digests). */
+  async function gc() {
+    const run = await berth(['gc', '--data', server.dataDir, '--grace', '1s', '--verbose', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    return JSON.parse(run.stdout) as { manifests: string[]; blobs: string[] };
+  }
+
+  it('HEAD 200 of config and layer renews their repository links: after GC the manifest PUT succeeds', async () => {
+    const repo = 'promise/head';
+    const image = makeImage({ layers: 1 });
+    for (const b of [image.config, ...image.layers]) assert.equal((await client.pushBlob(repo, b)).status, 201);
+    await sleep(PAST_GRACE_MS);
+    for (const b of [image.config, ...image.layers]) {
+      assert.equal((await client.fetch(`/v2/${repo}/blobs/${b.digest}`, { method: 'HEAD' })).status, 200);
+    }
+    const report = await gc();
+    for (const b of [image.config, ...image.layers]) assert.ok(!report.blobs.includes(b.digest));
+    // The links the HEADs were about must have stayed, not only the blob rows.
+    const res = await client.putManifest(repo, 'v1', image.manifest, image.mediaType);
+    assert.equal(res.status, 201, await res.text());
+  });
+
+  it('an untagged manifest pushed again is kept a full grace period, like a new one', async () => {
+    const repo = 'promise/repush';
+    const image = makeImage({ layers: 1 });
+    await client.pushImage(repo, image);
+    await sleep(PAST_GRACE_MS);
+    assert.equal((await client.putManifest(repo, image.digest, image.manifest, image.mediaType)).status, 201);
+    assert.deepEqual((await gc()).manifests.filter((m) => m.startsWith(`${repo}@`)), []);
+    assert.equal((await client.fetch(`/v2/${repo}/manifests/${image.digest}`)).status, 200);
+  });
+
+  it('an index pushed after HEAD-ing its untagged children succeeds after GC', async () => {
+    const repo = 'promise/index';
+    const a = makeImage({ layers: 1 });
+    const b = makeImage({ layers: 1 });
+    await client.pushImage(repo, a);
+    await client.pushImage(repo, b);
+    await sleep(PAST_GRACE_MS);
+    for (const m of [a, b]) {
+      const res = await client.fetch(`/v2/${repo}/manifests/${m.digest}`, { method: 'HEAD', headers: { Accept: m.mediaType } });
+      assert.equal(res.status, 200);
+    }
+    assert.deepEqual((await gc()).manifests.filter((m) => m.startsWith(`${repo}@`)), []);
+    const index = makeIndex([a, b]);
+    const res = await client.putManifest(repo, 'multi', index.manifest, OCI_INDEX);
+    assert.equal(res.status, 201, await res.text());
+  });
+
+  it('a GC claim committed between a HEAD\'s read and its renewal gives 404, never 200', async () => {
+    const pause = pauseControl('stat-after-read');
+    const held = await startServer({ env: { BERTH_GC_ENABLED: 'false', ...pause.env } });
+    try {
+      const c = new RegistryClient(held.url);
+      const image = makeImage({ layers: 1 });
+      const layer = image.layers[0]!;
+      assert.equal((await c.pushBlob('promise/race', layer)).status, 201);
+      await sleep(PAST_GRACE_MS);
+      const head = c.fetch(`/v2/promise/race/blobs/${layer.digest}`, { method: 'HEAD' });
+      await pause.reached('stat-after-read');
+      const run = await berth(['gc', '--data', held.dataDir, '--grace', '1s', '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(JSON.parse(run.stdout).blobsDeleted, 1, 'GC claimed the blob while the HEAD was held');
+      pause.resume('stat-after-read');
+      const res = await head;
+      assert.equal(res.status, 404, 'the blob is gone: "exists" would be a lie');
+      const put = await c.putManifest('promise/race', 'v1', image.manifest, image.mediaType);
+      assert.equal(await errorCode(put), 'MANIFEST_BLOB_UNKNOWN');
+    } finally {
+      pause.cleanup();
+      await held.stop();
+    }
+  });
+});
+
+/** Invariant 10: one clock. Nodes whose clocks disagree must not shorten anyone's grace. */
+describe('one clock for grace periods (invariant 10)', () => {
+  it('with PostgreSQL, a server whose clock is behind and a GC whose clock is ahead do not shorten the grace', async (t) => {
+    if (TEST_METADATA !== 'postgres') {
+      // SQLite is one machine: every process reads the same clock.
+      t.skip('needs PostgreSQL (BERTH_TEST_METADATA=postgres): nodes with clocks of their own');
+      return;
+    }
+    const hour = 3_600_000;
+    const server = await startServer({ env: { BERTH_GC_ENABLED: 'false', BERTH_TEST_CLOCK_SKEW_MS: String(-hour) } });
+    try {
+      const client = new RegistryClient(server.url);
+      const image = makeImage({ layers: 1 });
+      for (const b of [image.config, ...image.layers]) assert.equal((await client.pushBlob('clock/app', b)).status, 201);
+      await client.pushImage('clock/app', makeImage({ layers: 1 })); // an untagged manifest too
+      // By the two nodes' own clocks the uploads are two hours old; by the database's, moments.
+      const run = await berth(['gc', '--data', server.dataDir, '--grace', '90m', '--json'], { BERTH_TEST_CLOCK_SKEW_MS: String(hour) });
+      assert.equal(run.code, 0, run.stderr);
+      const report = JSON.parse(run.stdout);
+      assert.equal(report.blobsDeleted, 0, run.stdout);
+      assert.equal(report.manifestsDeleted, 0, run.stdout);
+      assert.equal(report.linksRemoved, 0, run.stdout);
+      const res = await client.putManifest('clock/app', 'v1', image.manifest, image.mediaType);
+      assert.equal(res.status, 201, await res.text());
+    } finally {
+      await server.stop();
     }
   });
 });

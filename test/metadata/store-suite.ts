@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { armPause } from '../../src/pause-points.js';
 import { RegistryError } from '../../src/registry/errors.js';
 import type { MetadataStore, NewManifest } from '../../src/metadata/store.js';
 
@@ -111,10 +112,43 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.findAnyBlob(other), undefined);
       });
 
-      test('touchBlob renews the grace period of a live blob', async (s) => {
-        const b = await pushBlob(s, 'a/app', 'layer');
-        await s.touchBlob(b.digest, T + 1000);
-        assert.equal((await s.findBlob('a/app', b.digest))?.lastSeen, T + 1000);
+      test('statBlob: "exists" renews the blob and its link into the repository, so GC keeps both (invariant 5)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        assert.equal(await s.statBlob('b/other', b.digest, T + 5000, 1000), undefined, 'not linked there');
+        assert.equal(await s.statBlob('a/app', digestOf('nothing'), T + 5000, 1000), undefined);
+        assert.equal((await s.statBlob('a/app', b.digest, T + 5000, 1000))?.lastSeen, T + 5000);
+        // A collection whose cutoff lies between the upload and the answer:
+        // the link the answer was about must survive it, not only the blob row.
+        const claim = await s.claimBlobIfGarbage(b.digest, T + 100);
+        assert.equal(claim.blob, undefined);
+        assert.equal(claim.linksRemoved, 0);
+        assert.ok(await s.findBlob('a/app', b.digest), 'the manifest PUT that follows still finds the blob linked');
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T + 5001);
+      });
+
+      test('statBlob answers from a read while blob and link were renewed within touchInterval, then renews', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        assert.equal((await s.statBlob('a/app', b.digest, T + 999, 1000))?.lastSeen, T, 'fresh: no write');
+        assert.equal((await s.statBlob('a/app', b.digest, T + 1000, 1000))?.lastSeen, T + 1000, 'due: renewed');
+        // A link older than the blob row (another repository renewed the blob) is renewed too.
+        await s.commitBlob(undefined, 'b/app', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T + 3000);
+        assert.equal((await s.statBlob('a/app', b.digest, T + 3500, 1000))?.lastSeen, T + 3500, 'its link was due');
+        assert.equal((await s.claimBlobIfGarbage(b.digest, T + 2900)).linksRemoved, 0);
+        assert.ok(await s.findBlob('a/app', b.digest));
+      });
+
+      test('a GC claim committed between statBlob\'s read and its renewal makes it answer unknown, never 200 (invariant 5)', async (s, more) => {
+        const gc = await more();
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const pause = armPause('stat-after-read');
+        const answer = s.statBlob('a/app', b.digest, T + 5000, 1000);
+        await pause.reached;
+        const claim = await gc.claimBlobIfGarbage(b.digest, T + 10);
+        assert.equal(claim.blob?.digest, b.digest, 'GC claimed it while the answer was held');
+        pause.resume();
+        assert.equal(await answer, undefined);
+        assert.equal(await s.findBlob('a/app', b.digest), undefined);
       });
 
       test('mountBlob links a blob live in `from` (or anywhere), renewing it; refuses otherwise', async (s) => {
@@ -126,6 +160,58 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal((await s.findBlob('a/dst', b.digest))?.lastSeen, T + 2);
         assert.ok(await s.mountBlob('a/third', b.digest, undefined, T + 3));
         assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
+      });
+
+      test('blobRepositories lists (up to a limit) the repositories a live blob is linked to', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer');
+        await s.mountBlob('a/dst', b.digest, 'a/src', T + 1);
+        await s.mountBlob('b/dst', b.digest, 'a/src', T + 1);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/dst', 'a/src', 'b/dst']);
+        assert.equal((await s.blobRepositories(b.digest, 2)).length, 2);
+        assert.deepEqual(await s.blobRepositories(digestOf('missing'), 10), []);
+        await s.unlinkBlob('a/dst', b.digest);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/src', 'b/dst']);
+      });
+
+      test('a link GC removed between statBlob\'s read and its renewal makes it answer unknown in that repository (invariant 5)', async (s, more) => {
+        const gc = await more();
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        // Another repository keeps the blob itself alive; only a/app's link is stale.
+        await s.commitBlob(undefined, 'b/app', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T + 5000);
+        const pause = armPause('stat-after-read');
+        const answer = s.statBlob('a/app', b.digest, T + 5000, 1000);
+        await pause.reached;
+        const claim = await gc.claimBlobIfGarbage(b.digest, T + 10);
+        assert.equal(claim.linksRemoved, 1, 'GC removed a/app\'s link while the answer was held');
+        assert.equal(claim.blob, undefined);
+        pause.resume();
+        assert.equal(await answer, undefined, 'a/app no longer holds it: "exists" would be a lie');
+        assert.ok(await s.findBlob('b/app', b.digest));
+      });
+
+      test('mountBlob renews the blob and its link into the target atomically (invariant 5)', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer', T);
+        await s.commitBlob(undefined, 'a/dst', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T);
+        assert.equal((await s.mountBlob('a/dst', b.digest, 'a/src', T + 5000))?.lastSeen, T + 5000);
+        assert.equal((await s.mountBlob('a/third', b.digest, undefined, T + 5000))?.lastSeen, T + 5000);
+        const claim = await s.claimBlobIfGarbage(b.digest, T + 100);
+        assert.equal(claim.blob, undefined);
+        assert.equal(claim.linksRemoved, 1, 'only the stale source link goes');
+        assert.ok(await s.findBlob('a/dst', b.digest));
+        assert.ok(await s.findBlob('a/third', b.digest));
+      });
+
+      test('unlinkBlob refuses a blob a manifest of the repository references, and changes nothing (references stay whole)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        await s.commitBlob(undefined, 'b/app', { digest: b.digest, size: 5, storageKey: key(b.digest) }, T);
+        await s.putManifest('a/app', manifest('m', [b.digest]), undefined, T);
+        await assert.rejects(s.unlinkBlob('a/app', b.digest), (e) => {
+          isError('DENIED')(e);
+          assert.equal((e as RegistryError).status, 409);
+          return true;
+        });
+        assert.ok(await s.findBlob('a/app', b.digest), 'still linked');
+        assert.equal(await s.unlinkBlob('b/app', b.digest), true, 'no manifest of b/app references it');
       });
 
       test('unlinkBlob removes the link once and makes the blob a GC candidate', async (s) => {
@@ -172,6 +258,68 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(await s.listRepositories('a\0', 10), { items: ['a/app'], more: false });
       });
 
+      test('claimUpload: one winner, at the offset it saw; a claimed upload takes no more bytes and names its key (invariant 9)', async (s, more) => {
+        const other = await more();
+        await s.createUpload('u1', 'a/app', T);
+        assert.equal(await s.advanceUpload('u1', 0, 10, T + 1), true);
+        const digest = digestOf('claimed');
+        const k = key(digest);
+        assert.equal(await s.claimUpload('u1', 0, k, T + 2), false, 'the offset moved since: no claim');
+        assert.equal(await s.storageKeyKnown(k), false);
+        const [a, b] = await Promise.all([s.claimUpload('u1', 10, k, T + 2), other.claimUpload('u1', 10, k, T + 2)]);
+        assert.deepEqual([a, b].sort(), [false, true], 'exactly one of two nodes claims it');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 3), false, 'claimed once');
+        assert.equal(await s.advanceUpload('u1', 10, 20, T + 3), false, 'a claimed upload takes no more bytes');
+        const u = await s.findUpload('u1');
+        assert.equal(u?.committingKey, k);
+        assert.equal(u?.updatedAt, T + 2, 'the claim renews the upload');
+        assert.equal(await s.storageKeyKnown(k), true, 'fsck knows the key a commit is about to write');
+        // Only the claimant's key ends it as a blob.
+        const wrong = key(digest);
+        await assert.rejects(s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: wrong }, T + 4), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.findAnyBlob(digest), undefined);
+        assert.deepEqual(await s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: k }, T + 4), { outcome: 'stored' });
+        assert.equal(await s.uploadExists('u1'), false);
+        assert.equal(await s.storageKeyKnown(k), true, 'named by the blob now');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 5), false, 'gone');
+      });
+
+      test('a claimed upload ended by its error path (or expiry) can never be committed: deleteUpload is the word that nothing names the key', async (s, more) => {
+        const other = await more();
+        const digest = digestOf('abandoned');
+        const k = key(digest);
+        await s.createClaimedUpload('m1', 'a/app', k, T);
+        assert.equal((await s.findUpload('m1'))?.committingKey, k);
+        assert.equal(await s.storageKeyKnown(k), true);
+        assert.equal(await other.deleteUpload('m1'), true);
+        await assert.rejects(s.commitBlob('m1', 'a/app', { digest, size: 1, storageKey: k }, T), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.storageKeyKnown(k), false);
+        // The other order: the commit first, then the error path finds nothing to end.
+        await s.createClaimedUpload('m2', 'a/app', k, T);
+        await s.commitBlob('m2', 'a/app', { digest, size: 1, storageKey: k }, T);
+        assert.equal(await other.deleteUpload('m2'), false, 'consumed by the commit: its key is named, not to be deleted');
+      });
+
+      test('a claimed upload whose committer died expires like an abandoned one', async (s) => {
+        await s.createUpload('u1', 'a/app', T - 500);
+        assert.equal(await s.claimUpload('u1', 0, key(digestOf('dead')), T - 400), true);
+        await s.createClaimedUpload('m1', 'a/app', key(digestOf('dead-monolithic')), T - 300);
+        await s.createClaimedUpload('m2', 'a/app', key(digestOf('alive')), T);
+        assert.deepEqual(await s.expireUploads(T - 100, 10), ['u1', 'm1']);
+        assert.equal(await s.uploadExists('m2'), true);
+      });
+
+      test("fsck's orphan candidates keep the first time an object was found unknown, until dropped or not seen again", async (s) => {
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 100), T, 'seen again: first time kept');
+        await s.pruneOrphanCandidates(T + 100); // k2 was not seen by the run that started at T + 100
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T + 200), T + 200, 'k2 starts over');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 200), T);
+        await s.dropOrphanCandidate('blob:k1');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 300), T + 300);
+      });
+
       test('expireUploads deletes idle sessions only, oldest first, at most `limit`', async (s) => {
         await s.createUpload('old1', 'a/app', T - 300);
         await s.createUpload('old2', 'a/app', T - 200);
@@ -210,11 +358,11 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
       });
 
-      test('an index needs its children in the repository (MANIFEST_UNKNOWN) and holds them', async (s) => {
+      test('an index needs its children in the repository (MANIFEST_BLOB_UNKNOWN) and holds them', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer');
         const child = manifest('child', [b.digest]);
         const index = manifest('index', [], { children: [child.digest], mediaType: 'application/vnd.oci.image.index.v1+json' });
-        await assert.rejects(s.putManifest('a/app', index, 'v1', T), isError('MANIFEST_UNKNOWN'));
+        await assert.rejects(s.putManifest('a/app', index, 'v1', T), isError('MANIFEST_BLOB_UNKNOWN'));
         await s.putManifest('a/app', child, undefined, T);
         assert.deepEqual(await s.listManifestCandidates(T, 10), [{ repository: 'a/app', digest: child.digest }]);
         await s.putManifest('a/app', index, 'v1', T + 1);
@@ -225,16 +373,72 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: child.digest }], 'released by its parent');
       });
 
+      test('deleteManifest refuses a child an index of the repository references, and changes nothing (references stay whole)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const child = manifest('child', [b.digest]);
+        const index = manifest('index', [], { children: [child.digest] });
+        await s.putManifest('a/app', child, 'c', T);
+        await s.putManifest('a/app', index, 'v1', T);
+        await assert.rejects(s.deleteManifest('a/app', child.digest, T + 1), (e) => {
+          isError('DENIED')(e);
+          assert.equal((e as RegistryError).status, 409);
+          return true;
+        });
+        assert.ok(await s.findManifestByDigest('a/app', child.digest));
+        assert.ok(await s.findManifestByTag('a/app', 'c'), 'its tag too');
+        assert.equal(await s.deleteTag('a/app', 'c', T + 1), true, 'untagging is unaffected');
+        assert.equal(await s.deleteManifest('a/app', index.digest, T + 2), true);
+        assert.equal(await s.deleteManifest('a/app', child.digest, T + 3), true, 'free once the index is gone');
+      });
+
       test('a child pushed again under an existing index is held by it, not a GC candidate', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer');
         const child = manifest('child', [b.digest]);
         const index = manifest('index', [], { children: [child.digest] });
         await s.putManifest('a/app', child, undefined, T);
         await s.putManifest('a/app', index, 'v1', T);
-        assert.equal(await s.deleteManifest('a/app', child.digest, T + 1), true);
         await s.putManifest('a/app', child, undefined, T + 2);
         assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
         assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: child.digest }, T + 10, T + 3), undefined);
+      });
+
+      test('pushing an untagged manifest again renews its grace period, like a new one (invariant 5)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T);
+        await s.putManifest('a/app', m, undefined, T + 5000);
+        assert.deepEqual(await s.listManifestCandidates(T + 100, 10), []);
+        assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 100, T + 5001), undefined);
+        assert.ok(await s.findManifestByDigest('a/app', m.digest));
+        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 5000, T + 5001), 'collected after its new grace');
+      });
+
+      test('statManifest renews an untagged manifest at most once per touchInterval; an index can then reference it (invariant 5)', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const child = manifest('child', [b.digest]);
+        await s.putManifest('a/app', child, undefined, T);
+        const expected = { digest: child.digest, mediaType: child.mediaType, size: child.size, body: child.body };
+        assert.deepEqual(await s.statManifest('a/app', child.digest, T + 999, 1000), expected);
+        assert.deepEqual(await s.listManifestCandidates(T, 10), [{ repository: 'a/app', digest: child.digest }], 'fresh: not renewed');
+        assert.deepEqual(await s.statManifest('a/app', child.digest, T + 5000, 1000), expected);
+        assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: child.digest }, T + 100, T + 5001), undefined);
+        const index = manifest('index', [], { children: [child.digest] });
+        await s.putManifest('a/app', index, 'v1', T + 5002);
+        assert.equal(await s.statManifest('a/app', digestOf('none'), T, 1000), undefined);
+        assert.equal(await s.statManifest('b/app', child.digest, T, 1000), undefined);
+      });
+
+      test('a GC deletion committed between statManifest\'s read and its renewal makes it answer unknown (invariant 5)', async (s, more) => {
+        const gc = await more();
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T);
+        const pause = armPause('stat-after-read');
+        const answer = s.statManifest('a/app', m.digest, T + 5000, 1000);
+        await pause.reached;
+        assert.ok(await gc.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 10, T + 11));
+        pause.resume();
+        assert.equal(await answer, undefined);
       });
 
       test('moving a tag releases the manifest it pointed at; deleteTag and deleteManifest', async (s) => {
@@ -281,8 +485,8 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await changed('tag deleted');
         await s.deleteManifest('a/app', m2.digest, T);
         await changed('tag deleted with its manifest');
-        await s.unlinkBlob('a/app', b.digest);
         await s.deleteManifest('a/app', m1.digest, T);
+        await s.unlinkBlob('a/app', b.digest);
         assert.equal(await s.deleteEmptyRepositories(), 1);
         assert.equal(await s.tagsVersion('a/app'), undefined);
         await pushBlob(s, 'a/app', 'layer');
@@ -350,7 +554,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
 
       test('a renewal (HEAD, mount) inside the grace period re-queues the blob instead of claiming it', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
-        await s.touchBlob(b.digest, T + 100);
+        assert.ok(await s.statBlob('a/app', b.digest, T + 100, 50));
         assert.equal((await s.claimBlobIfGarbage(b.digest, T + 50)).blob, undefined);
         assert.deepEqual(await s.listBlobCandidates(T + 50, 10), [], 're-queued at its renewal');
         assert.deepEqual(await s.listBlobCandidates(T + 100, 10), [b.digest]);
@@ -419,7 +623,6 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await pushBlob(s, 'a/linked', 'layer', T);
         const c = await pushBlob(s, 'a/manifest', 'other', T);
         await s.putManifest('a/manifest', manifest('m', [c.digest]), undefined, T);
-        await s.unlinkBlob('a/manifest', c.digest);
         await s.unlinkBlob('a/empty', b.digest);
         assert.equal(await s.deleteEmptyRepositories(), 1);
         assert.deepEqual((await s.listRepositories(undefined, 10)).items, ['a/linked', 'a/manifest']);
@@ -694,6 +897,19 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           // Whatever this pass did not take must still be queued for the next one.
           const queued = new Set(await a.listBlobCandidates(T + 1000, 100));
           for (const x of blobs) assert.ok(claimed.has(x.digest) || queued.has(x.digest), `${x.digest} dropped out of GC`);
+        });
+
+        test('HEADs racing GC claims on another node: a blob is never both answered and claimed (invariant 5)', async (a, more) => {
+          const b = await more();
+          const blobs = await Promise.all(Array.from({ length: 24 }, (_, i) => pushBlob(a, 'r/app', `h-${i}`, T)));
+          await Promise.all(
+            blobs.map(async (x) => {
+              // touchInterval 0: every answer takes the renewing path.
+              const [answer, claim] = await Promise.all([a.statBlob('r/app', x.digest, T + 5000, 0), b.claimBlobIfGarbage(x.digest, T + 10)]);
+              assert.ok(!(answer && claim.blob), `${x.digest} was answered "exists" and claimed`);
+              if (answer) assert.ok(await b.findBlob('r/app', x.digest), 'answered: blob and link still there');
+            }),
+          );
         });
 
         test('collectors on two nodes claim each blob once', async (a, more) => {

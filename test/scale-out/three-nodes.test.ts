@@ -16,7 +16,7 @@
  * hash state survive in metadata + S3).
  *
  * Needs PostgreSQL (BERTH_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/test)
- * and S3 (S3_ENDPOINT etc., see shared/s3/README.md). Skips with a message
+ * and S3 (S3_ENDPOINT etc., from scripts/s3/start.sh). Skips with a message
  * when either is unreachable; fails instead under CI=true.
  * BERTH_SCALE_SECONDS sets the length of the load phase (default 12).
  */
@@ -61,7 +61,7 @@ async function postgresUnreachable(): Promise<string | undefined> {
 
 async function s3Unreachable(): Promise<string | undefined> {
   const env = s3TestEnv();
-  if (!env) return 'no S3 endpoint: set S3_ENDPOINT (see shared/s3/README.md)';
+  if (!env) return 'no S3 endpoint: set S3_ENDPOINT (eval "$(bash scripts/s3/start.sh)")';
   const store = s3Store(env, '');
   try {
     await store.client.send(new HeadBucketCommand({ Bucket: env.bucket }), { abortSignal: AbortSignal.timeout(5000) });

@@ -114,6 +114,37 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       await t.store.deleteBlob(keyB);
     });
 
+    test('commitKey names, before storage is touched, the key commitUpload and writeBlob write (the commit claims it first: invariant 9)', async () => {
+      const data = randomBytes(1000);
+      const id = newId();
+      await t.store.createUpload(id);
+      await appendAll(t.store, id, 0, data);
+      const expected = t.store.commitKey(id, digestOf(data));
+      assert.equal(await t.store.commitUpload(id, data.length, digestOf(data)), expected);
+      await t.store.deleteBlob(expected);
+      if (t.store.writeBlob) {
+        const whole = newId();
+        assert.equal(await t.store.writeBlob(whole, digestOf(data), chunked(data), data.length, () => {}), t.store.commitKey(whole, digestOf(data)));
+        await t.store.deleteBlob(t.store.commitKey(whole, digestOf(data)));
+      }
+    });
+
+    test('a committed blob is as new as its commit, not as its last append (fsck judges age by it: invariant 9)', async () => {
+      const data = randomBytes(1000);
+      const id = newId();
+      await t.store.createUpload(id);
+      await appendAll(t.store, id, 0, data);
+      // Object stores keep whole seconds: wait past the next one.
+      await new Promise((r) => setTimeout(r, 1200));
+      const committing = Math.floor(Date.now() / 1000) * 1000;
+      const key = await t.store.commitUpload(id, data.length, digestOf(data));
+      const st = await t.store.statBlob(key);
+      assert.ok(st!.modifiedAt >= committing, `modified ${new Date(st!.modifiedAt).toISOString()}, committed from ${new Date(committing).toISOString()}`);
+      const listed = (await collect(t.store.listBlobs())).find((o) => o.key === key);
+      assert.ok(listed!.modifiedAt >= committing, 'as listed');
+      await t.store.deleteBlob(key);
+    });
+
     test('appends at offsets, with pieces crossing part boundaries, on two instances', async () => {
       const pieces = [randomBytes(1000), randomBytes(P - 1000 + 1), randomBytes(P + 7), randomBytes(13), randomBytes(P - 13 - 8 + P)];
       const id = newId();

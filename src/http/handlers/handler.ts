@@ -16,6 +16,17 @@ export interface RequestContext {
   access?: RequestAccess;
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * With auth on, who the guard authenticated (a user name, or a token's
+     * subject); undefined for anonymous requests and when auth is off. Read by
+     * the request log, the audit log and upload-session ownership.
+     */
+    principal?: string;
+  }
+}
+
 export interface RequestAccess {
   canPull(repository: string): boolean;
 }

@@ -142,6 +142,33 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 2,
+    description: 'upload sessions bound to their owner',
+    sql: `
+  -- With auth on, an upload session belongs to the principal that opened it ('' for anonymous),
+  -- and the number of open sessions per principal is capped.
+  ALTER TABLE uploads ADD COLUMN owner text;
+  CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
+  `,
+  },
+  {
+    version: 3,
+    description: 'commit claims and fsck orphan candidates',
+    sql: `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key text;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         text PRIMARY KEY,
+    first_seen  bigint NOT NULL,
+    last_seen   bigint NOT NULL
+  );
+  `,
+  },
+  {
+    version: 4,
     description: 'manifest pull counts',
     sql: `
   -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.

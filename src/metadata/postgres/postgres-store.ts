@@ -17,7 +17,10 @@
  *   the first one's commit: the claim sees the new manifest's references and
  *   keeps the blob, or the push sees the blob marked deleting and answers
  *   MANIFEST_BLOB_UNKNOWN. Never both. commitBlob and mountBlob lock the blob
- *   row as well (invariant 3, and mounts renew the grace period under lock).
+ *   row as well (invariant 3, and mounts renew the grace period under lock),
+ *   and so do a HEAD's renewal (liveness re-checked under the lock,
+ *   invariant 5) and unlinkBlob (it waits for a manifest push holding the
+ *   row shared, then counts that push's references).
  * - GC never waits: its claims take the queue row, the blob row and dangling
  *   links with `SKIP LOCKED`, and manifest deletions and upload expiry do
  *   too. A row some request (or another node's collector) is working on is
@@ -50,6 +53,8 @@
  */
 import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { systemNow } from '../../clock.js';
+import { pausePoint } from '../../pause-points.js';
 import { RegistryError } from '../../registry/errors.js';
 import type {
   BlobRecord,
@@ -62,9 +67,10 @@ import type {
   NewManifest,
   Page,
   ReferrerDescriptor,
+  UploadOwner,
   UploadRecord,
 } from '../store.js';
-import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
@@ -80,7 +86,16 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** Apply pending migrations at open (default true); a newer schema is refused either way. */
   migrate?: boolean;
+  /**
+   * Whose clock stamps the times grace periods compare: 'database' (the
+   * default: the server's, one clock for every node, invariant 10) or
+   * 'caller' (the `now` arguments, for the shared contract suite, which
+   * reasons about fixed times).
+   */
+  clock?: Clock;
 }
+
+export type Clock = 'database' | 'caller';
 
 export { redactUrl };
 
@@ -120,6 +135,16 @@ export function createPool(url: string, poolSize?: number): pg.Pool {
 // Every statement has a name: pg prepares it once per connection and then
 // sends only Bind/Execute, so a single-statement read is one round trip.
 
+/**
+ * The database server's clock, ms since the epoch. Times that grace periods
+ * compare (last_seen, untagged_at, the GC queue's since, an upload's
+ * updated_at) are written as `coalesce($n, DB_NOW)`: with the database clock
+ * the store sends NULL for $n (see STAMPS), so no node's own clock, ahead or
+ * behind, can shorten a grace period (invariant 10). clock_timestamp(), not
+ * now(): a transaction that waited for a lock stamps when it acts.
+ */
+const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+
 const SQL = {
   findBlobInRepo: `
     SELECT b.digest, b.size, b.storage_key, b.last_seen
@@ -128,7 +153,37 @@ const SQL = {
     JOIN blobs b ON b.digest = l.digest
     WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}`,
   findBlob: `SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = $1 AND state = ${LIVE}`,
-  touchBlob: `UPDATE blobs SET last_seen = $1 WHERE digest = $2 AND state = ${LIVE}`,
+  touchBlob: `UPDATE blobs SET last_seen = coalesce($1::bigint, ${DB_NOW}) WHERE digest = $2 AND state = ${LIVE}`,
+  statBlob: `
+    SELECT b.digest, b.size, b.storage_key, b.last_seen,
+      least(b.last_seen, l.last_seen) > coalesce($3::bigint, ${DB_NOW}) - $4::bigint AS fresh
+    FROM repositories r
+    JOIN repository_blobs l ON l.repository_id = r.id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}`,
+  // One statement: lock the live blob (a claim's FOR UPDATE conflicts, and
+  // its commit is re-checked: marked deleting = no row), renew the link
+  // (one a claim has removed since is skipped: no row), then the blob.
+  // Blob before link, the order every writer takes them in.
+  renewBlobInRepo: `
+    WITH hit AS (
+      SELECT b.digest, l.repository_id
+      FROM repositories r
+      JOIN repository_blobs l ON l.repository_id = r.id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
+      FOR NO KEY UPDATE OF b),
+    link AS (
+      UPDATE repository_blobs l SET last_seen = greatest(l.last_seen, coalesce($3::bigint, ${DB_NOW}))
+      FROM hit WHERE l.repository_id = hit.repository_id AND l.digest = hit.digest
+      RETURNING l.digest)
+    UPDATE blobs b SET last_seen = greatest(b.last_seen, coalesce($3::bigint, ${DB_NOW}))
+    WHERE b.digest = (SELECT digest FROM link)
+    RETURNING b.digest, b.size, b.storage_key, b.last_seen`,
+  lockBlobRow: `SELECT 1 FROM blobs WHERE digest = $1 FOR NO KEY UPDATE`,
+  blobReferencedInRepo: `
+    SELECT count(*)::int AS n FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+    WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) AND mb.digest = $2`,
   lockLiveBlob: `SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest = $1 AND state = ${LIVE} FOR NO KEY UPDATE`,
   lockLiveBlobInRepo: `
     SELECT b.digest, b.size, b.storage_key, b.last_seen
@@ -137,14 +192,19 @@ const SQL = {
     JOIN blobs b ON b.digest = l.digest
     WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
     FOR NO KEY UPDATE OF b`,
+  blobRepositories: `
+    SELECT r.name FROM repository_blobs l
+    JOIN repositories r ON r.id = l.repository_id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE l.digest = $1 AND b.state = ${LIVE} LIMIT $2`,
   linkBlob: `
-    INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, $3)
+    INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, coalesce($3::bigint, ${DB_NOW}))
     ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`,
   enqueueBlob: `
-    INSERT INTO gc_blob_queue (digest, since) VALUES ($1, $2)
+    INSERT INTO gc_blob_queue (digest, since) VALUES ($1, coalesce($2::bigint, ${DB_NOW}))
     ON CONFLICT (digest) DO UPDATE SET since = greatest(gc_blob_queue.since, excluded.since)`,
   enqueueBlobs: `
-    INSERT INTO gc_blob_queue (digest, since) SELECT DISTINCT d, $2::bigint FROM unnest($1::text[]) AS d ORDER BY d
+    INSERT INTO gc_blob_queue (digest, since) SELECT DISTINCT d, coalesce($2::bigint, ${DB_NOW}) FROM unnest($1::text[]) AS d ORDER BY d
     ON CONFLICT (digest) DO UPDATE SET since = greatest(gc_blob_queue.since, excluded.since)`,
   unlinkBlob: `
     WITH gone AS (
@@ -160,21 +220,42 @@ const SQL = {
   repositoryExists: `SELECT 1 FROM repositories WHERE name = $1`,
   tagsVersion: `SELECT id::text || ':' || tags_version::text AS v FROM repositories WHERE name = $1`,
 
-  createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES ($1, $2, 0, $3, $3)`,
-  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = $1`,
+  createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
+    SELECT $1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4
+    WHERE $5::int = 0 OR (SELECT count(*) FROM uploads WHERE owner = $4) < $5::int`,
+  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = $1`,
   uploadExists: `SELECT 1 FROM uploads WHERE id = $1`,
-  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = $2, hash_state = $3 WHERE id = $4 AND "offset" = $5`,
+  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = coalesce($2::bigint, ${DB_NOW}), hash_state = $3 WHERE id = $4 AND "offset" = $5 AND committing_key IS NULL`,
   deleteUpload: `DELETE FROM uploads WHERE id = $1`,
+  claimUpload: `UPDATE uploads SET committing_key = $1, updated_at = coalesce($2::bigint, ${DB_NOW}) WHERE id = $3 AND "offset" = $4 AND committing_key IS NULL`,
+  createClaimedUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key)
+    VALUES ($1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4)`,
+  // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+  consumeUpload: `DELETE FROM uploads WHERE id = $1 AND (committing_key IS NULL OR committing_key = $2)`,
 
   insertBlob: `
-    INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES ($1, $2, $3, ${LIVE}, $4)
+    INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES ($1, $2, $3, ${LIVE}, coalesce($4::bigint, ${DB_NOW}))
     ON CONFLICT (digest) DO NOTHING RETURNING digest`,
   lockBlobAnyState: `SELECT state, storage_key FROM blobs WHERE digest = $1 FOR UPDATE`,
-  replaceBlob: `UPDATE blobs SET size = $2, storage_key = $3, state = ${LIVE}, last_seen = $4 WHERE digest = $1`,
+  replaceBlob: `UPDATE blobs SET size = $2, storage_key = $3, state = ${LIVE}, last_seen = coalesce($4::bigint, ${DB_NOW}) WHERE digest = $1`,
 
   findManifestByDigest: `
     SELECT m.digest, m.media_type, m.size, m.body FROM manifests m JOIN repositories r ON r.id = m.repository_id
     WHERE r.name = $1 AND m.digest = $2`,
+  manifestForStat: `
+    SELECT m.digest, m.media_type, m.size, m.body,
+      m.untagged_at IS NULL OR m.untagged_at > coalesce($3::bigint, ${DB_NOW}) - $4::bigint AS fresh
+    FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE r.name = $1 AND m.digest = $2`,
+  // A manifest GC deletes meanwhile: its lock is waited for, the row is gone, no row.
+  renewManifest: `
+    UPDATE manifests m SET untagged_at = greatest(m.untagged_at, coalesce($3::bigint, ${DB_NOW}))
+    FROM repositories r
+    WHERE r.id = m.repository_id AND r.name = $1 AND m.digest = $2 AND m.untagged_at IS NOT NULL
+    RETURNING m.digest, m.media_type, m.size, m.body`,
+  renewManifestById: `
+    UPDATE manifests SET untagged_at = greatest(untagged_at, coalesce($1::bigint, ${DB_NOW})) WHERE id = $2 AND untagged_at IS NOT NULL`,
+  parentCount: `SELECT count(*)::int AS n FROM manifest_children WHERE repository_id = $1 AND child_digest = $2`,
   findManifestByTag: `
     SELECT m.digest, m.media_type, m.size, m.body
     FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
@@ -188,23 +269,23 @@ const SQL = {
   insertManifest: `
     INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, body, created_at, untagged_at)
     -- Untagged (a GC candidate from now) unless a tag or a parent index already holds it.
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $10::boolean OR EXISTS (
-      SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2) THEN NULL ELSE $9::bigint END)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9::bigint, ${DB_NOW}), CASE WHEN $10::boolean OR EXISTS (
+      SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2) THEN NULL ELSE coalesce($9::bigint, ${DB_NOW}) END)
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
   insertManifestBlobs: `
     INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING`,
-  touchLinks: `UPDATE repository_blobs SET last_seen = $1 WHERE repository_id = $2 AND digest = ANY($3::text[])`,
+  touchLinks: `UPDATE repository_blobs SET last_seen = coalesce($1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND digest = ANY($3::text[])`,
   insertManifestChildren: `
     INSERT INTO manifest_children (manifest_id, repository_id, child_digest) SELECT $1, $2, d FROM unnest($3::text[]) AS d
     ON CONFLICT DO NOTHING`,
   holdManifests: `UPDATE manifests SET untagged_at = NULL WHERE repository_id = $1 AND digest = ANY($2::text[]) AND untagged_at IS NOT NULL`,
   holdManifestById: `UPDATE manifests SET untagged_at = NULL WHERE id = $1 AND untagged_at IS NOT NULL`,
   releaseIfOrphan: `
-    UPDATE manifests m SET untagged_at = $1
+    UPDATE manifests m SET untagged_at = coalesce($1::bigint, ${DB_NOW})
     WHERE m.repository_id = $2 AND m.digest = ANY($3::text[]) AND m.untagged_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`,
-  releaseReferrers: `UPDATE manifests SET untagged_at = coalesce(untagged_at, $1) WHERE repository_id = $2 AND subject = $3`,
+  releaseReferrers: `UPDATE manifests SET untagged_at = coalesce(untagged_at, $1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND subject = $3`,
   lockTag: `SELECT manifest_id FROM tags WHERE repository_id = $1 AND name = $2 FOR UPDATE`,
   updateTag: `UPDATE tags SET manifest_id = $3, updated_at = $4 WHERE repository_id = $1 AND name = $2`,
   insertTag: `
@@ -215,7 +296,7 @@ const SQL = {
     WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
     RETURNING t.repository_id, t.manifest_id`,
   releaseIfOrphanById: `
-    UPDATE manifests m SET untagged_at = $1
+    UPDATE manifests m SET untagged_at = coalesce($1::bigint, ${DB_NOW})
     WHERE m.id = $2 AND m.untagged_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`,
@@ -283,7 +364,12 @@ const SQL = {
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
   listBlobs: `
     SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
-  storageKeyKnown: `SELECT 1 FROM blobs WHERE storage_key = $1`,
+  storageKeyKnown: `SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
+  recordCandidate: `
+    INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES ($1, $2, $2)
+    ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`,
+  dropCandidate: `DELETE FROM fsck_candidates WHERE key = $1`,
+  pruneCandidates: `DELETE FROM fsck_candidates WHERE last_seen < $1`,
   forgetBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2`,
   deleteLinks: `DELETE FROM repository_blobs WHERE digest = $1`,
   recordRun: `
@@ -295,20 +381,56 @@ const SQL = {
       sum(uploads_purged)::bigint AS uploads_purged, sum(problems)::bigint AS problems,
       sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
     FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
+  dbNow: `SELECT ${DB_NOW} AS now`,
   ...CONSOLE_SQL,
 } as const;
 
 type Statement = keyof typeof SQL;
+
+/**
+ * Which parameter of a statement is a grace-period time (0-based): sent as
+ * NULL with the database clock, so the SQL stamps DB_NOW instead.
+ */
+const STAMPS: Partial<Record<Statement, number>> = {
+  touchBlob: 0,
+  statBlob: 2,
+  renewBlobInRepo: 2,
+  linkBlob: 2,
+  enqueueBlob: 1,
+  enqueueBlobs: 1,
+  createUpload: 2,
+  advanceUpload: 1,
+  claimUpload: 1,
+  createClaimedUpload: 2,
+  insertBlob: 3,
+  replaceBlob: 3,
+  manifestForStat: 2,
+  renewManifest: 2,
+  renewManifestById: 0,
+  insertManifest: 8,
+  touchLinks: 0,
+  releaseIfOrphan: 0,
+  releaseReferrers: 0,
+  releaseIfOrphanById: 0,
+};
+
+function stamped(name: Statement, values: unknown[], clock: Clock): unknown[] {
+  const i = STAMPS[name];
+  if (clock === 'caller' || i === undefined) return values;
+  const v = values.slice();
+  v[i] = null;
+  return v;
+}
 
 /** Runs named statements on one connection (inside a transaction, or the pool for single statements). */
 interface Exec {
   q<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
 }
 
-function execOn(client: PoolClient | pg.Pool): Exec {
+function execOn(client: PoolClient | pg.Pool, clock: Clock): Exec {
   return {
     q: <R extends QueryResultRow>(name: Statement, values: unknown[] = []) =>
-      client.query<R>({ name: `berth_${name}`, text: SQL[name], values }),
+      client.query<R>({ name: `berth_${name}`, text: SQL[name], values: stamped(name, values, clock) }),
   };
 }
 
@@ -316,8 +438,12 @@ function execOn(client: PoolClient | pg.Pool): Exec {
 interface Runner {
   /** One statement, atomically on its own. */
   one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
-  /** A transaction (retried as a whole on deadlock or serialization failure). */
-  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T>;
+  /**
+   * A transaction (retried as a whole on deadlock or serialization failure).
+   * `clock` 'caller': the `now` values it is given already come from the
+   * database's clock (GC's, read by now()), so they are sent as they are.
+   */
+  tx<T>(fn: (x: Exec) => Promise<T>, clock?: Clock): Promise<T>;
 }
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -333,8 +459,8 @@ function backoff(attempt: number): Promise<void> {
 
 class PoolRunner implements Runner {
   private readonly exec: Exec;
-  constructor(private readonly pool: pg.Pool) {
-    this.exec = execOn(pool);
+  constructor(private readonly pool: pg.Pool, private readonly clock: Clock) {
+    this.exec = execOn(pool, clock);
   }
 
   async one<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>> {
@@ -349,13 +475,13 @@ class PoolRunner implements Runner {
     }
   }
 
-  async tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+  async tx<T>(fn: (x: Exec) => Promise<T>, clock: Clock = this.clock): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken: Error | undefined;
       try {
         await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
-        const value = await fn(execOn(client));
+        const value = await fn(execOn(client, clock));
         await client.query('COMMIT');
         return value;
       } catch (e) {
@@ -385,8 +511,8 @@ class PoolRunner implements Runner {
 class DryRunRunner implements Runner {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly exec: Exec;
-  constructor(private readonly client: PoolClient) {
-    this.exec = execOn(client);
+  constructor(private readonly client: PoolClient, private readonly clock: Clock) {
+    this.exec = execOn(client, clock);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -399,12 +525,13 @@ class DryRunRunner implements Runner {
     return this.tx((x) => x.q<R>(name, values));
   }
 
-  tx<T>(fn: (x: Exec) => Promise<T>): Promise<T> {
+  tx<T>(fn: (x: Exec) => Promise<T>, clock: Clock = this.clock): Promise<T> {
+    const exec = clock === this.clock ? this.exec : execOn(this.client, clock);
     return this.exclusive(async () => {
       for (let attempt = 1; ; attempt++) {
         await this.client.query('SAVEPOINT berth_op');
         try {
-          const value = await fn(this.exec);
+          const value = await fn(exec);
           await this.client.query('RELEASE SAVEPOINT berth_op');
           return value;
         } catch (e) {
@@ -442,13 +569,15 @@ export class PostgresMetadataStore implements MetadataStore {
       await pool.end().catch(() => undefined);
       throw describeConnectError(e, url);
     }
-    return new PostgresMetadataStore(pool, new PoolRunner(pool));
+    const clock = options.clock ?? 'database';
+    return new PostgresMetadataStore(pool, new PoolRunner(pool, clock), clock);
   }
 
   private constructor(
     /** Undefined for a dry run's view, which borrows one connection of its parent's pool. */
     private readonly pool: pg.Pool | undefined,
     private readonly db: Runner,
+    private readonly clock: Clock,
   ) {}
 
   // Blobs --------------------------------------------------------------------
@@ -461,8 +590,18 @@ export class PostgresMetadataStore implements MetadataStore {
     return toBlob((await this.db.one('findBlob', [digest])).rows[0]);
   }
 
-  async touchBlob(digest: string, now: number): Promise<void> {
-    await this.db.one('touchBlob', [now, digest]);
+  async statBlob(repository: string, digest: string, now: number, touchInterval: number): Promise<BlobRecord | undefined> {
+    const read = (await this.db.one('statBlob', [repository, digest, now, touchInterval])).rows[0];
+    if (!read) return undefined;
+    // Safe to answer from the read: GC claims a blob or removes a link only
+    // when it was last seen at or before (database) now - grace -
+    // touchInterval, and both were seen after now - touchInterval, so
+    // neither can go for a full grace period from this answer.
+    if (read.fresh) return toBlob(read);
+    await pausePoint('stat-after-read');
+    // The read is only a hint: this statement re-checks liveness under the
+    // blob's lock and renews link and blob, or returns nothing (404).
+    return toBlob((await this.db.one('renewBlobInRepo', [repository, digest, now])).rows[0]);
   }
 
   async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
@@ -479,14 +618,29 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return (await this.db.one<{ name: string }>('blobRepositories', [digest, limit])).rows.map((r) => r.name);
+  }
+
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    return ((await this.db.one('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+    return this.db.tx(async (x) => {
+      // putManifest share-locks the blob row before it checks links: after
+      // this lock, a manifest pushed concurrently has committed (and the
+      // count below sees it), or it will find the link gone.
+      await x.q('lockBlobRow', [digest]);
+      const referencedBy = (await x.q('blobReferencedInRepo', [repository, digest])).rows[0]!.n as number;
+      if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
+      return ((await x.q('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+    });
   }
 
   // Uploads ------------------------------------------------------------------
 
-  async createUpload(id: string, repository: string, now: number): Promise<void> {
-    await this.db.one('createUpload', [id, repository, now]);
+  async createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean> {
+    // READ COMMITTED: starts racing in parallel may each see the count below
+    // the cap, so it can be passed by as many starts as run at once (those
+    // are themselves capped per client: limits.uploadsPerClient).
+    return ((await this.db.one('createUpload', [id, repository, now, owner?.name ?? null, owner?.maxSessions ?? 0])).rowCount ?? 0) > 0;
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
@@ -506,6 +660,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return ((await this.db.one('deleteUpload', [id])).rowCount ?? 0) > 0;
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    if (!storable(id)) return false;
+    // Re-evaluated on the newest row version after a concurrent claim or append: one winner.
+    return ((await this.db.one('claimUpload', [storageKey, now, id, offset])).rowCount ?? 0) > 0;
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.db.one('createClaimedUpload', [id, repository, now, storageKey]);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
@@ -513,7 +677,7 @@ export class PostgresMetadataStore implements MetadataStore {
     now: number,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
-      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
+      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('consumeUpload', [uploadId, blob.storageKey])).rowCount === 0)) {
         // Another request finished or cancelled this upload first.
         throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
       }
@@ -555,6 +719,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return toManifest((await this.db.one('findManifestByTag', [repository, tag])).rows[0]);
   }
 
+  async statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined> {
+    const read = (await this.db.one('manifestForStat', [repository, digest, now, touchInterval])).rows[0];
+    // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
+    if (!read || read.fresh) return toManifest(read);
+    await pausePoint('stat-after-read');
+    const renewed = (await this.db.one('renewManifest', [repository, digest, now])).rows[0];
+    // No row: deleted by GC since (gone), or held by a tag or index since (still there).
+    return toManifest(renewed ?? (await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
+  }
+
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
     if (m.artifactType !== undefined && !storable(m.artifactType)) {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
@@ -583,7 +757,11 @@ export class PostgresMetadataStore implements MetadataStore {
       let id: number | undefined;
       for (;;) {
         id = (await x.q('lockManifest', [repoId, m.digest])).rows[0]?.id as number | undefined;
-        if (id !== undefined) break;
+        if (id !== undefined) {
+          // Pushed again: kept like a new one (a client may push an index referencing it next).
+          await x.q('renewManifestById', [now, id]);
+          break;
+        }
         id = (
           await x.q('insertManifest', [...manifestValues(repoId, m, now), tag !== undefined])
         ).rows[0]?.id as number | undefined;
@@ -610,6 +788,9 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.db.tx(async (x) => {
       const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
       if (!row) return false;
+      // After the lock: an index pushed concurrently (it locks its children) has committed, and is counted.
+      const parents = (await x.q('parentCount', [row.repository_id, digest])).rows[0]!.n as number;
+      if (parents > 0) throw stillReferencedError('manifest', digest, parents);
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
       return true;
     });
@@ -653,6 +834,9 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
+    // `now` is GC's pass time, read from this store's clock: what it releases
+    // is due from that time, so a pass at grace 0 takes the blobs of the
+    // manifests it deletes too.
     return this.db.tx(async (x) => {
       // SKIP LOCKED: a manifest a push (or another collector) is working on is left for a later pass.
       const row = (await x.q('lockManifestForGc', [ref.repository, ref.digest])).rows[0];
@@ -667,7 +851,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       await deleteManifestRow(x, id, repoId, ref.digest, now);
       return toManifest(row);
-    });
+    }, 'caller');
   }
 
   async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
@@ -743,6 +927,18 @@ export class PostgresMetadataStore implements MetadataStore {
     return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
   }
 
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return (await this.db.one('recordCandidate', [key, now])).rows[0]!.first_seen as number;
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.db.one('dropCandidate', [key]);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.db.one('pruneCandidates', [seenBefore]);
+  }
+
   async uploadExists(id: string): Promise<boolean> {
     if (!storable(id)) return false;
     return ((await this.db.one('uploadExists', [id])).rowCount ?? 0) > 0;
@@ -786,12 +982,17 @@ export class PostgresMetadataStore implements MetadataStore {
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED'); // explicit: the locking design assumes it, whatever the database default
       // A process that dies mid-run loses its connection and so its locks; a hung one is cut off.
       await client.query(`SET LOCAL idle_in_transaction_session_timeout = '60s'`);
-      const view = new PostgresMetadataStore(undefined, new DryRunRunner(client));
+      const view = new PostgresMetadataStore(undefined, new DryRunRunner(client, this.clock), this.clock);
       return await fn(view);
     } finally {
       await client.query('ROLLBACK').catch((e: Error) => (broken = e));
       client.release(broken);
     }
+  }
+
+  async now(): Promise<number> {
+    if (this.clock === 'caller') return systemNow();
+    return (await this.db.one('dbNow')).rows[0]!.now as number;
   }
 
   // Console queries ----------------------------------------------------------

@@ -123,6 +123,25 @@ export const MIGRATIONS: string[] = [
   CREATE UNIQUE INDEX blobs_by_storage_key ON blobs(storage_key);
   `,
   `
+  -- With auth on, an upload session belongs to the principal that opened it ('' for anonymous),
+  -- and the number of open sessions per principal is capped.
+  ALTER TABLE uploads ADD COLUMN owner TEXT;
+  CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
+  `,
+  `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key TEXT;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         TEXT PRIMARY KEY,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  `
   -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
   CREATE TABLE manifest_pulls (
     manifest_id  INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,

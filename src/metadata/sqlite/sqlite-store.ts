@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { pausePoint } from '../../pause-points.js';
 import { RegistryError } from '../../registry/errors.js';
 import type {
   BlobRecord,
@@ -22,11 +23,13 @@ import type {
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
+  UploadOwner,
   UploadRecord,
 } from '../store.js';
-import { blobRecheckAt, manifestDue, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
+import { systemNow } from '../../clock.js';
 import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
 import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
@@ -96,8 +99,25 @@ export class SqliteMetadataStore implements MetadataStore {
     return toBlob(this.stmt.findBlob.get(digest) as Row | undefined);
   }
 
-  async touchBlob(digest: string, now: number): Promise<void> {
-    await this.write(() => this.stmt.touchBlob.run(now, digest), false);
+  async statBlob(repository: string, digest: string, now: number, touchInterval: number): Promise<BlobRecord | undefined> {
+    const read = this.stmt.statBlob.get(repository, digest) as Row | undefined;
+    if (!read) return undefined;
+    // Safe to answer from the read: GC claims a blob or removes a link only
+    // when it was last seen at or before now - grace - touchInterval, and
+    // both were seen after now - touchInterval, so neither can go for a
+    // full grace period from this answer.
+    const due = renewalDue(read.last_seen as number, now, touchInterval) || renewalDue(read.link_seen as number, now, touchInterval);
+    if (!due) return toBlob(read);
+    await pausePoint('stat-after-read');
+    // The read is only a hint: the write re-checks liveness and renews both
+    // rows in one transaction, so a claim committed since gives a 404.
+    return this.write(() => {
+        const row = this.stmt.statBlob.get(repository, digest) as Row | undefined;
+        if (!row) return undefined;
+        this.stmt.renewBlob.run(now, digest);
+        this.stmt.renewLink.run(now, row.repository_id, digest);
+        return toBlob({ ...row, last_seen: Math.max(row.last_seen as number, now) });
+      }, false);
   }
 
   async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
@@ -112,8 +132,14 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return this.stmt.blobRepositories.all(digest, limit) as string[];
+  }
+
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     return this.write(() => {
+        const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
+        if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
         const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
         if (changed) this.stmt.enqueueBlob.run(digest, 0);
         return changed;
@@ -122,8 +148,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Uploads ------------------------------------------------------------------
 
-  async createUpload(id: string, repository: string, now: number): Promise<void> {
-    await this.write(() => this.stmt.createUpload.run(id, repository, now, now), false);
+  async createUpload(id: string, repository: string, now: number, owner?: UploadOwner): Promise<boolean> {
+    // Writers are serialized, so the count and the insert are one atomic step.
+    return this.write(() => this.stmt.createUpload.run(id, repository, now, now, owner?.name ?? null, owner?.maxSessions ?? 0, owner?.name ?? null, owner?.maxSessions ?? 0).changes > 0, false);
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
@@ -138,6 +165,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => this.stmt.deleteUpload.run(id).changes > 0, false);
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    // Not waiting for the sync: a claim lost on a power cut goes with
+    // everything after it in the WAL, the commit included.
+    return this.write(() => this.stmt.claimUpload.run(storageKey, now, id, offset).changes > 0, false);
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.write(() => this.stmt.createClaimedUpload.run(id, repository, now, now, storageKey), false);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
@@ -145,7 +182,7 @@ export class SqliteMetadataStore implements MetadataStore {
     now: number,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
-        if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
+        if (uploadId !== undefined && this.stmt.consumeUpload.run(uploadId, blob.storageKey).changes === 0) {
           // Another request finished or cancelled this upload first.
           throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
         }
@@ -177,6 +214,18 @@ export class SqliteMetadataStore implements MetadataStore {
     return toManifest(this.stmt.findManifestByTag.get(repository, tag) as Row | undefined);
   }
 
+  async statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined> {
+    const read = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+    // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
+    if (!read || read.untagged_at === null || !renewalDue(read.untagged_at as number, now, touchInterval)) return toManifest(read);
+    await pausePoint('stat-after-read');
+    return this.write(() => {
+        const row = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+        if (row) this.stmt.renewManifest.run(now, row.id);
+        return toManifest(row);
+      }, false);
+  }
+
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
@@ -198,6 +247,9 @@ export class SqliteMetadataStore implements MetadataStore {
             this.stmt.insertManifestChild.run(id, repoId, d);
             this.stmt.holdManifest.run(repoId, d);
           }
+        } else {
+          // Pushed again: kept like a new one (a client may push an index referencing it next).
+          this.stmt.renewManifest.run(now, id);
         }
         if (tag !== undefined) {
           const previous = this.stmt.tagTarget.get(repoId, tag) as Row | undefined;
@@ -212,6 +264,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
+        const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
+        if (parents > 0) throw stillReferencedError('manifest', digest, parents);
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
         return true;
       });
@@ -324,7 +378,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return this.stmt.storageKeyKnown.get(key) !== undefined;
+    return this.stmt.storageKeyKnown.get(key, key) !== undefined;
+  }
+
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return this.write(() => (this.stmt.recordCandidate.get(key, now, now) as Row).first_seen as number, false);
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.write(() => this.stmt.dropCandidate.run(key), false);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.write(() => this.stmt.pruneCandidates.run(seenBefore), false);
   }
 
   async uploadExists(id: string): Promise<boolean> {
@@ -361,6 +427,10 @@ export class SqliteMetadataStore implements MetadataStore {
     } finally {
       view.db.close();
     }
+  }
+
+  async now(): Promise<number> {
+    return systemNow();
   }
 
   // Console queries ----------------------------------------------------------
@@ -490,10 +560,32 @@ export class SqliteMetadataStore implements MetadataStore {
       this.walSyncNext = undefined;
       return this.syncWal();
     }));
-    this.walHandle ??= open(this.walFile, 'r');
+    // The WAL file (and the database file beside it) exist only once their
+    // directory entries are durable: the directory is synced with the first
+    // WAL sync, before any commit is acknowledged.
+    this.walHandle ??= open(this.walFile, 'r').then(async (h) => {
+      try {
+        await this.syncDirectory(dirname(this.walFile!));
+      } catch (e) {
+        await h.close();
+        this.walHandle = undefined;
+        throw e;
+      }
+      return h;
+    });
     const sync = this.walHandle.then((h) => h.datasync());
     this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
     return sync;
+  }
+
+  /** Makes a directory's entries durable (protected: tests observe it). */
+  protected async syncDirectory(dir: string): Promise<void> {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   }
 
   /** Must run inside a transaction. */
@@ -524,15 +616,24 @@ export class SqliteMetadataStore implements MetadataStore {
 
 /** Applies pending migrations; refuses a schema newer than this code. Returns the versions before and after. */
 export function migrate(db: Database.Database): { from: number; to: number } {
+  const tooNew = (v: number) => new Error(`metadata schema version ${v} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (version > MIGRATIONS.length) throw tooNew(version);
+  // Each step reads the version inside its write transaction: another
+  // process starting on the same new database at the same moment may have
+  // applied the migration between our first read and our lock.
+  for (;;) {
+    const applied = db
+      .transaction(() => {
+        const v = db.pragma('user_version', { simple: true }) as number;
+        if (v > MIGRATIONS.length) throw tooNew(v);
+        if (v === MIGRATIONS.length) return false;
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) break;
   }
   return { from: version, to: MIGRATIONS.length };
 }
@@ -555,10 +656,27 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = r.id
       JOIN blobs b ON b.digest = l.digest
       WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    blobRepositories: p(`
+      SELECT r.name FROM repository_blobs l
+      JOIN repositories r ON r.id = l.repository_id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE l.digest = ? AND b.state = ${LIVE} LIMIT ?`).pluck(),
     blobLinkedLive: p(`
       SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
       WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
     touchBlob: p(`UPDATE blobs SET last_seen = ? WHERE digest = ? AND state = ${LIVE}`),
+    statBlob: p(`
+      SELECT b.digest, b.size, b.storage_key, b.last_seen, l.repository_id, l.last_seen AS link_seen
+      FROM repositories r
+      JOIN repository_blobs l ON l.repository_id = r.id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    // max(): a renewal never moves a time back.
+    renewBlob: p(`UPDATE blobs SET last_seen = max(last_seen, ?) WHERE digest = ? AND state = ${LIVE}`),
+    renewLink: p(`UPDATE repository_blobs SET last_seen = max(last_seen, ?) WHERE repository_id = ? AND digest = ?`),
+    blobReferencedInRepo: p(`
+      SELECT count(*) FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+      WHERE m.repository_id = (SELECT id FROM repositories WHERE name = ?) AND mb.digest = ?`).pluck(),
     upsertBlob: p(`
       INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES (?, ?, ?, ${LIVE}, ?)
       ON CONFLICT (digest) DO UPDATE SET size = excluded.size, storage_key = excluded.storage_key,
@@ -574,10 +692,15 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO gc_blob_queue (digest, since) VALUES (?, ?)
       ON CONFLICT (digest) DO UPDATE SET since = max(since, excluded.since)`),
 
-    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at) VALUES (?, ?, 0, ?, ?)`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state FROM uploads WHERE id = ?`),
-    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
+    createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
+      SELECT ?, ?, 0, ?, ?, ? WHERE ? = 0 OR (SELECT count(*) FROM uploads WHERE owner = ?) < ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = ?`),
+    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
+    claimUpload: p(`UPDATE uploads SET committing_key = ?, updated_at = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
+    createClaimedUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key) VALUES (?, ?, 0, ?, ?, ?)`),
+    // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+    consumeUpload: p(`DELETE FROM uploads WHERE id = ? AND (committing_key IS NULL OR committing_key = ?)`),
 
     manifestId: p(`SELECT id FROM manifests WHERE repository_id = ? AND digest = ?`),
     manifestIdByName: p(`
@@ -596,6 +719,11 @@ function prepareStatements(db: Database.Database) {
     insertManifestBlob: p(`INSERT OR IGNORE INTO manifest_blobs (manifest_id, digest) VALUES (?, ?)`),
     insertManifestChild: p(`INSERT OR IGNORE INTO manifest_children (manifest_id, repository_id, child_digest) VALUES (?, ?, ?)`),
     hasParent: p(`SELECT 1 FROM manifest_children WHERE repository_id = ? AND child_digest = ? LIMIT 1`),
+    parentCount: p(`SELECT count(*) FROM manifest_children WHERE repository_id = ? AND child_digest = ?`).pluck(),
+    manifestForStat: p(`
+      SELECT m.id, m.digest, m.media_type, m.size, m.body, m.untagged_at FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE r.name = ? AND m.digest = ?`),
+    renewManifest: p(`UPDATE manifests SET untagged_at = max(untagged_at, ?) WHERE id = ? AND untagged_at IS NOT NULL`),
     holdManifest: p(`UPDATE manifests SET untagged_at = NULL WHERE repository_id = ? AND digest = ?`),
     holdManifestById: p(`UPDATE manifests SET untagged_at = NULL WHERE id = ?`),
     releaseIfOrphan: p(`
@@ -649,7 +777,12 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyKnown: p(`SELECT 1 FROM blobs WHERE storage_key = ?`),
+    storageKeyKnown: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = ?) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = ?)`),
+    recordCandidate: p(`
+      INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES (?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`),
+    dropCandidate: p(`DELETE FROM fsck_candidates WHERE key = ?`),
+    pruneCandidates: p(`DELETE FROM fsck_candidates WHERE last_seen < ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
     recordRun: p(`
