@@ -54,6 +54,8 @@ export interface Config extends SecurityConfig {
   auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
+  /** Serve the web console under /ui (src/console/). */
+  ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
   /**
@@ -71,6 +73,7 @@ export const DEFAULT_CONFIG: Config = {
   logLevel: 'info',
   deletes: true,
   readOnly: false,
+  ui: true,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -151,6 +154,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
   if (env.BERTH_READ_ONLY) config.readOnly = parseBoolean(env.BERTH_READ_ONLY, 'BERTH_READ_ONLY');
+  if (env.BERTH_UI) config.ui = parseBoolean(env.BERTH_UI, 'BERTH_UI');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -193,13 +197,14 @@ function applyFile(config: Config, file: string): void {
     config.reference = { ...applyReferenceConfig(config, d, file), file };
     return;
   }
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
   if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
+  if (d.ui !== undefined) config.ui = parseBoolean(d.ui as string, 'ui');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);

@@ -65,6 +65,7 @@ variables, then flags. A config file looks like:
   metadata: postgres://berth@db:5432/berth   # optional; default SQLite in data
   deletes: true
   readOnly: false      # pulls only, no GC (maintenance, migration)
+  ui: true             # the web console under /ui (env BERTH_UI)
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
     audit: /var/log/berth/audit.log   # optional: security events as JSON lines (or stdout, stderr)
@@ -113,7 +114,7 @@ key), never from flags. Without auth.token.key a signing key is generated in
 <data>/auth/.
 
 Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
-/healthz, /metrics, /admin/gc.`,
+/healthz, /metrics, /admin/gc, /ui (the web console; its JSON API under /ui/api/).`,
   )
   .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.

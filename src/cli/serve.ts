@@ -8,6 +8,8 @@ import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
+import { consoleRoutes } from '../console/routes.js';
+import { PullCounter } from '../console/pulls.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
@@ -29,7 +31,8 @@ export async function serve(config: Config): Promise<void> {
     metadata,
     storage,
     {
-      deleteEnabled: config.deletes,
+      // Read-only: deletes are writes too (the console then offers none).
+      deleteEnabled: config.deletes && !config.readOnly,
       redirectBlobs: config.storage.redirect,
       redirectExpiry: redirectExpiry(config),
       uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
@@ -40,12 +43,17 @@ export async function serve(config: Config): Promise<void> {
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
   const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly);
+  // Pulls are counted for the console only: without it the pull path does not pay even a map update.
+  const pulls = config.ui ? new PullCounter(metadata, logger) : undefined;
+  registry.ctx.pulls = pulls;
+  const ui = config.ui ? consoleRoutes({ registry, gc, pulls, guard: security.guard, adminCheck: security.adminCheck, tokenLogin: config.auth?.token.enabled ?? false, readOnly: config.readOnly }) : undefined;
   const app = buildServer({
     registry,
     logger,
     extraRoutes: (a) => {
       security.register(a);
       admin(a);
+      ui?.(a);
     },
     guard: security.guard,
     serverFactory: security.transport?.factory,
@@ -82,6 +90,7 @@ export async function serve(config: Config): Promise<void> {
   );
 
   gc.startBackground();
+  pulls?.start();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -96,6 +105,7 @@ export async function serve(config: Config): Promise<void> {
     await security.transport?.close();
     clearInterval(sweep);
     await gc.stop();
+    await pulls?.stop();
     await metadata.close();
     logger.flush();
     audit.flush();

@@ -43,4 +43,6 @@ export interface RegistryContext {
   now(): number;
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
+  /** Told of every manifest served with its body (a pull), to count pulls (absent: not counted). */
+  pulls?: { record(repository: string, digest: string): void };
 }

@@ -11,6 +11,7 @@ async function fetchManifest({ req, reply, registry, repository, reference }: Re
     'Docker-Content-Digest': manifest.digest,
     ETag: `"${manifest.digest}"`,
   });
+  if (withBody) registry.ctx.pulls?.record(repository, manifest.digest);
   reply.send(withBody ? manifest.body : undefined);
 }
 

@@ -167,6 +167,18 @@ export const MIGRATIONS: Migration[] = [
   );
   `,
   },
+  {
+    version: 4,
+    description: 'manifest pull counts',
+    sql: `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  bigint PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        bigint NOT NULL,
+    last_pulled  bigint NOT NULL
+  );
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

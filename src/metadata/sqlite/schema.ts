@@ -141,4 +141,12 @@ export const MIGRATIONS: string[] = [
     last_seen   INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        INTEGER NOT NULL,
+    last_pulled  INTEGER NOT NULL
+  );
+  `,
 ];
