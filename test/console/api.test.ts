@@ -4,12 +4,12 @@
  * registry's rules, and that `ui: false` turns the whole console off.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { authDir } from '../helpers/auth.js';
 import { makeImage, makeIndex, RegistryClient } from '../helpers/registry-client.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { makeDataDir, removeStorage, startServer, type TestServer } from '../helpers/server.js';
 
 async function json(url: string, init?: RequestInit): Promise<{ status: number; body: any }> {
   const res = await fetch(url, init);
@@ -208,6 +208,26 @@ describe('console switched off or limited by the registry settings', () => {
       assert.equal((await fetch(`${noDeletes.url}/v2/x/app/manifests/v1`, { method: 'HEAD' })).status, 200);
     } finally {
       await noDeletes.stop();
+    }
+  });
+
+  it('read-only mode: the console offers no delete, refuses one, and runs GC only as a dry run', async () => {
+    const dataDir = makeDataDir();
+    const writable = await startServer({ dataDir, env: { BERTH_GC_ENABLED: 'false' } });
+    await new RegistryClient(writable.url).pushImage('x/app', makeImage(), 'v1');
+    await writable.stop({ keepData: true });
+    const ro = await startServer({ dataDir, args: ['--read-only'] });
+    try {
+      const tags = await json(`${ro.url}/ui/api/tags?repository=x/app`);
+      assert.equal(tags.body.canDelete, false);
+      assert.equal((await fetch(`${ro.url}/ui/api/tag?repository=x/app&tag=v1`, { method: 'DELETE' })).status, 405);
+      assert.equal((await fetch(`${ro.url}/ui/api/gc`, { method: 'POST' })).status, 405);
+      assert.equal((await fetch(`${ro.url}/ui/api/gc?dryRun=1`, { method: 'POST' })).status, 200);
+      assert.equal((await fetch(`${ro.url}/v2/x/app/manifests/v1`, { method: 'HEAD' })).status, 200);
+    } finally {
+      await ro.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      await removeStorage(dataDir);
     }
   });
 });
