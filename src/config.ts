@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { checkPrefixes, mirrorFromFlag, parseMirrors, type UpstreamConfig } from './proxy/config.js';
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -52,6 +53,8 @@ export interface Config extends SecurityConfig {
   deletes: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Upstream registries of the pull-through cache (`mirrors:`, `--proxy`); empty: none. */
+  mirrors: UpstreamConfig[];
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -78,6 +81,7 @@ export const DEFAULT_CONFIG: Config = {
     uploadSessionsPerUser: 1000,
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
+  mirrors: [],
 };
 
 export class ConfigError extends Error {
@@ -135,6 +139,8 @@ export interface ConfigOverrides extends SecurityOverrides {
   idleTimeout?: string;
   connectionsPerClient?: string;
   uploadSessionsPerUser?: string;
+  /** `--proxy URL`: mirror this upstream (every name, unchanged). */
+  proxy?: string;
 }
 
 /** A whole number of a flag or variable (limits): 0 and up. */
@@ -177,6 +183,12 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   applyLimitOverrides(config, flags, env);
   const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
   if (audit) config.auditLog = audit;
+  const proxy = flags.proxy ?? env.BERTH_PROXY;
+  if (proxy) {
+    // The flag's upstream replaces a default mirror of the file; prefixed ones stay.
+    config.mirrors = [...config.mirrors.filter((m) => m.prefix !== ''), mirrorFromFlag(proxy, env)];
+    checkPrefixes(config.mirrors);
+  }
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
@@ -200,7 +212,7 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits', 'mirrors']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -229,6 +241,7 @@ function applyFile(config: Config, file: string): void {
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
   }
   applySecurityFile(config, d);
+  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors);
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

@@ -11,6 +11,8 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
+import { expireCachedTags } from '../proxy/expiry.js';
+import { PullThroughCache } from '../proxy/pull-through-cache.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -22,8 +24,10 @@ export async function serve(config: Config): Promise<void> {
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
+  const cache = config.mirrors.length > 0 ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
+  if (cache) registry.ctx.pullThrough = cache;
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, cache?.metrics);
   const app = buildServer({
     registry,
     logger,
@@ -59,11 +63,18 @@ export async function serve(config: Config): Promise<void> {
       tls: config.tls !== undefined,
       plainAddr,
       auditLog: config.auditLog,
+      mirrors: config.mirrors.length ? config.mirrors.map((m) => `${m.prefix || '(default)'} -> ${m.url}`) : undefined,
     },
     'listening',
   );
 
   gc.startBackground();
+  // Cached tags nobody pulls expire; GC then collects what only they held.
+  const expiry =
+    cache && config.mirrors.some((m) => m.expireAfter > 0)
+      ? setInterval(() => void expireCachedTags(cache, metadata, Date.now(), logger).catch((e: unknown) => logger.warn({ err: e }, 'pull-through expiry failed')), Math.min(config.gc.interval, 60 * 60_000))
+      : undefined;
+  expiry?.unref();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -77,6 +88,8 @@ export async function serve(config: Config): Promise<void> {
     await app.close();
     await security.transport?.close();
     clearInterval(sweep);
+    if (expiry) clearInterval(expiry);
+    cache?.close();
     await gc.stop();
     await metadata.close();
     logger.flush();

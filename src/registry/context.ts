@@ -2,6 +2,7 @@
 import type { Logger } from '../log.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { PullThrough } from './pull-through.js';
 
 export interface RegistryOptions {
   /** Whether DELETE of manifests, tags and blobs is allowed. */
@@ -43,4 +44,6 @@ export interface RegistryContext {
   now(): number;
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
+  /** A pull-through cache for repositories it serves (src/proxy/); absent: every repository is hosted. */
+  pullThrough?: PullThrough;
 }

@@ -13,6 +13,7 @@ import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
 import { RegistryError } from './errors.js';
 import type { Digest } from './reference.js';
+import { refuseCachedPush } from './pull-through.js';
 
 /** A byte range declared by a chunk's Content-Range (inclusive). */
 export interface ChunkRange {
@@ -49,6 +50,7 @@ export class Uploads {
   constructor(private readonly ctx: RegistryContext) {}
 
   async start(repository: string, caller?: Caller): Promise<UploadRecord> {
+    refuseCachedPush(this.ctx, repository);
     const id = randomUUID();
     const now = this.ctx.now();
     const max = this.ctx.options.uploadSessionsPerUser;
@@ -69,6 +71,7 @@ export class Uploads {
 
   /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
   async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller): Promise<MountResult> {
+    refuseCachedPush(this.ctx, repository);
     const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now());
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
@@ -115,6 +118,16 @@ export class Uploads {
 
   /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
   async monolithic(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
+    refuseCachedPush(this.ctx, repository);
+    return this.storeVerified(repository, digest, body);
+  }
+
+  /**
+   * The whole blob from one stream, verified against its digest before it
+   * becomes a blob: a monolithic upload without the push checks, which is
+   * how the pull-through cache stores what it fetched.
+   */
+  async storeVerified(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
     const id = randomUUID();
     const storage = this.ctx.storage;
     // One request, so the running hash never has to move between processes.
