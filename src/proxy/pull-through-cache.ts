@@ -67,6 +67,8 @@ export class PullThroughCache implements PullThrough {
   private readonly blobFlights = new Map<string, BlobFlight>();
   private readonly manifestFlights = new Map<string, Promise<FetchedManifest | undefined>>();
   private readonly persisting = new Map<string, Promise<void>>();
+  /** Tags fetched from upstream whose manifest is being stored (`repo:tag`). */
+  private readonly pendingTags = new Map<string, FetchedManifest>();
   /** When upstream last confirmed each cached tag (`repo:tag`). */
   private readonly confirmedAt = new Map<string, number>();
   private readonly spoolDir: string;
@@ -96,6 +98,12 @@ export class PullThroughCache implements PullThrough {
     const counters = this.metrics.of(route.upstream.name);
     const tagKey = reference.kind === 'tag' ? `${repository}:${reference.tag}` : undefined;
     if (tagKey) this.lastPulled.set(tagKey, Date.now());
+    // Fetched upstream and being stored: served as fetched until the tag is recorded.
+    const pending = tagKey ? this.pendingTags.get(tagKey) : undefined;
+    if (pending) {
+      counters.misses++;
+      return { ...pending, cache: 'miss' };
+    }
     if (local && tagKey && reference.kind === 'tag') {
       const confirmed = this.confirmedAt.get(tagKey);
       if (confirmed !== undefined && Date.now() - confirmed < route.upstream.tagTtl) {
@@ -125,7 +133,7 @@ export class PullThroughCache implements PullThrough {
     }
     if (!fetched) return undefined;
     counters.misses++;
-    if (tagKey) this.confirmedAt.set(tagKey, Date.now());
+    if (tagKey) this.pendingTags.set(tagKey, fetched);
     this.persistInBackground(repository, route, fetched, reference.kind === 'tag' ? reference.tag : undefined);
     return { ...fetched, cache: 'miss' };
   }
@@ -317,7 +325,17 @@ export class PullThroughCache implements PullThrough {
 
   /** Records a fetched manifest once what it references is stored; failures are logged, the next pull tries again. */
   private persistInBackground(repository: string, route: Route, manifest: FetchedManifest, tag: string | undefined): void {
-    this.persist(repository, route, manifest, tag).catch((e: unknown) => {
+    const tagKey = tag === undefined ? undefined : `${repository}:${tag}`;
+    const fetchedAt = Date.now();
+    const settle = () => {
+      if (tagKey && this.pendingTags.get(tagKey) === manifest) this.pendingTags.delete(tagKey);
+    };
+    this.persist(repository, route, manifest, tag).then(() => {
+      // The tag's TTL counts from when upstream named this manifest.
+      if (tagKey && this.pendingTags.get(tagKey) === manifest) this.confirmedAt.set(tagKey, fetchedAt);
+      settle();
+    }, (e: unknown) => {
+      settle();
       this.log?.warn({ repository, digest: manifest.digest, tag, upstream: route.upstream.name, reason: (e as Error).message }, 'pull-through: could not cache a manifest');
     });
   }

@@ -1,0 +1,250 @@
+/**
+ * The pull-through cache against a real upstream on loopback (Debian's
+ * `docker-registry`, CNCF distribution), with a counting relay in front of
+ * it so that every upstream request is counted where it arrives.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { clientUnavailableReason } from '../helpers/clients.js';
+import { blob, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256, type Blob } from '../helpers/registry-client.js';
+import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
+import { pushBlobTo, pushManifestTo, startCountingRelay, startReferenceRegistry, type CountingRelay, type ReferenceRegistry } from '../helpers/upstreams.js';
+
+const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
+const MiB = 1024 * 1024;
+const TTL = 3100;
+
+interface TestImage {
+  config: Blob;
+  layers: Blob[];
+  manifest: Buffer;
+  digest: string;
+}
+
+function image(layers: Buffer[]): TestImage {
+  const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }));
+  const bs = layers.map((l) => blob(l));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
+      layers: bs.map((l) => ({ mediaType: OCI_LAYER, digest: l.digest, size: l.size })),
+    }),
+  );
+  return { config, layers: bs, manifest, digest: sha256(manifest) };
+}
+
+async function pushUpstream(url: string, repo: string, img: TestImage, tag: string, headers: Record<string, string> = {}): Promise<void> {
+  for (const b of [img.config, ...img.layers]) await pushBlobTo(url, repo, b.data, b.digest, headers);
+  await pushManifestTo(url, repo, tag, img.manifest, OCI_MANIFEST, headers);
+}
+
+async function getDigestOfBody(url: string, signal?: AbortSignal): Promise<{ status: number; digest: string; cache: string | null; length: number }> {
+  const res = await fetch(url, { signal });
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    hash.update(chunk);
+    length += chunk.length;
+  }
+  return { status: res.status, digest: `sha256:${hash.digest('hex')}`, cache: res.headers.get('x-berth-cache'), length };
+}
+
+async function manifestOf(url: string, repo: string, ref: string): Promise<{ status: number; digest: string | null; cache: string | null; warning: string | null; body: string }> {
+  const res = await fetch(`${url}/v2/${repo}/manifests/${ref}`, { headers: { Accept: ACCEPT } });
+  return { status: res.status, digest: res.headers.get('docker-content-digest'), cache: res.headers.get('x-berth-cache'), warning: res.headers.get('warning'), body: await res.text() };
+}
+
+/** Waits until Berth has recorded the tag locally (a manifest is stored once its blobs are): a tag GET is then a hit. */
+async function waitCached(berth: TestServer, repo: string, ref: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const m = await manifestOf(berth.url, repo, ref);
+    if (m.status === 200 && m.cache === 'hit') return;
+    if (Date.now() > deadline) throw new Error(`${repo}:${ref} was not cached in time: ${m.status} ${m.cache} ${m.body}\n${berth.output().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const noRegistry = clientUnavailableReason('docker-registry');
+
+describe('pull-through cache in front of docker-registry', { skip: noRegistry ?? false }, () => {
+  let upstream: ReferenceRegistry;
+  let relay: CountingRelay;
+  let berth: TestServer;
+  let big: TestImage;
+
+  before(async () => {
+    upstream = await startReferenceRegistry();
+    relay = await startCountingRelay(upstream.url);
+    big = image([randomBytes(64 * MiB), randomBytes(2048)]);
+    await pushUpstream(upstream.url, 'team/app', big, 'v1');
+    const dataDir = makeDataDir();
+    const config = join(dataDir, 'berth.yml');
+    writeFileSync(config, `mirrors:\n  - url: ${relay.url}\n    prefix: up\n    tagTtl: 3s\n    checkTimeout: 1s\n`);
+    berth = await startServer({ dataDir, args: ['--config', config] });
+  });
+
+  after(async () => {
+    await berth?.stop();
+    await relay?.close();
+    await upstream?.stop(true);
+  });
+
+  test('16 concurrent GETs of one cold 64 MiB layer make one upstream fetch, and all get the verified bytes', async () => {
+    const layer = big.layers[0]!;
+    const results = await Promise.all(Array.from({ length: 16 }, () => getDigestOfBody(`${berth.url}/v2/up/team/app/blobs/${layer.digest}`)));
+    for (const r of results) {
+      assert.equal(r.status, 200);
+      assert.equal(r.length, layer.size);
+      assert.equal(r.digest, layer.digest);
+    }
+    assert.equal(relay.blobGets(layer.digest), 1, `upstream blob GETs: ${relay.requests.join(', ')}`);
+    // Now it is a blob of Berth's own: answered without upstream.
+    const again = await getDigestOfBody(`${berth.url}/v2/up/team/app/blobs/${layer.digest}`);
+    assert.equal(again.cache, 'hit');
+    assert.equal(relay.blobGets(layer.digest), 1);
+  });
+
+  test('a tag pulls through, is stored with its blobs, and then pulls with the upstream stopped (served stale)', async () => {
+    const m = await manifestOf(berth.url, 'up/team/app', 'v1');
+    assert.equal(m.status, 200, m.body);
+    assert.equal(m.digest, big.digest);
+    assert.equal(m.cache, 'miss');
+    await waitCached(berth, 'up/team/app', 'v1');
+    for (const b of [big.config, ...big.layers]) assert.equal((await getDigestOfBody(`${berth.url}/v2/up/team/app/blobs/${b.digest}`)).digest, b.digest);
+    // One fetch per blob in all, though both the background store and clients wanted them.
+    for (const b of [big.config, ...big.layers]) assert.equal(relay.blobGets(b.digest), 1, b.digest);
+
+    await upstream.stop();
+    try {
+      await new Promise((r) => setTimeout(r, TTL)); // past the tag TTL: a re-check is due, and fails
+      const stale = await manifestOf(berth.url, 'up/team/app', 'v1');
+      assert.equal(stale.status, 200, stale.body);
+      assert.equal(stale.digest, big.digest);
+      assert.equal(stale.cache, 'stale');
+      assert.match(stale.warning ?? '', /110/);
+      const byDigest = await manifestOf(berth.url, 'up/team/app', big.digest);
+      assert.equal(byDigest.status, 200);
+      assert.equal(byDigest.cache, null, 'a digest is never re-checked');
+      // Not cached and upstream down: a clear error, not a 500.
+      const missing = await manifestOf(berth.url, 'up/team/other', 'v1');
+      assert.equal(missing.status, 502, missing.body);
+      assert.match(missing.body, /upstream/);
+    } finally {
+      await upstream.restart();
+    }
+  });
+
+  test('a rate-limiting (429) or slow upstream: the cached tag is served stale', async () => {
+    await new Promise((r) => setTimeout(r, TTL));
+    relay.failWith = 429;
+    try {
+      const m = await manifestOf(berth.url, 'up/team/app', 'v1');
+      assert.equal(m.status, 200, m.body);
+      assert.equal(m.cache, 'stale');
+    } finally {
+      relay.failWith = undefined;
+    }
+    relay.delayMs = 2500; // past checkTimeout (1s)
+    try {
+      const m = await manifestOf(berth.url, 'up/team/app', 'v1');
+      assert.equal(m.status, 200, m.body);
+      assert.equal(m.cache, 'stale');
+    } finally {
+      relay.delayMs = 0;
+    }
+  });
+
+  test('a tag moved upstream is seen once its TTL has passed', async () => {
+    // Confirmed now: within the TTL the cached digest is served without asking upstream.
+    let m = await manifestOf(berth.url, 'up/team/app', 'v1');
+    assert.equal(m.digest, big.digest);
+    assert.equal(m.cache, 'hit', 'confirmed upstream');
+    const moved = image([randomBytes(4096)]);
+    await pushUpstream(upstream.url, 'team/app', moved, 'v1');
+    m = await manifestOf(berth.url, 'up/team/app', 'v1');
+    assert.equal(m.digest, big.digest, 'within the TTL');
+    assert.equal(m.cache, 'hit');
+    await new Promise((r) => setTimeout(r, TTL));
+    m = await manifestOf(berth.url, 'up/team/app', 'v1');
+    assert.equal(m.status, 200, m.body);
+    assert.equal(m.digest, moved.digest, `after the TTL (${m.cache}): ${berth.output().slice(-1500)}`);
+    assert.equal(m.cache, 'miss');
+    await waitCached(berth, 'up/team/app', 'v1');
+    assert.equal((await manifestOf(berth.url, 'up/team/app', 'v1')).digest, moved.digest);
+  });
+
+  test('a client that disconnects mid-pull does not abort the fetch the others wait on', async () => {
+    const img = image([randomBytes(32 * MiB)]);
+    await pushUpstream(upstream.url, 'team/cut', img, 'v1');
+    const layer = img.layers[0]!;
+    relay.delayMs = 300; // everyone joins before the first byte
+    const url = `${berth.url}/v2/up/team/cut/blobs/${layer.digest}`;
+    try {
+      const quitter = new AbortController();
+      const quitting = (async () => {
+        const res = await fetch(url, { signal: quitter.signal });
+        const reader = res.body!.getReader();
+        await reader.read(); // some bytes, then gone
+        quitter.abort();
+      })().catch(() => undefined);
+      const others = Array.from({ length: 3 }, () => getDigestOfBody(url));
+      await quitting;
+      for (const r of await Promise.all(others)) {
+        assert.equal(r.status, 200);
+        assert.equal(r.digest, layer.digest);
+      }
+    } finally {
+      relay.delayMs = 0;
+    }
+    assert.equal(relay.blobGets(layer.digest), 1);
+    assert.equal((await getDigestOfBody(url)).cache, 'hit');
+  });
+
+  test('wrong bytes from upstream never become a blob, and no client gets a whole body of them', async () => {
+    const img = image([randomBytes(3 * MiB)]);
+    await pushUpstream(upstream.url, 'team/bad', img, 'v1');
+    const layer = img.layers[0]!;
+    const url = `${berth.url}/v2/up/team/bad/blobs/${layer.digest}`;
+    relay.corrupt = true;
+    try {
+      const r = await getDigestOfBody(url).catch((e: Error) => ({ status: 0, digest: '', length: -1, cache: e.message }));
+      assert.notEqual(r.length, layer.size, 'the body is cut short');
+    } finally {
+      relay.corrupt = false;
+    }
+    // Not stored: the next pull fetches again, and gets the right bytes.
+    const r = await getDigestOfBody(url);
+    assert.equal(r.digest, layer.digest);
+    assert.equal(r.cache, 'miss');
+    assert.equal(relay.blobGets(layer.digest), 2);
+  });
+
+  test('pushes to a cached namespace are refused; hosted repositories live beside it', async () => {
+    const refused = await fetch(`${berth.url}/v2/up/team/app/blobs/uploads/`, { method: 'POST' });
+    assert.equal(refused.status, 403);
+    assert.match(await refused.text(), /pull-through cache/);
+    const img = image([randomBytes(100)]);
+    const put = await fetch(`${berth.url}/v2/up/team/app/manifests/x`, { method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: img.manifest as unknown as BodyInit });
+    assert.equal(put.status, 403);
+    await pushUpstream(berth.url, 'mine/app', img, 'v1');
+    const m = await manifestOf(berth.url, 'mine/app', 'v1');
+    assert.equal(m.digest, img.digest);
+    assert.equal(m.cache, null);
+  });
+
+  test('/metrics counts hits, misses, joined requests and upstream bytes', async () => {
+    const text = await (await fetch(`${berth.url}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}\\{upstream="up"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.ok(value('berth_proxy_joined_total') >= 15, text);
+    assert.ok(value('berth_proxy_upstream_bytes_total') >= 64 * MiB);
+    assert.ok(value('berth_proxy_hits_total') >= 1);
+    assert.ok(value('berth_proxy_misses_total') >= 1);
+    assert.ok(value('berth_proxy_stale_total') >= 1);
+  });
+});
