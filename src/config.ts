@@ -164,7 +164,7 @@ function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
-  if (file) applyFile(config, file);
+  if (file) applyFile(config, file, env);
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
@@ -202,7 +202,7 @@ function loadYaml(): typeof import('yaml') {
   return createRequire(import.meta.url)('yaml') as typeof import('yaml');
 }
 
-function applyFile(config: Config, file: string): void {
+function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = process.env): void {
   let doc: unknown;
   try {
     doc = loadYaml().parse(readFileSync(file, 'utf8'));
@@ -241,7 +241,7 @@ function applyFile(config: Config, file: string): void {
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
   }
   applySecurityFile(config, d);
-  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors);
+  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors, env);
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

@@ -70,7 +70,7 @@ export function upstream(url: string, settings: Partial<UpstreamConfig> = {}): U
 }
 
 /** The `mirrors:` list of a config file. */
-export function parseMirrors(value: unknown): UpstreamConfig[] {
+export function parseMirrors(value: unknown, env: NodeJS.ProcessEnv = process.env): UpstreamConfig[] {
   if (!Array.isArray(value)) throw new ConfigError('mirrors must be a list of upstreams (each with at least url)');
   const list = value.map((entry, i) => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(`mirrors[${i}] must be a mapping`);
@@ -82,7 +82,7 @@ export function parseMirrors(value: unknown): UpstreamConfig[] {
     let password: string | undefined;
     if (m.passwordFile !== undefined) password = readSecret(String(m.passwordFile), what('passwordFile'));
     if (m.passwordEnv !== undefined) {
-      password = process.env[String(m.passwordEnv)];
+      password = env[String(m.passwordEnv)];
       if (password === undefined) throw new ConfigError(`${what('passwordEnv')}: environment variable ${String(m.passwordEnv)} is not set`);
     }
     if (password !== undefined && m.username === undefined) throw new ConfigError(`mirrors[${i}]: a password needs a username`);

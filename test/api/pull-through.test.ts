@@ -248,3 +248,48 @@ describe('pull-through cache in front of docker-registry', { skip: noRegistry ??
     assert.ok(value('berth_proxy_stale_total') >= 1);
   });
 });
+
+describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
+  let upstream: ReferenceRegistry;
+  let berth: TestServer;
+  const img = image([randomBytes(5000)]);
+
+  before(async () => {
+    upstream = await startReferenceRegistry();
+    await pushUpstream(upstream.url, 'team/old', img, 'v1');
+    const dataDir = makeDataDir();
+    const config = join(dataDir, 'berth.yml');
+    writeFileSync(config, `gc: { interval: 1s }\nmirrors:\n  - url: ${upstream.url}\n    prefix: up\n    expireAfter: 3s\n`);
+    berth = await startServer({ dataDir, args: ['--config', config] });
+  });
+  after(async () => {
+    await berth?.stop();
+    await upstream?.stop(true);
+  });
+
+  test('a cached tag nobody pulls within expireAfter is untagged, GC takes its content, and a later pull fetches it again', async () => {
+    assert.equal((await manifestOf(berth.url, 'up/team/old', 'v1')).cache, 'miss');
+    await waitCached(berth, 'up/team/old', 'v1');
+    const tags = async () => ((await (await fetch(`${berth.url}/v2/up/team/old/tags/list`)).json()) as { tags?: string[] }).tags ?? [];
+    assert.deepEqual(await tags(), ['v1']);
+    // Pulled again within the window: kept.
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await manifestOf(berth.url, 'up/team/old', 'v1')).status, 200);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual(await tags(), ['v1'], 'pulled 2 s ago: not expired');
+    // Then left alone past expireAfter (and a sweep).
+    const deadline = Date.now() + 15_000;
+    while ((await tags()).length > 0) {
+      assert.ok(Date.now() < deadline, 'the tag did not expire');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const gc = await fetch(`${berth.url}/admin/gc?grace=0`, { method: 'POST' });
+    const report = (await gc.json()) as { manifestsDeleted: number; blobsDeleted: number };
+    assert.equal(report.manifestsDeleted, 1, JSON.stringify(report));
+    assert.equal(report.blobsDeleted, 2, JSON.stringify(report));
+    const again = await manifestOf(berth.url, 'up/team/old', 'v1');
+    assert.equal(again.status, 200);
+    assert.equal(again.digest, img.digest);
+    assert.equal(again.cache, 'miss');
+  });
+});
