@@ -34,6 +34,8 @@ interface Token {
 }
 
 const MAX_REDIRECTS = 5;
+/** An upstream connection silent this long (no response head, or no body byte) is given up. */
+const IDLE_TIMEOUT = 60_000;
 
 export class UpstreamClient {
   private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 32 });
@@ -138,6 +140,8 @@ export class UpstreamClient {
         resolve,
       );
       r.on('error', (e) => reject(new UpstreamError(`upstream ${url.host}: ${e.message}`)));
+      // Also covers the body: a fetch others wait on must not hang on a silent upstream.
+      r.setTimeout(IDLE_TIMEOUT, () => r.destroy(new Error(`no answer for ${IDLE_TIMEOUT / 1000} s`)));
       r.end();
     });
   }

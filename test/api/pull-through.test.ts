@@ -238,6 +238,19 @@ describe('pull-through cache in front of docker-registry', { skip: noRegistry ??
     assert.equal(m.cache, null);
   });
 
+  test('HEAD of an uncached blob answers upstream\'s size without fetching it', async () => {
+    const img = image([randomBytes(777)]);
+    await pushUpstream(upstream.url, 'team/head', img, 'v1');
+    const layer = img.layers[0]!;
+    const res = await fetch(`${berth.url}/v2/up/team/head/blobs/${layer.digest}`, { method: 'HEAD' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), '777');
+    assert.equal(res.headers.get('x-berth-cache'), 'miss');
+    assert.equal(relay.blobGets(layer.digest), 0);
+    const unknown = await fetch(`${berth.url}/v2/up/team/head/blobs/${sha256('nothing')}`, { method: 'HEAD' });
+    assert.equal(unknown.status, 404);
+  });
+
   test('/metrics counts hits, misses, joined requests and upstream bytes', async () => {
     const text = await (await fetch(`${berth.url}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name}\\{upstream="up"\\} (\\S+)$`, 'm').exec(text)?.[1]);
