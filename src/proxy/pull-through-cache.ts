@@ -26,6 +26,7 @@ import { parseManifest } from '../registry/manifest.js';
 import type { PulledManifest, PullThrough, RemoteBlob } from '../registry/pull-through.js';
 import { parseDigest, type Digest, type ManifestReference } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
+import { pausePoint } from '../pause-points.js';
 import { BlobFlight } from './blob-flight.js';
 import type { UpstreamConfig } from './config.js';
 import { ProxyMetrics } from './metrics.js';
@@ -67,6 +68,8 @@ export class PullThroughCache implements PullThrough {
   private readonly blobFlights = new Map<string, BlobFlight>();
   private readonly manifestFlights = new Map<string, Promise<FetchedManifest | undefined>>();
   private readonly persisting = new Map<string, Promise<void>>();
+  /** When each recent blob flight (`repo@digest`) stored its blob: a request that missed just before looks again. */
+  private readonly stored = new Map<string, number>();
   /** Tags fetched from upstream whose manifest is being stored (`repo:tag`). */
   private readonly pendingTags = new Map<string, FetchedManifest>();
   /** When upstream last confirmed each cached tag (`repo:tag`). */
@@ -151,7 +154,17 @@ export class PullThroughCache implements PullThrough {
         counters.hits++;
         return local;
       }
+      await pausePoint('pull-through-after-miss');
       flight = this.joinable(key);
+      // The flight may have ended (stored its blob, left the map) while the read above was under way.
+      if (!flight && this.stored.has(key)) {
+        const now = await ctx.metadata.statBlob(repository, digest.value, ctx.now(), ctx.options.touchInterval);
+        if (now) {
+          counters.hits++;
+          return now;
+        }
+        flight = this.joinable(key);
+      }
     }
     if (flight) counters.joined++;
     else flight = this.startBlobFlight(repository, route, digest);
@@ -315,7 +328,11 @@ export class PullThroughCache implements PullThrough {
     const forget = () => {
       if (this.blobFlights.get(key) === flight) this.blobFlights.delete(key);
     };
-    flight.done.then(forget, (e: unknown) => {
+    flight.done.then(() => {
+      this.stored.set(key, Date.now());
+      if (this.stored.size > 1000) for (const [k, at] of this.stored) if (Date.now() - at > 60_000) this.stored.delete(k);
+      forget();
+    }, (e: unknown) => {
         forget();
         counters.upstreamErrors++;
         this.log?.warn({ repository, digest: digest.value, upstream: route.upstream.name, reason: (e as Error).message }, 'pull-through blob fetch failed');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { clientUnavailableReason } from '../helpers/clients.js';
 import { blob, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256, type Blob } from '../helpers/registry-client.js';
+import { pauseControl } from '../helpers/pause.js';
 import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
 import { pushBlobTo, pushManifestTo, startCountingRelay, startReferenceRegistry, type CountingRelay, type ReferenceRegistry } from '../helpers/upstreams.js';
 
@@ -304,5 +305,43 @@ describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
     assert.equal(again.status, 200);
     assert.equal(again.digest, img.digest);
     assert.equal(again.cache, 'miss');
+  });
+});
+
+describe('single flight: a fetch that ends while a request is between its local miss and joining', { skip: noRegistry ?? false }, () => {
+  let upstream: ReferenceRegistry;
+  let relay: CountingRelay;
+  let berth: TestServer;
+  const pause = pauseControl('pull-through-after-miss');
+  const img = image([randomBytes(2 * MiB)]);
+
+  before(async () => {
+    upstream = await startReferenceRegistry();
+    relay = await startCountingRelay(upstream.url);
+    await pushUpstream(upstream.url, 'team/race', img, 'v1');
+    const dataDir = makeDataDir();
+    const config = join(dataDir, 'berth.yml');
+    writeFileSync(config, `mirrors:\n  - url: ${relay.url}\n    prefix: up\n`);
+    berth = await startServer({ dataDir, args: ['--config', config], env: pause.env });
+  });
+  after(async () => {
+    await berth?.stop();
+    await relay?.close();
+    await upstream?.stop(true);
+    pause.cleanup();
+  });
+
+  test('the late request finds the stored blob instead of fetching it again', async () => {
+    const layer = img.layers[0]!;
+    const url = `${berth.url}/v2/up/team/race/blobs/${layer.digest}`;
+    const late = getDigestOfBody(url); // missed locally, then held
+    await pause.reached('pull-through-after-miss');
+    const first = await getDigestOfBody(url); // fetches, stores, and the flight is gone
+    assert.equal(first.digest, layer.digest);
+    assert.equal(first.cache, 'miss');
+    pause.resume('pull-through-after-miss');
+    const r = await late;
+    assert.equal(r.digest, layer.digest);
+    assert.equal(relay.blobGets(layer.digest), 1, relay.requests.join('\n'));
   });
 });
