@@ -239,6 +239,42 @@ describe('pull-through cache in front of docker-registry', { skip: noRegistry ??
     assert.equal(m.cache, null);
   });
 
+  test('16 concurrent GETs of a cold tag make one upstream manifest GET', async () => {
+    const img = image([randomBytes(1000)]);
+    await pushUpstream(upstream.url, 'team/many', img, 'v1');
+    const all = await Promise.all(Array.from({ length: 16 }, () => manifestOf(berth.url, 'up/team/many', 'v1')));
+    for (const m of all) assert.equal(m.digest, img.digest);
+    assert.equal(relay.requests.filter((r) => r === 'GET /v2/team/many/manifests/v1').length, 1, relay.requests.join('\n'));
+  });
+
+  test('an index is recorded once its children and their blobs are, and then pulls from the cache', async () => {
+    const a = image([randomBytes(3000)]);
+    const b = image([randomBytes(3000)]);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          { mediaType: OCI_MANIFEST, digest: a.digest, size: a.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+          { mediaType: OCI_MANIFEST, digest: b.digest, size: b.manifest.length, platform: { os: 'linux', architecture: 'arm64' } },
+        ],
+      }),
+    );
+    await pushUpstream(upstream.url, 'team/multi', a, a.digest);
+    await pushUpstream(upstream.url, 'team/multi', b, b.digest);
+    await pushManifestTo(upstream.url, 'team/multi', 'v1', index, 'application/vnd.oci.image.index.v1+json');
+    const m = await manifestOf(berth.url, 'up/team/multi', 'v1');
+    assert.equal(m.digest, sha256(index));
+    assert.equal(m.cache, 'miss');
+    await waitCached(berth, 'up/team/multi', 'v1');
+    for (const img of [a, b]) {
+      const child = await manifestOf(berth.url, 'up/team/multi', img.digest);
+      assert.equal(child.status, 200);
+      assert.equal(child.cache, null, 'stored locally');
+      for (const bl of [img.config, ...img.layers]) assert.equal(relay.blobGets(bl.digest), 1);
+    }
+  });
+
   test('HEAD of an uncached blob answers upstream\'s size without fetching it', async () => {
     const img = image([randomBytes(777)]);
     await pushUpstream(upstream.url, 'team/head', img, 'v1');
