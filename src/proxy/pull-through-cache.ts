@@ -179,8 +179,24 @@ export class PullThroughCache implements PullThrough {
       throw upstreamFailure(route, e, 'BLOB_UNKNOWN');
     }
     counters.misses++;
-    // `size` is known only now that upstream answered.
-    return { ...reader, size: flight.size };
+    return {
+      digest: reader.digest,
+      // Known only now that upstream answered.
+      size: flight.size,
+      copyTo: async (out, opened) => {
+        let sent = false;
+        try {
+          await reader.copyTo(out, () => {
+            sent = true;
+            opened();
+          });
+        } catch (e) {
+          // Nothing sent yet: the client gets an upstream error, not the upload path's (a GET is no upload).
+          if (!sent) throw upstreamFailure(route, e instanceof RegistryError ? new UpstreamError(e.message) : e, 'BLOB_UNKNOWN');
+          throw e;
+        }
+      },
+    };
   }
 
   async blobSize(repository: string, digest: Digest): Promise<number | undefined> {
