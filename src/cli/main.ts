@@ -44,6 +44,7 @@ withCommonOptions(program.command('serve'))
   .description('run the registry server')
   .option('-a, --addr <host:port>', 'address to listen on (env: BERTH_ADDR; default 0.0.0.0:5000)')
   .option('--no-deletes', 'refuse DELETE of manifests, tags and blobs (env: BERTH_DELETES=false)')
+  .option('--read-only', 'serve pulls only: every write answers 405 UNSUPPORTED and GC does not run (env: BERTH_READ_ONLY; config: readOnly or storage.maintenance.readonly.enabled)')
   .option('--htpasswd <file>', 'turn auth on: users from this htpasswd file (bcrypt, `htpasswd -B`), Basic and token auth (env: BERTH_HTPASSWD)')
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain), reloaded on change (env: BERTH_TLS_CERT)')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert (env: BERTH_TLS_KEY)')
@@ -64,6 +65,7 @@ variables, then flags. A config file looks like:
   data: /var/lib/berth
   metadata: postgres://berth@db:5432/berth   # optional; default SQLite in data
   deletes: true
+  readOnly: false      # pulls only, no GC (maintenance, migration)
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
     audit: /var/log/berth/audit.log   # optional: security events as JSON lines (or stdout, stderr)
@@ -92,8 +94,12 @@ Security (all off by default; see README "Securing Berth"):
       - { repositories: ["public/**"], anonymous: true, actions: [pull] }
     admins: { groups: [ops] }       # /admin/* and /metrics; none: loopback only
     metrics: admin                  # or public
-    token: { service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
-  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }
+    failedLogins: 10                # login attempts per (address, user); then 429 until they decay (failedLoginDecay: 1m)
+    failedLoginsPerAddress: 30      # per address whatever the user (IPv6: per /64)
+    passwordChecks: 1               # bcrypt checks at once (default cores-1, 1..4); passwordCheckQueue: 16 more wait
+    token: { realm: https://registry.example.com/auth/token, service: berth, ttl: 5m, key: /etc/berth/token.pem, trusted: [{ issuer: ..., jwks: https://... }] }
+                                    # no realm: only loopback clients get a token realm, others a Basic challenge
+  tls: { cert: /etc/berth/tls.crt, key: /etc/berth/tls.key, plainAddr: 127.0.0.1:5080 }   # plainAddr: loopback only
   proxy: { trusted: [10.0.0.0/8] }
   limits:
     maxHeaderBytes: 16384
@@ -150,19 +156,72 @@ Takes the same --config and --data as serve. Exit status 0 on success.`,
 
 withCommonOptions(program.command('fsck'))
   .description('check metadata against stored bytes, both ways (and repair with --repair)')
-  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes')
+  .option('--repair', 'make blobs with missing or corrupt bytes unknown (corrupt bytes are quarantined) and remove orphaned bytes that an earlier run (at least --min-age before) also found unknown')
   .option('--quick', 'compare sizes only; do not hash every blob')
-  .option('--min-age <duration>', 'ignore stored objects younger than this (a commit may be under way)', '10m')
+  .option('--min-age <duration>', 'ignore stored objects younger than this, and remove an orphan only this long after a run first found it', '10m')
   .option('--json', 'print the report as JSON')
   .addHelpText(
     'after',
     `
+Orphaned bytes (no metadata names them) are removed in two phases: a run
+records them, and a --repair run at least --min-age later removes those it
+still finds unknown (so a commit under way is never taken for an orphan).
 Exit status: 0 when clean, 1 when problems were found (with --repair they were
-also repaired: a second run then exits 0), 2 on a usage or configuration error.`,
+also repaired, orphans on their second look), 2 on a usage or configuration error.`,
   )
   .action(async (opts: FsckFlags) => {
     const { fsckCommand } = await import('./lifecycle.js');
     process.exitCode = await fsckCommand(opts);
+  });
+
+withCommonOptions(program.command('import'))
+  .description("import a reference registry's storage (CNCF distribution, registry:2, docker-registry) into Berth")
+  .argument('[source]', 'the reference registry\'s root directory (holding docker/registry/v2/), or s3://BUCKET/ROOTDIRECTORY; default: the storage of a reference config.yml given as --config')
+  .option('--no-verify', 'do not hash blobs against their digests (faster; manifests are still checked): run berth fsck afterwards')
+  .option('-n, --dry-run', 'read and check everything and report what would be imported; no metadata or blob is written (an empty data directory is created if there is none)')
+  .option('-r, --repository <name>', 'import only this repository (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--incremental', 'final pass of a migration: also remove from Berth the tags deleted in the source since the last import')
+  .option('-v, --verbose', 'list every item not imported, with its reason')
+  .option('--json', 'print the report as JSON')
+  .option('--concurrency <n>', 'repositories imported at once', '32')
+  .addHelpText(
+    'after',
+    `
+Takes the same --config, --data, --metadata and --storage as serve, and imports
+into those backends. Blobs on the same file system as Berth's data become
+Berth's by hard link (copied across file systems); from S3 into S3 by a
+server-side copy; otherwise they are streamed. The source is only read.
+
+Safe to interrupt and run again: what is already in Berth is skipped, so a
+second run changes nothing and a killed run finishes. Run it while the old
+registry still serves, then put that one read-only and run it once more with
+--incremental. S3 sources use the --s3-endpoint and AWS_* credentials.
+
+Exit status 0 when the import ran (the summary lists what was not imported
+and why), 2 on a usage or configuration error, 1 on a failure.`,
+  )
+  .action(async (source: string | undefined, opts: import('./import.js').ImportFlags) => {
+    const { importCommand } = await import('./import.js');
+    process.exitCode = await importCommand(source, opts);
+  });
+
+program
+  .command('config')
+  .description('configuration tools')
+  .command('check')
+  .description("check a configuration file (Berth's, or the reference registry's config.yml) and print what each key becomes")
+  .argument('<file>', 'the YAML file')
+  .option('--json', 'print the mapping as JSON')
+  .addHelpText(
+    'after',
+    `
+A reference registry config.yml (version: 0.1) is accepted by berth serve
+--config as well: each key is shown with the Berth setting it maps to, or why
+it is ignored. Exit status 0 when the file is valid, 2 when it is not.`,
+  )
+  .action(async (file: string, opts: { json?: boolean }) => {
+    const { configCheckCommand } = await import('./config-check.js');
+    process.exitCode = await configCheckCommand(file, opts);
   });
 
 withCommonOptions(program.command('migrate'))

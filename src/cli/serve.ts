@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { audit } from '../audit/audit-log.js';
 import { Security } from '../auth/security.js';
 import { openBackends } from '../backends.js';
-import { parseAddr, type Config } from '../config.js';
+import { parseAddr, redirectExpiry, type Config } from '../config.js';
 import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { applyConnectionLimits } from '../http/connection-limits.js';
@@ -11,6 +11,9 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
+import { ConfigError } from '../config.js';
+import type { MetadataStore } from '../metadata/store.js';
+import type { ReferenceConfigResult } from '../reference-config.js';
 import { expireCachedTags } from '../proxy/expiry.js';
 import { PullThroughCache } from '../proxy/pull-through-cache.js';
 
@@ -23,11 +26,25 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
-  const cache = config.mirrors.length > 0 ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
+  if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
+  const registry = new Registry(
+    metadata,
+    storage,
+    {
+      deleteEnabled: config.deletes,
+      redirectBlobs: config.storage.redirect,
+      redirectExpiry: redirectExpiry(config),
+      uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
+    },
+    { log: logger },
+  );
+  // Read-only mode stores nothing, fetched content included: cached repositories then serve what they hold.
+  const cache = config.mirrors.length > 0 && !config.readOnly ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
   if (cache) registry.ctx.pullThrough = cache;
-  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, cache?.metrics);
+  // Read-only: the background collector never starts, and the admin trigger only does dry runs.
+  const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
+  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, cache?.metrics);
   const app = buildServer({
     registry,
     logger,
@@ -39,6 +56,7 @@ export async function serve(config: Config): Promise<void> {
     serverFactory: security.transport?.factory,
     trustedProxies: security.trustedProxies,
     limits: config.limits,
+    readOnly: config.readOnly,
   });
   const plain = security.transport?.plainServer;
   if (plain) applyConnectionLimits(plain, config.limits, security.trustedProxies, logger);
@@ -59,6 +77,7 @@ export async function serve(config: Config): Promise<void> {
       metadata: metadataAt,
       storage: config.storage.url,
       deletes: config.deletes,
+      readOnly: config.readOnly,
       auth: config.auth !== undefined,
       tls: config.tls !== undefined,
       plainAddr,
@@ -98,4 +117,25 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Serving from a reference registry's config.yml: one warning naming every
+ * key Berth ignores, and a refusal to start over storage that has not been
+ * imported yet (the registry would answer "unknown" for every image).
+ */
+async function checkReferenceConfig(config: Config, reference: ReferenceConfigResult & { file: string }, metadata: MetadataStore, logger: ReturnType<typeof createLogger>): Promise<void> {
+  if (reference.ignored.length > 0) {
+    logger.warn(
+      { config: reference.file, ignored: Object.fromEntries(reference.ignored.map((m) => [m.key, m.note])) },
+      `reference registry configuration: ${reference.ignored.length} keys ignored: ${reference.ignored.map((m) => m.key).join(', ')} (berth config check ${reference.file} says why)`,
+    );
+  }
+  const { awaitsImport } = await import('../import/pending.js');
+  if (await awaitsImport(reference.referenceRoot, metadata, config.storage)) {
+    await metadata.close();
+    throw new ConfigError(
+      `${reference.referenceRoot} holds the reference registry's images and Berth has none yet: run \`berth import --config ${reference.file}\` first, then start berth serve again`,
+    );
+  }
 }

@@ -27,7 +27,7 @@ function param(query: unknown, name: string): string | undefined {
  * `adminCheck` guards /admin/* (without auth: loopback clients only; with
  * auth: admins), `metricsCheck` guards /metrics (undefined: public).
  */
-export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, cache?: ProxyMetrics) {
+export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, readOnly = false, cache?: ProxyMetrics) {
   // prom-client loads at the first scrape: a registry nobody scrapes does not
   // pay its memory (~10 MiB) or its event-loop and GC observers. The counters
   // are read from metadata, so they are whole from the first scrape on; the
@@ -37,6 +37,9 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     // POST /admin/gc[?dryRun=1][&verbose=1][&grace=30m]: one collection, its report as JSON.
     app.post('/admin/gc', async (req, reply) => {
       await adminCheck(req);
+      if (readOnly && !flag(param(req.query, 'dryRun'))) {
+        throw new RegistryError('UNSUPPORTED', 'the registry is in read-only mode: garbage collection does not run (a dry run does)');
+      }
       const graceParam = param(req.query, 'grace');
       const dryRun = flag(param(req.query, 'dryRun'));
       const verbose = flag(param(req.query, 'verbose'));

@@ -42,6 +42,7 @@ export function toUpload(row: Row | undefined): UploadRecord | undefined {
     updatedAt: row.updated_at as number,
     ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
     ...(typeof row.owner === 'string' ? { owner: row.owner } : {}),
+    ...(row.committing_key ? { committingKey: row.committing_key as string } : {}),
   };
 }
 

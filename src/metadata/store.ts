@@ -36,6 +36,12 @@ export interface UploadRecord {
   hashState?: Buffer;
   /** Who opened the session, with auth on ('' for anonymous); undefined for sessions opened without auth. */
   owner?: string;
+  /**
+   * Set once a commit has claimed the upload (invariant 9): the storage key
+   * that commit is writing. A claimed upload takes no more bytes and no
+   * other commit; it ends with its commit, a cancel, or upload expiry.
+   */
+  committingKey?: string;
 }
 
 /** The principal an upload session is opened for, and the most open sessions it may have (0: no limit). */
@@ -104,6 +110,12 @@ export interface MetadataStore {
    */
   mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
   /**
+   * Up to `limit` repositories the live blob is linked to, in no particular
+   * order (none when it is not live): the candidate sources of a mount
+   * without `from` when the caller may pull only some repositories.
+   */
+  blobRepositories(digest: string, limit: number): Promise<string[]>;
+  /**
    * Removes the repository's link to the blob; false when there was none.
    * Refused (DENIED, 409) while a manifest of the repository references the
    * blob: what a manifest references stays whole.
@@ -120,6 +132,20 @@ export interface MetadataStore {
   /** Compare-and-set of the upload's offset (and hash state); false when it was not at `from`. */
   advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean>;
   deleteUpload(id: string): Promise<boolean>;
+  /**
+   * Claims an upload for its one commit before storage is touched
+   * (invariant 9): true for the one caller that finds it unclaimed at
+   * `offset`; false when it is gone, claimed, or has moved. Records the key
+   * the commit will write, so that fsck knows it (and never takes it for an
+   * orphan), and renews the upload, which expires like an abandoned one if
+   * its committer dies.
+   */
+  claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean>;
+  /**
+   * Records an upload that is claimed from the start: a body that arrives
+   * whole (`POST ?digest=`) gets the same protection as a session's commit.
+   */
+  createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void>;
   /**
    * Ends an upload by recording its bytes as a blob in the repository. When
    * the digest is already live, the existing blob is linked instead and the
@@ -197,8 +223,23 @@ export interface MetadataStore {
 
   /** Live blobs in digest order after `after` (fsck). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
-  /** Whether a blob in any state has its bytes under `key` (fsck: is an object known?). */
+  /**
+   * Whether metadata names `key`: a blob in any state has its bytes there,
+   * or a commit has claimed it (fsck: is an object known?). One statement,
+   * so a commit moving the name from its upload to its blob is seen once.
+   */
   storageKeyKnown(key: string): Promise<boolean>;
+  /**
+   * fsck's first look at an object no metadata names: records it as an
+   * orphan candidate seen at `now` (keeping the first time it was seen) and
+   * returns that first time. An object is removed only when a later run,
+   * at least fsck's minimum age after the first, still finds it unknown.
+   */
+  recordOrphanCandidate(key: string, now: number): Promise<number>;
+  /** Forgets one orphan candidate (removed). */
+  dropOrphanCandidate(key: string): Promise<void>;
+  /** Forgets candidates a complete run did not see again before `seenBefore` (known again, or gone). */
+  pruneOrphanCandidates(seenBefore: number): Promise<void>;
   /** Whether an upload session exists (fsck: is an upload object known?). */
   uploadExists(id: string): Promise<boolean>;
   /**

@@ -5,7 +5,7 @@
  * reverse proxies in front of Berth.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseBoolean, parseDuration } from '../config.js';
+import { ConfigError, parseBoolean, parseDuration } from '../config-values.js';
 
 export interface UpstreamConfig {
   /** A name for logs and metrics (default: the URL's host). */

@@ -162,6 +162,17 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
       });
 
+      test('blobRepositories lists (up to a limit) the repositories a live blob is linked to', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer');
+        await s.mountBlob('a/dst', b.digest, 'a/src', T + 1);
+        await s.mountBlob('b/dst', b.digest, 'a/src', T + 1);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/dst', 'a/src', 'b/dst']);
+        assert.equal((await s.blobRepositories(b.digest, 2)).length, 2);
+        assert.deepEqual(await s.blobRepositories(digestOf('missing'), 10), []);
+        await s.unlinkBlob('a/dst', b.digest);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/src', 'b/dst']);
+      });
+
       test('a link GC removed between statBlob\'s read and its renewal makes it answer unknown in that repository (invariant 5)', async (s, more) => {
         const gc = await more();
         const b = await pushBlob(s, 'a/app', 'layer', T);
@@ -245,6 +256,68 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         for (const t of ['a', 'a-1', 'b']) await s.putManifest('a/app', m, t, T);
         assert.deepEqual(await s.listTags('a/app', 'a\0z', 10), { items: ['a-1', 'b'], more: false });
         assert.deepEqual(await s.listRepositories('a\0', 10), { items: ['a/app'], more: false });
+      });
+
+      test('claimUpload: one winner, at the offset it saw; a claimed upload takes no more bytes and names its key (invariant 9)', async (s, more) => {
+        const other = await more();
+        await s.createUpload('u1', 'a/app', T);
+        assert.equal(await s.advanceUpload('u1', 0, 10, T + 1), true);
+        const digest = digestOf('claimed');
+        const k = key(digest);
+        assert.equal(await s.claimUpload('u1', 0, k, T + 2), false, 'the offset moved since: no claim');
+        assert.equal(await s.storageKeyKnown(k), false);
+        const [a, b] = await Promise.all([s.claimUpload('u1', 10, k, T + 2), other.claimUpload('u1', 10, k, T + 2)]);
+        assert.deepEqual([a, b].sort(), [false, true], 'exactly one of two nodes claims it');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 3), false, 'claimed once');
+        assert.equal(await s.advanceUpload('u1', 10, 20, T + 3), false, 'a claimed upload takes no more bytes');
+        const u = await s.findUpload('u1');
+        assert.equal(u?.committingKey, k);
+        assert.equal(u?.updatedAt, T + 2, 'the claim renews the upload');
+        assert.equal(await s.storageKeyKnown(k), true, 'fsck knows the key a commit is about to write');
+        // Only the claimant's key ends it as a blob.
+        const wrong = key(digest);
+        await assert.rejects(s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: wrong }, T + 4), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.findAnyBlob(digest), undefined);
+        assert.deepEqual(await s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: k }, T + 4), { outcome: 'stored' });
+        assert.equal(await s.uploadExists('u1'), false);
+        assert.equal(await s.storageKeyKnown(k), true, 'named by the blob now');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 5), false, 'gone');
+      });
+
+      test('a claimed upload ended by its error path (or expiry) can never be committed: deleteUpload is the word that nothing names the key', async (s, more) => {
+        const other = await more();
+        const digest = digestOf('abandoned');
+        const k = key(digest);
+        await s.createClaimedUpload('m1', 'a/app', k, T);
+        assert.equal((await s.findUpload('m1'))?.committingKey, k);
+        assert.equal(await s.storageKeyKnown(k), true);
+        assert.equal(await other.deleteUpload('m1'), true);
+        await assert.rejects(s.commitBlob('m1', 'a/app', { digest, size: 1, storageKey: k }, T), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.storageKeyKnown(k), false);
+        // The other order: the commit first, then the error path finds nothing to end.
+        await s.createClaimedUpload('m2', 'a/app', k, T);
+        await s.commitBlob('m2', 'a/app', { digest, size: 1, storageKey: k }, T);
+        assert.equal(await other.deleteUpload('m2'), false, 'consumed by the commit: its key is named, not to be deleted');
+      });
+
+      test('a claimed upload whose committer died expires like an abandoned one', async (s) => {
+        await s.createUpload('u1', 'a/app', T - 500);
+        assert.equal(await s.claimUpload('u1', 0, key(digestOf('dead')), T - 400), true);
+        await s.createClaimedUpload('m1', 'a/app', key(digestOf('dead-monolithic')), T - 300);
+        await s.createClaimedUpload('m2', 'a/app', key(digestOf('alive')), T);
+        assert.deepEqual(await s.expireUploads(T - 100, 10), ['u1', 'm1']);
+        assert.equal(await s.uploadExists('m2'), true);
+      });
+
+      test("fsck's orphan candidates keep the first time an object was found unknown, until dropped or not seen again", async (s) => {
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 100), T, 'seen again: first time kept');
+        await s.pruneOrphanCandidates(T + 100); // k2 was not seen by the run that started at T + 100
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T + 200), T + 200, 'k2 starts over');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 200), T);
+        await s.dropOrphanCandidate('blob:k1');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 300), T + 300);
       });
 
       test('expireUploads deletes idle sessions only, oldest first, at most `limit`', async (s) => {

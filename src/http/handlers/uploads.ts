@@ -47,13 +47,12 @@ export const startUpload: Handler = async (c) => {
   if (mount !== null) {
     const from = query.get('from') ?? undefined;
     const digest = parseDigest(mount);
-    // An invalid `from` cannot hold the blob, and one the caller may not pull
-    // must not reveal it: fall back to an upload, as for an unknown one.
-    const source = from !== undefined && (!isValidRepositoryName(from) || (access !== undefined && !access.canPull(from))) ? undefined : from;
+    // An invalid `from` cannot hold the blob: fall back to an upload, as for an
+    // unknown one. Which sources the caller may pull is the registry's check.
     const result =
-      from !== undefined && source === undefined
+      from !== undefined && !isValidRepositoryName(from)
         ? { mounted: false as const, upload: await registry.uploads.start(repository, caller) }
-        : await registry.uploads.mount(repository, digest, source, caller);
+        : await registry.uploads.mount(repository, digest, from, caller, access === undefined ? undefined : (r) => access.canPull(r));
     if (result.mounted) return replyBlobCreated(reply, repository, result.blob.digest);
     return replyUpload(reply, repository, result.upload, 202);
   }

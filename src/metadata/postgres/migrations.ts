@@ -150,6 +150,23 @@ export const MIGRATIONS: Migration[] = [
   CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
   },
+  {
+    version: 3,
+    description: 'commit claims and fsck orphan candidates',
+    sql: `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key text;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         text PRIMARY KEY,
+    first_seen  bigint NOT NULL,
+    last_seen   bigint NOT NULL
+  );
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -189,6 +189,11 @@ const SQL = {
     JOIN blobs b ON b.digest = l.digest
     WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
     FOR NO KEY UPDATE OF b`,
+  blobRepositories: `
+    SELECT r.name FROM repository_blobs l
+    JOIN repositories r ON r.id = l.repository_id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE l.digest = $1 AND b.state = ${LIVE} LIMIT $2`,
   linkBlob: `
     INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, coalesce($3::bigint, ${DB_NOW}))
     ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`,
@@ -215,10 +220,15 @@ const SQL = {
   createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
     SELECT $1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4
     WHERE $5::int = 0 OR (SELECT count(*) FROM uploads WHERE owner = $4) < $5::int`,
-  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = $1`,
+  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = $1`,
   uploadExists: `SELECT 1 FROM uploads WHERE id = $1`,
-  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = coalesce($2::bigint, ${DB_NOW}), hash_state = $3 WHERE id = $4 AND "offset" = $5`,
+  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = coalesce($2::bigint, ${DB_NOW}), hash_state = $3 WHERE id = $4 AND "offset" = $5 AND committing_key IS NULL`,
   deleteUpload: `DELETE FROM uploads WHERE id = $1`,
+  claimUpload: `UPDATE uploads SET committing_key = $1, updated_at = coalesce($2::bigint, ${DB_NOW}) WHERE id = $3 AND "offset" = $4 AND committing_key IS NULL`,
+  createClaimedUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key)
+    VALUES ($1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4)`,
+  // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+  consumeUpload: `DELETE FROM uploads WHERE id = $1 AND (committing_key IS NULL OR committing_key = $2)`,
 
   insertBlob: `
     INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES ($1, $2, $3, ${LIVE}, coalesce($4::bigint, ${DB_NOW}))
@@ -351,7 +361,12 @@ const SQL = {
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
   listBlobs: `
     SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
-  storageKeyKnown: `SELECT 1 FROM blobs WHERE storage_key = $1`,
+  storageKeyKnown: `SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
+  recordCandidate: `
+    INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES ($1, $2, $2)
+    ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`,
+  dropCandidate: `DELETE FROM fsck_candidates WHERE key = $1`,
+  pruneCandidates: `DELETE FROM fsck_candidates WHERE last_seen < $1`,
   forgetBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2`,
   deleteLinks: `DELETE FROM repository_blobs WHERE digest = $1`,
   recordRun: `
@@ -381,6 +396,8 @@ const STAMPS: Partial<Record<Statement, number>> = {
   enqueueBlobs: 1,
   createUpload: 2,
   advanceUpload: 1,
+  claimUpload: 1,
+  createClaimedUpload: 2,
   insertBlob: 3,
   replaceBlob: 3,
   manifestForStat: 2,
@@ -597,6 +614,10 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return (await this.db.one<{ name: string }>('blobRepositories', [digest, limit])).rows.map((r) => r.name);
+  }
+
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     return this.db.tx(async (x) => {
       // putManifest share-locks the blob row before it checks links: after
@@ -635,6 +656,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return ((await this.db.one('deleteUpload', [id])).rowCount ?? 0) > 0;
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    if (!storable(id)) return false;
+    // Re-evaluated on the newest row version after a concurrent claim or append: one winner.
+    return ((await this.db.one('claimUpload', [storageKey, now, id, offset])).rowCount ?? 0) > 0;
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.db.one('createClaimedUpload', [id, repository, now, storageKey]);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
@@ -642,7 +673,7 @@ export class PostgresMetadataStore implements MetadataStore {
     now: number,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
-      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
+      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('consumeUpload', [uploadId, blob.storageKey])).rowCount === 0)) {
         // Another request finished or cancelled this upload first.
         throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
       }
@@ -890,6 +921,18 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async storageKeyKnown(key: string): Promise<boolean> {
     return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
+  }
+
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return (await this.db.one('recordCandidate', [key, now])).rows[0]!.first_seen as number;
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.db.one('dropCandidate', [key]);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.db.one('pruneCandidates', [seenBefore]);
   }
 
   async uploadExists(id: string): Promise<boolean> {

@@ -128,4 +128,17 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE uploads ADD COLUMN owner TEXT;
   CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
+  `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key TEXT;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         TEXT PRIMARY KEY,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

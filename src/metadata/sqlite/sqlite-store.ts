@@ -129,6 +129,10 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return this.stmt.blobRepositories.all(digest, limit) as string[];
+  }
+
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     return this.write(() => {
         const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
@@ -158,6 +162,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => this.stmt.deleteUpload.run(id).changes > 0, false);
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    // Not waiting for the sync: a claim lost on a power cut goes with
+    // everything after it in the WAL, the commit included.
+    return this.write(() => this.stmt.claimUpload.run(storageKey, now, id, offset).changes > 0, false);
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.write(() => this.stmt.createClaimedUpload.run(id, repository, now, now, storageKey), false);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
@@ -165,7 +179,7 @@ export class SqliteMetadataStore implements MetadataStore {
     now: number,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
-        if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
+        if (uploadId !== undefined && this.stmt.consumeUpload.run(uploadId, blob.storageKey).changes === 0) {
           // Another request finished or cancelled this upload first.
           throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
         }
@@ -361,7 +375,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return this.stmt.storageKeyKnown.get(key) !== undefined;
+    return this.stmt.storageKeyKnown.get(key, key) !== undefined;
+  }
+
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return this.write(() => (this.stmt.recordCandidate.get(key, now, now) as Row).first_seen as number, false);
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.write(() => this.stmt.dropCandidate.run(key), false);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.write(() => this.stmt.pruneCandidates.run(seenBefore), false);
   }
 
   async uploadExists(id: string): Promise<boolean> {
@@ -486,10 +512,32 @@ export class SqliteMetadataStore implements MetadataStore {
       this.walSyncNext = undefined;
       return this.syncWal();
     }));
-    this.walHandle ??= open(this.walFile, 'r');
+    // The WAL file (and the database file beside it) exist only once their
+    // directory entries are durable: the directory is synced with the first
+    // WAL sync, before any commit is acknowledged.
+    this.walHandle ??= open(this.walFile, 'r').then(async (h) => {
+      try {
+        await this.syncDirectory(dirname(this.walFile!));
+      } catch (e) {
+        await h.close();
+        this.walHandle = undefined;
+        throw e;
+      }
+      return h;
+    });
     const sync = this.walHandle.then((h) => h.datasync());
     this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
     return sync;
+  }
+
+  /** Makes a directory's entries durable (protected: tests observe it). */
+  protected async syncDirectory(dir: string): Promise<void> {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   }
 
   /** Must run inside a transaction. */
@@ -520,15 +568,24 @@ export class SqliteMetadataStore implements MetadataStore {
 
 /** Applies pending migrations; refuses a schema newer than this code. Returns the versions before and after. */
 export function migrate(db: Database.Database): { from: number; to: number } {
+  const tooNew = (v: number) => new Error(`metadata schema version ${v} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (version > MIGRATIONS.length) throw tooNew(version);
+  // Each step reads the version inside its write transaction: another
+  // process starting on the same new database at the same moment may have
+  // applied the migration between our first read and our lock.
+  for (;;) {
+    const applied = db
+      .transaction(() => {
+        const v = db.pragma('user_version', { simple: true }) as number;
+        if (v > MIGRATIONS.length) throw tooNew(v);
+        if (v === MIGRATIONS.length) return false;
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) break;
   }
   return { from: version, to: MIGRATIONS.length };
 }
@@ -551,6 +608,11 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = r.id
       JOIN blobs b ON b.digest = l.digest
       WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    blobRepositories: p(`
+      SELECT r.name FROM repository_blobs l
+      JOIN repositories r ON r.id = l.repository_id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE l.digest = ? AND b.state = ${LIVE} LIMIT ?`).pluck(),
     blobLinkedLive: p(`
       SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
       WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
@@ -584,9 +646,13 @@ function prepareStatements(db: Database.Database) {
 
     createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
       SELECT ?, ?, 0, ?, ?, ? WHERE ? = 0 OR (SELECT count(*) FROM uploads WHERE owner = ?) < ?`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = ?`),
-    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = ?`),
+    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
+    claimUpload: p(`UPDATE uploads SET committing_key = ?, updated_at = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
+    createClaimedUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key) VALUES (?, ?, 0, ?, ?, ?)`),
+    // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+    consumeUpload: p(`DELETE FROM uploads WHERE id = ? AND (committing_key IS NULL OR committing_key = ?)`),
 
     manifestId: p(`SELECT id FROM manifests WHERE repository_id = ? AND digest = ?`),
     manifestIdByName: p(`
@@ -663,7 +729,12 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyKnown: p(`SELECT 1 FROM blobs WHERE storage_key = ?`),
+    storageKeyKnown: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = ?) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = ?)`),
+    recordCandidate: p(`
+      INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES (?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`),
+    dropCandidate: p(`DELETE FROM fsck_candidates WHERE key = ?`),
+    pruneCandidates: p(`DELETE FROM fsck_candidates WHERE last_seen < ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
     recordRun: p(`
