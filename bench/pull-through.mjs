@@ -14,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeDataDir, startServer } from '../dist/test/helpers/server.js';
-import { pushBlobTo, pushManifestTo, startCountingRelay, startReferenceRegistry } from '../dist/test/helpers/upstreams.js';
+import { pushBlobTo, pushManifestTo, startCountingRelay, startDistribution } from '../dist/test/helpers/upstreams.js';
 
 const { values: opt } = parseArgs({ options: { 'layer-mib': { type: 'string', default: '64' }, clients: { type: 'string', default: '16' } } });
 const MiB = 1024 * 1024;
@@ -63,12 +63,12 @@ async function startBerth(relayUrl) {
   return { url: s.url, stop: () => s.stop() };
 }
 async function startReference(relayUrl) {
-  const r = await startReferenceRegistry({ remoteUrl: relayUrl });
+  const r = await startDistribution({ remoteUrl: relayUrl });
   return { url: r.url, stop: () => r.stop(true) };
 }
 
 const clients = Number(opt.clients);
-const upstream = await startReferenceRegistry();
+const upstream = await startDistribution();
 const img = image([Number(opt['layer-mib']) * MiB, 4096]);
 for (const b of [img.config, ...img.layers]) await pushBlobTo(upstream.url, 'bench/app', b, sha(b));
 await pushManifestTo(upstream.url, 'bench/app', 'v1', img.manifest, 'application/vnd.oci.image.manifest.v1+json');

@@ -12,7 +12,7 @@ import { clientUnavailableReason } from '../helpers/clients.js';
 import { blob, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256, type Blob } from '../helpers/registry-client.js';
 import { pauseControl } from '../helpers/pause.js';
 import { makeDataDir, startServer, type TestServer } from '../helpers/server.js';
-import { pushBlobTo, pushManifestTo, startCountingRelay, startReferenceRegistry, type CountingRelay, type ReferenceRegistry } from '../helpers/upstreams.js';
+import { pushBlobTo, pushManifestTo, startCountingRelay, startDistribution, type CountingRelay, type DistributionRegistry } from '../helpers/upstreams.js';
 
 const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
 const MiB = 1024 * 1024;
@@ -74,13 +74,13 @@ async function waitCached(berth: TestServer, repo: string, ref: string): Promise
 const noRegistry = clientUnavailableReason('docker-registry');
 
 describe('pull-through cache in front of docker-registry', { skip: noRegistry ?? false }, () => {
-  let upstream: ReferenceRegistry;
+  let upstream: DistributionRegistry;
   let relay: CountingRelay;
   let berth: TestServer;
   let big: TestImage;
 
   before(async () => {
-    upstream = await startReferenceRegistry();
+    upstream = await startDistribution();
     relay = await startCountingRelay(upstream.url);
     big = image([randomBytes(64 * MiB), randomBytes(2048)]);
     await pushUpstream(upstream.url, 'team/app', big, 'v1');
@@ -300,12 +300,12 @@ describe('pull-through cache in front of docker-registry', { skip: noRegistry ??
 });
 
 describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
-  let upstream: ReferenceRegistry;
+  let upstream: DistributionRegistry;
   let berth: TestServer;
   const img = image([randomBytes(5000)]);
 
   before(async () => {
-    upstream = await startReferenceRegistry();
+    upstream = await startDistribution();
     await pushUpstream(upstream.url, 'team/old', img, 'v1');
     const dataDir = makeDataDir();
     const config = join(dataDir, 'berth.yml');
@@ -345,14 +345,14 @@ describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
 });
 
 describe('single flight: a fetch that ends while a request is between its local miss and joining', { skip: noRegistry ?? false }, () => {
-  let upstream: ReferenceRegistry;
+  let upstream: DistributionRegistry;
   let relay: CountingRelay;
   let berth: TestServer;
   const pause = pauseControl('pull-through-after-miss');
   const img = image([randomBytes(2 * MiB)]);
 
   before(async () => {
-    upstream = await startReferenceRegistry();
+    upstream = await startDistribution();
     relay = await startCountingRelay(upstream.url);
     await pushUpstream(upstream.url, 'team/race', img, 'v1');
     const dataDir = makeDataDir();

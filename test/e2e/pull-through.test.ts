@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
 import { buildImage, clientUnavailableReason, podmanEnv, requireClient, run, uniqueName, type BuiltImage } from '../helpers/clients.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { pushBlobTo, pushManifestTo, startCountingRelay, startReferenceRegistry, type CountingRelay, type ReferenceRegistry } from '../helpers/upstreams.js';
+import { pushBlobTo, pushManifestTo, startCountingRelay, startDistribution, type CountingRelay, type DistributionRegistry } from '../helpers/upstreams.js';
 import { MANIFEST_ACCEPT } from './support.js';
 
 async function pushBuilt(url: string, repo: string, img: BuiltImage, tag: string, headers: Record<string, string> = {}): Promise<void> {
@@ -92,7 +92,7 @@ describe('pull-through from a Berth with auth on (token flow)', () => {
 });
 
 describe('skopeo and podman pull through a prefixed namespace', () => {
-  let upstream: ReferenceRegistry | undefined;
+  let upstream: DistributionRegistry | undefined;
   let cache: TestServer | undefined;
   let work: string;
   const img = buildImage({ layers: ['skopeo through the cache', Buffer.alloc(200_000, 7)] });
@@ -100,7 +100,7 @@ describe('skopeo and podman pull through a prefixed namespace', () => {
   before(async () => {
     if (clientUnavailableReason('docker-registry')) return;
     work = mkdtempSync(join(tmpdir(), 'berth-e2e-pt-'));
-    upstream = await startReferenceRegistry();
+    upstream = await startDistribution();
     await pushBuilt(upstream.url, 'tools/app', img, 'v1');
     writeFileSync(join(work, 'cache.yaml'), `mirrors:\n  - url: ${upstream.url}\n    prefix: ref.local\n`);
     cache = await startServer({ args: ['--config', join(work, 'cache.yaml')] });
@@ -134,7 +134,7 @@ describe('skopeo and podman pull through a prefixed namespace', () => {
 });
 
 describe('dockerd with Berth as its registry-mirrors', () => {
-  let upstream: ReferenceRegistry | undefined;
+  let upstream: DistributionRegistry | undefined;
   let cache: TestServer | undefined;
   let dockerd: ChildProcess | undefined;
   let dir: string;
@@ -144,7 +144,7 @@ describe('dockerd with Berth as its registry-mirrors', () => {
 
   before(async () => {
     if (clientUnavailableReason('docker-registry') || clientUnavailableReason('docker') || process.getuid?.() !== 0) return;
-    upstream = await startReferenceRegistry();
+    upstream = await startDistribution();
     // dockerd asks its mirror for Docker Hub names: `NAME` is `library/NAME`.
     await pushBuilt(upstream.url, `library/${name}`, img, 'v1');
     cache = await startServer({ args: ['--proxy', upstream.url] });

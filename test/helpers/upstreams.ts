@@ -7,19 +7,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './reference-registry.js';
 
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-export interface ReferenceRegistry {
+export interface DistributionRegistry {
   url: string;
   host: string;
   port: number;
@@ -32,7 +25,7 @@ export interface ReferenceRegistry {
 }
 
 /** `docker-registry serve` on 127.0.0.1; with `remoteUrl`, a pull-through cache of it. */
-export async function startReferenceRegistry(opts: { remoteUrl?: string; port?: number; dir?: string } = {}): Promise<ReferenceRegistry> {
+export async function startDistribution(opts: { remoteUrl?: string; port?: number; dir?: string } = {}): Promise<DistributionRegistry> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'berth-ref-'));
   const port = opts.port ?? (await freePort());
   const config = join(dir, 'config.yml');
