@@ -207,6 +207,29 @@ describe('pull-through cache in front of docker-registry', { skip: noRegistry ??
     assert.equal((await getDigestOfBody(url)).cache, 'hit');
   });
 
+  test('blob bytes reach the client while the upstream fetch is still under way', async () => {
+    const img = image([randomBytes(8 * MiB)]);
+    await pushUpstream(upstream.url, 'team/stream', img, 'v1');
+    const layer = img.layers[0]!;
+    relay.stallAfter = 1 * MiB;
+    const before = relay.bytes;
+    try {
+      const res = await fetch(`${berth.url}/v2/up/team/stream/blobs/${layer.digest}`);
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      // Upstream is held after 1 MiB: a first chunk can only come from the fetch in flight.
+      const firstChunk = await Promise.race([reader.read(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no byte before the fetch ended')), 10_000))]);
+      assert.ok(firstChunk.value && firstChunk.value.length > 0);
+      assert.ok(relay.bytes - before < layer.size, 'upstream has not sent the whole blob yet');
+      relay.release();
+      const hash = createHash('sha256').update(firstChunk.value);
+      for (let r = await reader.read(); !r.done; r = await reader.read()) hash.update(r.value);
+      assert.equal(`sha256:${hash.digest('hex')}`, layer.digest);
+    } finally {
+      relay.release();
+    }
+  });
+
   test('wrong bytes from upstream never become a blob, and no client gets a whole body of them', async () => {
     const img = image([randomBytes(3 * MiB)]);
     await pushUpstream(upstream.url, 'team/bad', img, 'v1');
@@ -310,7 +333,7 @@ describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
     const dataDir = makeDataDir();
     const config = join(dataDir, 'berth.yml');
     writeFileSync(config, `gc: { interval: 1s }\nmirrors:\n  - url: ${upstream.url}\n    prefix: up\n    expireAfter: 3s\n`);
-    berth = await startServer({ dataDir, args: ['--config', config] });
+    berth = await startServer({ dataDir, args: ['--config', config, '--log-level', 'info'] });
   });
   after(async () => {
     await berth?.stop();
@@ -341,6 +364,9 @@ describe('expiry of cached content', { skip: noRegistry ?? false }, () => {
     assert.equal(again.status, 200);
     assert.equal(again.digest, img.digest);
     assert.equal(again.cache, 'miss');
+    // The request log says how the cache answered.
+    assert.match(berth.output(), /"path":"\/v2\/up\/team\/old\/manifests\/v1"[^\n]*"cache":"miss"/);
+    assert.match(berth.output(), /"path":"\/v2\/up\/team\/old\/manifests\/v1"[^\n]*"cache":"hit"/);
   });
 });
 

@@ -87,6 +87,9 @@ export interface CountingRelay {
   delayMs: number;
   /** Flip the first byte of every blob body relayed (an upstream serving wrong bytes). */
   corrupt: boolean;
+  /** Hold every blob body after this many bytes until `release()` (undefined: never hold). */
+  stallAfter?: number;
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -100,6 +103,12 @@ export async function startCountingRelay(target: string): Promise<CountingRelay>
     bytes: 0,
     delayMs: 0,
     corrupt: false,
+    release() {
+      const waiting = released;
+      released = [];
+      relay.stallAfter = undefined;
+      for (const w of waiting) w();
+    },
     blobGets(digest) {
       return this.requests.filter((r) => r.startsWith('GET ') && r.includes('/blobs/') && (!digest || r.endsWith(digest))).length;
     },
@@ -108,6 +117,7 @@ export async function startCountingRelay(target: string): Promise<CountingRelay>
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  let released: (() => void)[] = [];
   const server: Server = createServer((req, res) => {
     relay.requests.push(`${req.method} ${req.url}`);
     const go = () => {
@@ -126,9 +136,16 @@ export async function startCountingRelay(target: string): Promise<CountingRelay>
             if (typeof v === 'string') headers[h] = v.split(t.host).join(relay.host);
           }
           res.writeHead(upRes.statusCode ?? 502, headers);
-          let first = relay.corrupt && req.method === 'GET' && (req.url ?? '').includes('/blobs/');
+          const isBlob = req.method === 'GET' && (req.url ?? '').includes('/blobs/');
+          let first = relay.corrupt && isBlob;
+          let sent = 0;
           upRes.on('data', (d: Buffer) => {
             relay.bytes += d.length;
+            sent += d.length;
+            if (isBlob && relay.stallAfter !== undefined && sent >= relay.stallAfter) {
+              upRes.pause();
+              released.push(() => upRes.resume());
+            }
             if (first && d.length > 0) {
               first = false;
               d[0] = d[0]! ^ 0xff;
