@@ -199,6 +199,11 @@ export class PullThroughCache implements PullThrough {
     };
   }
 
+  hit(repository: string): void {
+    const route = this.routing.route(repository);
+    if (route) this.metrics.of(route.upstream.name).hits++;
+  }
+
   async blobSize(repository: string, digest: Digest): Promise<number | undefined> {
     const route = this.routing.route(repository)!;
     let res: IncomingMessage;

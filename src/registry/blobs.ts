@@ -32,7 +32,10 @@ export class Blobs {
     const pullThrough = this.ctx.pullThrough;
     if (!pullThrough?.serves(repository)) return { blob: await this.stat(repository, digest) };
     const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
-    if (blob) return { blob };
+    if (blob) {
+      pullThrough.hit(repository);
+      return { blob };
+    }
     const remote = await pullThrough.blob(repository, digest);
     if (!remote) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     return 'storageKey' in remote ? { blob: remote } : { remote };
@@ -43,7 +46,10 @@ export class Blobs {
     const pullThrough = this.ctx.pullThrough;
     if (!pullThrough?.serves(repository)) return this.stat(repository, digest);
     const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
-    if (blob) return { digest: blob.digest, size: blob.size, cache: 'hit' };
+    if (blob) {
+      pullThrough.hit(repository);
+      return { digest: blob.digest, size: blob.size, cache: 'hit' };
+    }
     const size = await pullThrough.blobSize(repository, digest);
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     return { digest: digest.value, size, cache: 'miss' };

@@ -93,8 +93,13 @@ export class Manifests {
           await this.ctx.metadata.statManifest(repository, reference.digest.value, this.ctx.now(), this.ctx.options.touchInterval);
     // A cached repository: a miss goes upstream, and a tag may be due for a re-check.
     const pullThrough = this.ctx.pullThrough;
-    if (pullThrough?.serves(repository) && (!manifest || reference.kind === 'tag')) {
-      manifest = await pullThrough.manifest(repository, reference, manifest);
+    if (pullThrough?.serves(repository)) {
+      if (!manifest || reference.kind === 'tag') manifest = await pullThrough.manifest(repository, reference, manifest);
+      else {
+        // By digest, a cached manifest never needs upstream.
+        pullThrough.hit(repository);
+        manifest = { ...manifest, cache: 'hit' };
+      }
     }
     if (!manifest) {
       const known = await this.ctx.metadata.repositoryExists(repository);

@@ -42,6 +42,8 @@ export interface PullThrough {
    * does not have it.
    */
   blob(repository: string, digest: Digest): Promise<RemoteBlob | BlobRecord | undefined>;
+  /** Counts an answer from the cache that did not need the cache's help (a local blob, a manifest by digest). */
+  hit(repository: string): void;
   /** HEAD of a blob missing locally: its size upstream, without fetching it. */
   blobSize(repository: string, digest: Digest): Promise<number | undefined>;
 }
