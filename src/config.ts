@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { checkPrefixes, mirrorFromFlag, parseMirrors, type UpstreamConfig } from './proxy/config.js';
 import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
 
 export { ConfigError, parseAddr, parseBoolean, parseDuration };
@@ -58,6 +59,8 @@ export interface Config extends SecurityConfig {
   ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Upstream registries of the pull-through cache (`mirrors:`, `--proxy`); empty: none. */
+  mirrors: UpstreamConfig[];
   /**
    * Read-only mode (maintenance, migration): pulls work, every write is
    * refused as the reference registry refuses it, and GC does not run.
@@ -93,6 +96,7 @@ export const DEFAULT_CONFIG: Config = {
     uploadSessionsPerUser: 1000,
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
+  mirrors: [],
 };
 
 function checkLogLevel(level: string): LogLevel {
@@ -124,6 +128,8 @@ export interface ConfigOverrides extends SecurityOverrides {
   idleTimeout?: string;
   connectionsPerClient?: string;
   uploadSessionsPerUser?: string;
+  /** `--proxy URL`: mirror this upstream (every name, unchanged). */
+  proxy?: string;
 }
 
 /** A whole number of a flag or variable (limits): 0 and up. */
@@ -147,7 +153,7 @@ function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
-  if (file) applyFile(config, file);
+  if (file) applyFile(config, file, env);
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
@@ -169,6 +175,12 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   applyLimitOverrides(config, flags, env);
   const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
   if (audit) config.auditLog = audit;
+  const proxy = flags.proxy ?? env.BERTH_PROXY;
+  if (proxy) {
+    // The flag's upstream replaces a default mirror of the file; prefixed ones stay.
+    config.mirrors = [...config.mirrors.filter((m) => m.prefix !== ''), mirrorFromFlag(proxy, env)];
+    checkPrefixes(config.mirrors);
+  }
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   parseAddr(config.addr);
@@ -183,7 +195,7 @@ function loadYaml(): typeof import('yaml') {
   return createRequire(import.meta.url)('yaml') as typeof import('yaml');
 }
 
-function applyFile(config: Config, file: string): void {
+function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = process.env): void {
   let doc: unknown;
   try {
     doc = loadYaml().parse(readFileSync(file, 'utf8'));
@@ -197,7 +209,7 @@ function applyFile(config: Config, file: string): void {
     config.reference = { ...applyReferenceConfig(config, d, file), file };
     return;
   }
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui', 'mirrors']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -231,6 +243,7 @@ function applyFile(config: Config, file: string): void {
     if (readonly !== undefined) config.readOnly = parseBoolean(readonly as string, 'storage.maintenance.readonly.enabled');
   }
   applySecurityFile(config, d);
+  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors, env);
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

@@ -53,6 +53,7 @@ withCommonOptions(program.command('serve'))
   .option('--idle-timeout <duration>', 'time a request body may go without a byte; 0 = none; there is no total request time (env: BERTH_IDLE_TIMEOUT; default 60s)')
   .option('--connections-per-client <n>', 'open connections per client address (IPv6: per /64), trusted proxies exempt; 0 = unlimited (env: BERTH_CONNECTIONS_PER_CLIENT; default 128)')
   .option('--upload-sessions-per-user <n>', 'open upload sessions per user with auth on; 0 = unlimited (env: BERTH_UPLOAD_SESSIONS_PER_USER; default 1000)')
+  .option('--proxy <url>', 'be a pull-through cache of this upstream registry: every name maps to the same name upstream, as dockerd --registry-mirror expects; credentials from BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD(_FILE) (env: BERTH_PROXY; more upstreams: mirrors: in the config file, docs/pull-through-cache.md)')
   .option('--audit-log <file>', 'write the audit log (logins refused, denials, deletes, admin calls) as JSON lines to this file, or stdout/stderr (env: BERTH_AUDIT_LOG)')
   .addHelpText(
     'after',
@@ -108,6 +109,19 @@ Security (all off by default; see README "Securing Berth"):
     idleTimeout: 60s            # a request body without a byte; no total request time
     connectionsPerClient: 128   # per address (IPv6 /64), trusted proxies exempt; 0 = unlimited
     uploadSessionsPerUser: 1000 # open upload sessions per user, with auth
+
+Pull-through cache (docs/pull-through-cache.md): any number of upstreams.
+
+  mirrors:
+    - url: https://registry-1.docker.io
+      prefix: docker.io        # docker.io/alpine -> library/alpine upstream
+      username: me             # password from passwordFile or passwordEnv
+      passwordFile: /etc/berth/hub-password
+      tagTtl: 5m               # a cached tag is re-checked upstream after this
+      expireAfter: 30d         # a cached tag nobody pulls this long is untagged (GC does the rest)
+    - url: https://mirror.example.com
+      # no prefix: the default mirror (what dockerd --registry-mirror sends)
+      ca: /etc/berth/mirror-ca.pem   # or insecure: true
 
 Secrets come from files or the environment (BERTH_TOKEN_KEY holds a PEM signing
 key), never from flags. Without auth.token.key a signing key is generated in

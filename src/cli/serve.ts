@@ -16,6 +16,8 @@ import { redactUrl } from '../metadata/postgres/url.js';
 import { ConfigError } from '../config.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { ReferenceConfigResult } from '../reference-config.js';
+import { expireCachedTags } from '../proxy/expiry.js';
+import { PullThroughCache } from '../proxy/pull-through-cache.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -39,10 +41,13 @@ export async function serve(config: Config): Promise<void> {
     },
     { log: logger },
   );
+  // Read-only mode stores nothing, fetched content included: cached repositories then serve what they hold.
+  const cache = config.mirrors.length > 0 && !config.readOnly ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
+  if (cache) registry.ctx.pullThrough = cache;
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
   const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, cache?.metrics);
   // Pulls are counted for the console only: without it the pull path does not pay even a map update.
   const pulls = config.ui ? new PullCounter(metadata, logger) : undefined;
   registry.ctx.pulls = pulls;
@@ -85,12 +90,19 @@ export async function serve(config: Config): Promise<void> {
       tls: config.tls !== undefined,
       plainAddr,
       auditLog: config.auditLog,
+      mirrors: config.mirrors.length ? config.mirrors.map((m) => `${m.prefix || '(default)'} -> ${m.url}`) : undefined,
     },
     'listening',
   );
 
   gc.startBackground();
   pulls?.start();
+  // Cached tags nobody pulls expire; GC then collects what only they held.
+  const expiry =
+    cache && config.mirrors.some((m) => m.expireAfter > 0)
+      ? setInterval(() => void expireCachedTags(cache, metadata, Date.now(), logger).catch((e: unknown) => logger.warn({ err: e }, 'pull-through expiry failed')), Math.min(config.gc.interval, 60 * 60_000))
+      : undefined;
+  expiry?.unref();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -104,6 +116,8 @@ export async function serve(config: Config): Promise<void> {
     await app.close();
     await security.transport?.close();
     clearInterval(sweep);
+    if (expiry) clearInterval(expiry);
+    cache?.close();
     await gc.stop();
     await pulls?.stop();
     await metadata.close();

@@ -1,12 +1,16 @@
 /** GET, HEAD and DELETE /v2/<name>/blobs/<digest>. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../storage/blob-store.js';
+import type { RemoteBlob } from '../../registry/pull-through.js';
+import { CACHE_HEADER } from './cache-header.js';
 import { RegistryError } from '../../registry/errors.js';
 import { parseDigest } from '../../registry/reference.js';
 import { sendBody } from '../stream-reply.js';
 import type { Handler } from './handler.js';
 
 export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
-  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  const blob = await registry.blobs.size(repository, parseDigest(reference));
+  if (blob.cache) reply.header(CACHE_HEADER, blob.cache);
   reply
     .headers({
       'Content-Length': blob.size,
@@ -19,7 +23,10 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
 };
 
 export const getBlob: Handler = async ({ req, reply, registry, repository, reference, access }) => {
-  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+  const found = await registry.blobs.find(repository, parseDigest(reference));
+  if ('remote' in found) return sendRemote(c(req, reply), found.remote, access !== undefined);
+  const blob = found.blob;
+  if (registry.ctx.pullThrough?.serves(repository)) reply.header(CACHE_HEADER, 'hit');
   const location = await registry.blobs.redirectUrl(blob);
   if (location) {
     // Existence was answered by metadata above; the bytes (and any Range) are the object store's.
@@ -41,6 +48,25 @@ export const getBlob: Handler = async ({ req, reply, registry, repository, refer
   }
   await sendBody(req, reply, (out, opened) => registry.blobs.copyTo(blob, range, out, opened));
 };
+
+/**
+ * A blob being fetched from upstream, streamed as it arrives. A Range is
+ * ignored (HTTP allows it): the whole blob is sent, from the first byte
+ * upstream gave.
+ */
+async function sendRemote({ req, reply }: { req: FastifyRequest; reply: FastifyReply }, remote: RemoteBlob, authOn: boolean): Promise<void> {
+  reply
+    .code(200)
+    .header('Content-Type', 'application/octet-stream')
+    .header('Docker-Content-Digest', remote.digest)
+    .header('ETag', `"${remote.digest}"`)
+    .header('Cache-Control', authOn ? 'private, max-age=31536000' : 'max-age=31536000')
+    .header(CACHE_HEADER, 'miss');
+  if (remote.size !== undefined) reply.header('Content-Length', remote.size);
+  await sendBody(req, reply, (out, opened) => remote.copyTo(out, opened));
+}
+
+const c = (req: FastifyRequest, reply: FastifyReply) => ({ req, reply });
 
 export const deleteBlob: Handler = async ({ reply, registry, repository, reference }) => {
   await registry.blobs.delete(repository, parseDigest(reference));

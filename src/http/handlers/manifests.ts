@@ -1,6 +1,7 @@
 /** GET, HEAD, PUT and DELETE /v2/<name>/manifests/<reference>. */
 import { parseManifestReference } from '../../registry/reference.js';
 import { readLimited } from '../request-body.js';
+import { CACHE_HEADER } from './cache-header.js';
 import type { Handler, RequestContext } from './handler.js';
 
 async function fetchManifest({ req, reply, registry, repository, reference }: RequestContext, withBody: boolean): Promise<void> {
@@ -12,6 +13,11 @@ async function fetchManifest({ req, reply, registry, repository, reference }: Re
     ETag: `"${manifest.digest}"`,
   });
   if (withBody) registry.ctx.pulls?.record(repository, manifest.digest);
+  if (manifest.cache) {
+    reply.header(CACHE_HEADER, manifest.cache);
+    // RFC 7234's stale warning, which caches and humans know, beside Berth's own header.
+    if (manifest.cache === 'stale') reply.header('Warning', '110 - "Response is Stale"');
+  }
   reply.send(withBody ? manifest.body : undefined);
 }
 
