@@ -9,6 +9,7 @@ import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type Se
 import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { DEFAULT_NOTIFICATIONS, notifyEndpoint, parseNotifications, type NotificationsConfig } from './events/config.js';
+import { checkPrefixes, mirrorFromFlag, parseMirrors, type UpstreamConfig } from './proxy/config.js';
 import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
 
 export { ConfigError, parseAddr, parseBoolean, parseDuration };
@@ -55,8 +56,12 @@ export interface Config extends SecurityConfig {
   auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
+  /** Serve the web console under /ui (src/console/). */
+  ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Upstream registries of the pull-through cache (`mirrors:`, `--proxy`); empty: none. */
+  mirrors: UpstreamConfig[];
   /**
    * Read-only mode (maintenance, migration): pulls work, every write is
    * refused as the reference registry refuses it, and GC does not run.
@@ -74,6 +79,7 @@ export const DEFAULT_CONFIG: Config = {
   logLevel: 'info',
   deletes: true,
   readOnly: false,
+  ui: true,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -93,6 +99,7 @@ export const DEFAULT_CONFIG: Config = {
     uploadSessionsPerUser: 1000,
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
+  mirrors: [],
 };
 
 function checkLogLevel(level: string): LogLevel {
@@ -128,6 +135,8 @@ export interface ConfigOverrides extends SecurityOverrides {
   notify?: string[];
   /** `--no-notify-pulls`: record no pull events. */
   notifyPulls?: boolean;
+  /** `--proxy URL`: mirror this upstream (every name, unchanged). */
+  proxy?: string;
 }
 
 /** A whole number of a flag or variable (limits): 0 and up. */
@@ -151,13 +160,14 @@ function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
-  if (file) applyFile(config, file);
+  if (file) applyFile(config, file, env);
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
   if (env.BERTH_READ_ONLY) config.readOnly = parseBoolean(env.BERTH_READ_ONLY, 'BERTH_READ_ONLY');
+  if (env.BERTH_UI) config.ui = parseBoolean(env.BERTH_UI, 'BERTH_UI');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -172,6 +182,12 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   applyLimitOverrides(config, flags, env);
   const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
   if (audit) config.auditLog = audit;
+  const proxy = flags.proxy ?? env.BERTH_PROXY;
+  if (proxy) {
+    // The flag's upstream replaces a default mirror of the file; prefixed ones stay.
+    config.mirrors = [...config.mirrors.filter((m) => m.prefix !== ''), mirrorFromFlag(proxy, env)];
+    checkPrefixes(config.mirrors);
+  }
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
   applyNotifyOverrides(config, flags);
@@ -197,7 +213,7 @@ function loadYaml(): typeof import('yaml') {
   return createRequire(import.meta.url)('yaml') as typeof import('yaml');
 }
 
-function applyFile(config: Config, file: string): void {
+function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = process.env): void {
   let doc: unknown;
   try {
     doc = loadYaml().parse(readFileSync(file, 'utf8'));
@@ -211,13 +227,14 @@ function applyFile(config: Config, file: string): void {
     config.reference = { ...applyReferenceConfig(config, d, file), file };
     return;
   }
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'notifications']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui', 'mirrors', 'notifications']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
   if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
+  if (d.ui !== undefined) config.ui = parseBoolean(d.ui as string, 'ui');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
@@ -245,6 +262,7 @@ function applyFile(config: Config, file: string): void {
   }
   applySecurityFile(config, d);
   if (d.notifications !== undefined && d.notifications !== null) parseNotifications(d.notifications, (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS)));
+  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors, env);
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

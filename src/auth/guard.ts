@@ -10,7 +10,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../registry/errors.js';
 import type { AccessNeed, PullAccess } from './access.js';
 import { isFailure, type AuthFailure, type Authenticator, type Principal } from './authenticator.js';
-import type { AuthConfig } from './config.js';
+import type { Action, AuthConfig } from './config.js';
 import type { Policy } from './rules.js';
 import { isLoopback } from './loopback.js';
 import { BASIC_CHALLENGE, bearerChallenge } from './scope.js';
@@ -103,6 +103,22 @@ export class Guard {
     if (p.kind === 'token') return { canPull: (r) => tokenGrants(p.token, 'repository', r, 'pull') };
     const subject = p.kind === 'user' ? p.name : null;
     return { canPull: (r) => this.policy.can(subject, r, 'pull') };
+  }
+
+  /**
+   * Who is asking and what they may do, for the console (src/console/): the
+   * rules of a user or of a Berth-issued token's subject, an external token's
+   * grants. Refused credentials come back as the failure, for the caller to answer.
+   */
+  async caller(req: FastifyRequest): Promise<{ name: string | null; can(repository: string, action: Action): boolean } | AuthFailure> {
+    const p = await this.authn.authenticate(req);
+    if (isFailure(p)) return p;
+    if (p.kind === 'token' && !p.token.own) {
+      const token = p.token;
+      return { name: token.subject || null, can: (r, a) => tokenGrants(token, 'repository', r, a) };
+    }
+    const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.subject ? p.token.subject : null;
+    return { name: subject, can: (r, a) => this.policy.can(subject, r, a) };
   }
 
   /** Checks an admin request (/admin/*, /metrics): admins only, or loopback when no admin is configured. */

@@ -55,6 +55,7 @@ withCommonOptions(program.command('serve'))
   .option('--upload-sessions-per-user <n>', 'open upload sessions per user with auth on; 0 = unlimited (env: BERTH_UPLOAD_SESSIONS_PER_USER; default 1000)')
   .option('--notify <url>', 'send registry events (push, pull, delete, …) to this webhook URL, as the reference registry does; repeatable (more in the config file: notifications)', (v: string, all: string[] = []) => [...all, v])
   .option('--no-notify-pulls', 'record no pull events (they are the most frequent)')
+  .option('--proxy <url>', 'be a pull-through cache of this upstream registry: every name maps to the same name upstream, as dockerd --registry-mirror expects; credentials from BERTH_PROXY_USERNAME and BERTH_PROXY_PASSWORD(_FILE) (env: BERTH_PROXY; more upstreams: mirrors: in the config file, docs/pull-through-cache.md)')
   .option('--audit-log <file>', 'write the audit log (logins refused, denials, deletes, admin calls) as JSON lines to this file, or stdout/stderr (env: BERTH_AUDIT_LOG)')
   .addHelpText(
     'after',
@@ -67,6 +68,7 @@ variables, then flags. A config file looks like:
   metadata: postgres://berth@db:5432/berth   # optional; default SQLite in data
   deletes: true
   readOnly: false      # pulls only, no GC (maintenance, migration)
+  ui: true             # the web console under /ui (env BERTH_UI)
   log:
     level: info        # trace|debug|info|warn|error|fatal|silent
     audit: /var/log/berth/audit.log   # optional: security events as JSON lines (or stdout, stderr)
@@ -110,12 +112,26 @@ Security (all off by default; see README "Securing Berth"):
     connectionsPerClient: 128   # per address (IPv6 /64), trusted proxies exempt; 0 = unlimited
     uploadSessionsPerUser: 1000 # open upload sessions per user, with auth
 
+Pull-through cache (docs/pull-through-cache.md): any number of upstreams.
+
+  mirrors:
+    - url: https://registry-1.docker.io
+      prefix: docker.io        # docker.io/alpine -> library/alpine upstream
+      username: me             # password from passwordFile or passwordEnv
+      passwordFile: /etc/berth/hub-password
+      tagTtl: 5m               # a cached tag is re-checked upstream after this
+      expireAfter: 30d         # a cached tag nobody pulls this long is untagged (GC does the rest)
+    - url: https://mirror.example.com
+      # no prefix: the default mirror (what dockerd --registry-mirror sends)
+      ca: /etc/berth/mirror-ca.pem   # or insecure: true
+
 Secrets come from files or the environment (BERTH_TOKEN_KEY holds a PEM signing
 key), never from flags. Without auth.token.key a signing key is generated in
 <data>/auth/.
 
 Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
-/healthz, /metrics, /admin/gc, /admin/events (and POST /admin/events/replay).
+/healthz, /metrics, /admin/gc, /admin/events (and POST /admin/events/replay), /ui
+(the web console; its JSON API under /ui/api/).
 
 Notifications (see docs/notifications.md): events are written to the metadata
 database with the change they report, and delivered from there:

@@ -9,6 +9,8 @@ import { GcService } from '../gc/service.js';
 import { adminRoutes } from '../http/admin.js';
 import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
+import { consoleRoutes } from '../console/routes.js';
+import { PullCounter } from '../console/pulls.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { redactUrl } from '../metadata/postgres/url.js';
@@ -18,6 +20,8 @@ import { pullsWanted } from '../events/config.js';
 import { ConfigError } from '../config.js';
 import type { MetadataStore } from '../metadata/store.js';
 import type { ReferenceConfigResult } from '../reference-config.js';
+import { expireCachedTags } from '../proxy/expiry.js';
+import { PullThroughCache } from '../proxy/pull-through-cache.js';
 
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 1, config.auth !== undefined);
@@ -32,29 +36,38 @@ export async function serve(config: Config): Promise<void> {
   const { metadata, storage } = await openBackends(config, () => wakeDispatcher());
   if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
   const endpoints = config.notifications?.endpoints ?? [];
-  const pulls = pullsWanted(config.notifications) ? new PullRecorder(metadata, (err) => logger.warn({ err }, 'pull events not recorded')) : undefined;
+  const pullEvents = pullsWanted(config.notifications) ? new PullRecorder(metadata, (err) => logger.warn({ err }, 'pull events not recorded')) : undefined;
   const registry = new Registry(
     metadata,
     storage,
     {
-      deleteEnabled: config.deletes,
+      // Read-only: deletes are writes too (the console then offers none).
+      deleteEnabled: config.deletes && !config.readOnly,
       redirectBlobs: config.storage.redirect,
       redirectExpiry: redirectExpiry(config),
       uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
     },
-    { log: logger, pullEvents: pulls?.record, events: endpoints.length > 0 },
+    { log: logger, pullEvents: pullEvents?.record, events: endpoints.length > 0 },
   );
+  // Read-only mode stores nothing, fetched content included: cached repositories then serve what they hold.
+  const cache = config.mirrors.length > 0 && !config.readOnly ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
+  if (cache) registry.ctx.pullThrough = cache;
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
   const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
   let dispatcher: EventDispatcher | undefined;
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, () => dispatcher);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, cache?.metrics, () => dispatcher);
+  // Pulls are counted for the console only: without it the pull path does not pay even a map update.
+  const pulls = config.ui ? new PullCounter(metadata, logger) : undefined;
+  registry.ctx.pulls = pulls;
+  const ui = config.ui ? consoleRoutes({ registry, gc, pulls, guard: security.guard, adminCheck: security.adminCheck, tokenLogin: config.auth?.token.enabled ?? false, readOnly: config.readOnly }) : undefined;
   const app = buildServer({
     registry,
     logger,
     extraRoutes: (a) => {
       security.register(a);
       admin(a);
+      ui?.(a);
     },
     guard: security.guard,
     serverFactory: security.transport?.factory,
@@ -86,6 +99,7 @@ export async function serve(config: Config): Promise<void> {
       tls: config.tls !== undefined,
       plainAddr,
       auditLog: config.auditLog,
+      mirrors: config.mirrors.length ? config.mirrors.map((m) => `${m.prefix || '(default)'} -> ${m.url}`) : undefined,
     },
     'listening',
   );
@@ -97,6 +111,13 @@ export async function serve(config: Config): Promise<void> {
     wakeDispatcher = dispatcher.wake;
     dispatcher.start();
   }
+  pulls?.start();
+  // Cached tags nobody pulls expire; GC then collects what only they held.
+  const expiry =
+    cache && config.mirrors.some((m) => m.expireAfter > 0)
+      ? setInterval(() => void expireCachedTags(cache, metadata, Date.now(), logger).catch((e: unknown) => logger.warn({ err: e }, 'pull-through expiry failed')), Math.min(config.gc.interval, 60 * 60_000))
+      : undefined;
+  expiry?.unref();
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -110,9 +131,12 @@ export async function serve(config: Config): Promise<void> {
     await app.close();
     await security.transport?.close();
     clearInterval(sweep);
+    if (expiry) clearInterval(expiry);
+    cache?.close();
     await gc.stop();
-    await pulls?.close();
+    await pullEvents?.close();
     await dispatcher?.stop();
+    await pulls?.stop();
     await metadata.close();
     logger.flush();
     audit.flush();

@@ -11,6 +11,7 @@ import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
+import type { ProxyMetrics, UpstreamCounters } from '../proxy/metrics.js';
 
 function flag(value: string | undefined): boolean {
   return value === '' || value === '1' || value === 'true';
@@ -27,7 +28,7 @@ function param(query: unknown, name: string): string | undefined {
  * `adminCheck` guards /admin/* (without auth: loopback clients only; with
  * auth: admins), `metricsCheck` guards /metrics (undefined: public).
  */
-export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, readOnly = false, events?: () => EventDispatcher | undefined) {
+export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, readOnly = false, cache?: ProxyMetrics, events?: () => EventDispatcher | undefined) {
   // prom-client loads at the first scrape: a registry nobody scrapes does not
   // pay its memory (~10 MiB) or its event-loop and GC observers. The counters
   // are read from metadata, so they are whole from the first scrape on; the
@@ -72,7 +73,7 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     });
     app.get('/metrics', async (req: FastifyRequest, reply) => {
       if (metricsCheck) await metricsCheck(req);
-      metrics ??= lifecycleMetrics(metadata).then((r) => eventMetrics(r, metadata, events));
+      metrics ??= lifecycleMetrics(metadata, cache).then((r) => eventMetrics(r, metadata, events));
       const registry = await metrics;
       return reply.code(200).type(registry.contentType).send(await registry.metrics());
     });
@@ -80,7 +81,7 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
 }
 
 /** GC and fsck counters, read from metadata so they count the runs of every process. */
-async function lifecycleMetrics(metadata: MetadataStore): Promise<MetricsRegistry> {
+async function lifecycleMetrics(metadata: MetadataStore, cache?: ProxyMetrics): Promise<MetricsRegistry> {
   const { Counter, Gauge, Registry, collectDefaultMetrics } = await import('prom-client');
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'berth_' });
@@ -115,6 +116,27 @@ async function lifecycleMetrics(metadata: MetadataStore): Promise<MetricsRegistr
       for (const t of await read()) this.set({ kind: t.kind }, t.lastRunAt / 1000);
     },
   });
+  if (cache) {
+    // The pull-through cache's counters are this process's own (each node fetches for itself).
+    const proxied = (name: string, help: string, pick: keyof UpstreamCounters) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['upstream'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [upstream, c] of cache.byUpstream) this.inc({ upstream }, c[pick]);
+        },
+      });
+    proxied('berth_proxy_hits_total', 'Pull-through manifests and blobs answered from the cache', 'hits');
+    proxied('berth_proxy_misses_total', 'Pull-through manifests and blobs fetched from upstream for a request', 'misses');
+    proxied('berth_proxy_stale_total', 'Cached manifests served stale because upstream could not confirm the tag', 'stale');
+    proxied('berth_proxy_joined_total', 'Requests that joined an upstream fetch already in flight', 'joined');
+    proxied('berth_proxy_upstream_requests_total', 'Requests sent to upstream registries', 'upstreamRequests');
+    proxied('berth_proxy_upstream_bytes_total', 'Body bytes received from upstream registries', 'upstreamBytes');
+    proxied('berth_proxy_upstream_errors_total', 'Upstream requests or fetches that failed', 'upstreamErrors');
+  }
   return registry;
 }
 

@@ -8,12 +8,17 @@
 import type {
   BlobRecord,
   LifecycleRun,
+  LifecycleRunRecord,
   LifecycleTotals,
   ManifestRecord,
   ManifestRef,
   NewManifest,
   Page,
+  PullCount,
   ReferrerDescriptor,
+  RepositorySummary,
+  StorageTotals,
+  TagDetail,
   UploadRecord,
 } from './store.js';
 
@@ -108,4 +113,66 @@ export function manifestValues(repoId: number, m: NewManifest, now: number): unk
 /** A listing fetched with `limit + 1` rows: the first `limit`, and whether more follow. */
 export function page(items: string[], limit: number): Page {
   return { items: items.slice(0, limit), more: items.length > limit };
+}
+
+/** Columns: name, tags, manifests, bytes, unique_bytes, last_push. */
+export function toRepositorySummary(row: Row): RepositorySummary {
+  return {
+    name: row.name as string,
+    tags: Number(row.tags),
+    manifests: Number(row.manifests),
+    bytes: Number(row.bytes),
+    uniqueBytes: Number(row.unique_bytes),
+    lastPush: Number(row.last_push),
+  };
+}
+
+/** Columns: tag, updated_at, digest, media_type, artifact_type, size, body, created_at. */
+export function toTagDetail(row: Row): TagDetail {
+  const manifest: TagDetail['manifest'] = {
+    digest: row.digest as string,
+    mediaType: row.media_type as string,
+    size: Number(row.size),
+    body: row.body as Buffer,
+    createdAt: Number(row.created_at),
+  };
+  if (row.artifact_type) manifest.artifactType = row.artifact_type as string;
+  return { tag: row.tag as string, updatedAt: Number(row.updated_at), manifest };
+}
+
+/** One row of the storageTotals query. */
+export function toStorageTotals(row: Row): StorageTotals {
+  const n = (k: string) => Number(row[k] ?? 0);
+  return {
+    blobs: n('blobs'),
+    bytes: n('bytes'),
+    unlinkedBlobs: n('unlinked_blobs'),
+    unlinkedBytes: n('unlinked_bytes'),
+    deletingBlobs: n('deleting_blobs'),
+    queuedBlobs: n('queued_blobs'),
+    untaggedManifests: n('untagged_manifests'),
+    uploads: n('uploads'),
+    uploadBytes: n('upload_bytes'),
+  };
+}
+
+/** Columns of lifecycle_runs. */
+export function toRun(row: Row): LifecycleRunRecord {
+  return {
+    id: Number(row.id),
+    kind: row.kind as LifecycleRun['kind'],
+    trigger: row.trigger as LifecycleRun['trigger'],
+    startedAt: Number(row.started_at),
+    durationMs: Number(row.duration_ms),
+    manifestsDeleted: Number(row.manifests_deleted),
+    blobsDeleted: Number(row.blobs_deleted),
+    bytesReclaimed: Number(row.bytes_reclaimed),
+    uploadsPurged: Number(row.uploads_purged),
+    problems: Number(row.problems),
+  };
+}
+
+/** Columns: name, digest, count, last_pulled. */
+export function toPullCount(row: Row): PullCount {
+  return { repository: row.name as string, digest: row.digest as string, count: Number(row.count), lastPulled: Number(row.last_pulled) };
 }

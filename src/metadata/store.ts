@@ -285,6 +285,25 @@ export interface MetadataStore {
    * several nodes share (invariant 10). GC takes its cutoffs from it.
    */
   now(): Promise<number>;
+  // Console queries (read-only; src/console/) ---------------------------------
+
+  /** Every repository with its counts, sizes and last push, by name. */
+  repositorySummaries(): Promise<RepositorySummary[]>;
+  /** Tags with their manifests, in lexical (byte) order strictly after `last`, at most `limit`. */
+  listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }>;
+  /** The tags pointing at a manifest and the indexes of its repository that contain it. */
+  manifestUsage(repository: string, digest: string): Promise<ManifestUsage>;
+  /** What the registry holds in all: blobs, garbage awaiting GC, uploads in flight. */
+  storageTotals(): Promise<StorageTotals>;
+  /** The latest GC and fsck runs, newest first. */
+  listRuns(limit: number): Promise<LifecycleRunRecord[]>;
+  /**
+   * Adds pull counts, batched by the caller (one call per flush, not per
+   * pull). Best effort: counts of a manifest deleted meanwhile are dropped.
+   */
+  recordPulls(pulls: PullCount[]): Promise<void>;
+  /** The pull counts of these manifests of the repository (those pulled at least once). */
+  pullCounts(repository: string, digests: string[]): Promise<PullCount[]>;
 
   close(): Promise<void>;
 }
@@ -369,4 +388,57 @@ export interface EndpointEventStats {
   lastError?: string;
   retryAt?: number;
   oldestPending?: number;
+}
+
+export interface RepositorySummary {
+  name: string;
+  tags: number;
+  manifests: number;
+  /** Live blobs linked to the repository, each counted once however many manifests share it. */
+  bytes: number;
+  /** The part of `bytes` no other repository links: what deleting the repository would reclaim. */
+  uniqueBytes: number;
+  /** When the repository's newest manifest was first pushed (ms); its creation when it has none. Moving a tag to an older manifest is not a push. */
+  lastPush: number;
+}
+
+export interface TagDetail {
+  tag: string;
+  /** When the tag last moved (ms). */
+  updatedAt: number;
+  manifest: ManifestRecord & { artifactType?: string; createdAt: number };
+}
+
+export interface ManifestUsage {
+  tags: string[];
+  /** Digests of the indexes (in the same repository) that list the manifest. */
+  parents: string[];
+}
+
+export interface StorageTotals {
+  blobs: number;
+  bytes: number;
+  /** Live blobs no repository links any more: GC removes them once their grace period has passed. */
+  unlinkedBlobs: number;
+  unlinkedBytes: number;
+  /** Blobs GC has marked and is deleting. */
+  deletingBlobs: number;
+  /** Blobs whose liveness GC will check again. */
+  queuedBlobs: number;
+  /** Manifests without tag or parent index: GC candidates. */
+  untaggedManifests: number;
+  uploads: number;
+  uploadBytes: number;
+}
+
+export interface LifecycleRunRecord extends LifecycleRun {
+  id: number;
+}
+
+export interface PullCount {
+  repository: string;
+  digest: string;
+  count: number;
+  /** ms */
+  lastPulled: number;
 }

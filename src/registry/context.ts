@@ -2,6 +2,7 @@
 import type { Logger } from '../log.js';
 import type { MetadataStore, OutboxEvent } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { PullThrough } from './pull-through.js';
 
 export interface RegistryOptions {
   /** Whether DELETE of manifests, tags and blobs is allowed. */
@@ -50,4 +51,8 @@ export interface RegistryContext {
   pullEvents?: (event: OutboxEvent) => void;
   /** Whether any event endpoint is configured: http/ builds event contexts only then. */
   events?: boolean;
+  /** Told of every manifest served with its body (a pull), to count pulls (absent: not counted). */
+  pulls?: { record(repository: string, digest: string): void };
+  /** A pull-through cache for repositories it serves (src/proxy/); absent: every repository is hosted. */
+  pullThrough?: PullThrough;
 }

@@ -14,6 +14,7 @@ import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
 import { RegistryError } from './errors.js';
 import type { Digest } from './reference.js';
+import { refuseCachedPush } from './pull-through.js';
 
 /** A byte range declared by a chunk's Content-Range (inclusive). */
 export interface ChunkRange {
@@ -67,6 +68,7 @@ export class Uploads {
   }
 
   async start(repository: string, caller?: Caller): Promise<UploadRecord> {
+    refuseCachedPush(this.ctx, repository);
     const id = randomUUID();
     const now = this.ctx.now();
     const max = this.ctx.options.uploadSessionsPerUser;
@@ -95,6 +97,7 @@ export class Uploads {
    * pullable costs the caller an upload, never a wrong answer.
    */
   async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller, canPull?: (repository: string) => boolean, ev?: EventContext): Promise<MountResult> {
+    refuseCachedPush(this.ctx, repository);
     let source = from;
     if (canPull !== undefined) {
       if (from === undefined) source = (await this.ctx.metadata.blobRepositories(digest.value, MOUNT_SOURCES)).find((r) => canPull(r));
@@ -160,6 +163,16 @@ export class Uploads {
 
   /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
   async monolithic(repository: string, digest: Digest, body: UploadBody, ev?: EventContext): Promise<BlobRecord> {
+    refuseCachedPush(this.ctx, repository);
+    return this.storeVerified(repository, digest, body, ev);
+  }
+
+  /**
+   * The whole blob from one stream, verified against its digest before it
+   * becomes a blob: a monolithic upload without the push checks, which is
+   * how the pull-through cache stores what it fetched.
+   */
+  async storeVerified(repository: string, digest: Digest, body: UploadBody, ev?: EventContext): Promise<BlobRecord> {
     const id = randomUUID();
     return this.withEventContext(id, ev, () => this.monolithicAs(id, repository, digest, body));
   }

@@ -688,6 +688,102 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
       });
     });
 
+    describe('console queries', () => {
+      test('repositorySummaries: counts, bytes with shared blobs once, unique bytes, last push', async (s) => {
+        const shared = await pushBlob(s, 'a/app', 'shared-layer', T);
+        await s.mountBlob('b/app', shared.digest, 'a/app', T + 1);
+        const own = await pushBlob(s, 'a/app', 'own', T + 2);
+        const m1 = manifest('m1', [shared.digest, own.digest]);
+        const m2 = manifest('m2', [shared.digest]);
+        await s.putManifest('a/app', m1, 'v1', T + 3);
+        await s.putManifest('a/app', m2, 'v2', T + 4);
+        await s.putManifest('b/app', manifest('m3', [shared.digest]), 'latest', T + 5);
+        const summaries = await s.repositorySummaries();
+        assert.deepEqual(summaries, [
+          { name: 'a/app', tags: 2, manifests: 2, bytes: 'shared-layer'.length + 3, uniqueBytes: 3, lastPush: T + 4 },
+          { name: 'b/app', tags: 1, manifests: 1, bytes: 'shared-layer'.length, uniqueBytes: 0, lastPush: T + 5 },
+        ]);
+      });
+
+      test('listTagDetails pages tags in byte order with their manifests; manifestUsage names tags and parent indexes', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const child = manifest('child', [b.digest]);
+        await s.putManifest('a/app', child, 'b', T + 1);
+        await s.putManifest('a/app', { ...child, blobs: [b.digest] }, 'a', T + 2);
+        const index = manifest('index', [], { children: [child.digest], mediaType: 'application/vnd.oci.image.index.v1+json' });
+        await s.putManifest('a/app', index, 'c', T + 3);
+        const first = await s.listTagDetails('a/app', undefined, 2);
+        assert.deepEqual(first.items.map((t) => [t.tag, t.manifest.digest, t.updatedAt]), [['a', child.digest, T + 2], ['b', child.digest, T + 1]]);
+        assert.equal(first.more, true);
+        assert.equal(first.items[0]!.manifest.body.toString(), child.body.toString());
+        assert.equal(first.items[0]!.manifest.createdAt, T + 1);
+        const rest = await s.listTagDetails('a/app', 'b', 2);
+        assert.deepEqual(rest.items.map((t) => [t.tag, t.manifest.mediaType]), [['c', 'application/vnd.oci.image.index.v1+json']]);
+        assert.equal(rest.more, false);
+        assert.deepEqual(await s.listTagDetails('nope/app', undefined, 10), { items: [], more: false });
+        assert.deepEqual(await s.manifestUsage('a/app', child.digest), { tags: ['a', 'b'], parents: [index.digest] });
+        assert.deepEqual(await s.manifestUsage('a/app', index.digest), { tags: ['c'], parents: [] });
+        assert.deepEqual(await s.manifestUsage('b/app', child.digest), { tags: [], parents: [] });
+      });
+
+      test('storageTotals counts live, unlinked, queued and deleting blobs, untagged manifests and uploads; listRuns newest first', async (s) => {
+        const kept = await pushBlob(s, 'a/app', 'kept', T);
+        await s.putManifest('a/app', manifest('m', [kept.digest]), 'v1', T);
+        const loose = await pushBlob(s, 'a/app', 'loose!', T);
+        await s.unlinkBlob('a/app', loose.digest);
+        await s.putManifest('a/app', manifest('untagged', [kept.digest]), undefined, T);
+        await s.createUpload('u1', 'a/app', T);
+        await s.advanceUpload('u1', 0, 10, T);
+        const totals = await s.storageTotals();
+        assert.equal(totals.blobs, 2);
+        assert.equal(totals.bytes, 4 + 6);
+        assert.equal(totals.unlinkedBlobs, 1);
+        assert.equal(totals.unlinkedBytes, 6);
+        assert.equal(totals.deletingBlobs, 0);
+        assert.ok(totals.queuedBlobs >= 1);
+        assert.equal(totals.untaggedManifests, 1);
+        assert.equal(totals.uploads, 1);
+        assert.equal(totals.uploadBytes, 10);
+        assert.ok((await s.claimBlobIfGarbage(loose.digest, T + 10)).blob);
+        const after = await s.storageTotals();
+        assert.equal(after.blobs, 1);
+        assert.equal(after.deletingBlobs, 1);
+
+        assert.deepEqual(await s.listRuns(10), []);
+        const run = { trigger: 'cli' as const, durationMs: 10, manifestsDeleted: 1, blobsDeleted: 2, bytesReclaimed: 3e12, uploadsPurged: 4, problems: 0 };
+        await s.recordRun({ ...run, kind: 'gc', startedAt: T });
+        await s.recordRun({ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 });
+        const runs = await s.listRuns(10);
+        assert.deepEqual(runs.map(({ id: _id, ...r }) => r), [{ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 }, { ...run, kind: 'gc', startedAt: T }]);
+        assert.equal((await s.listRuns(1)).length, 1);
+      });
+
+      test('recordPulls adds batched counts per manifest; pullCounts reads them; they go with their manifest', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m1 = manifest('m1', [b.digest]);
+        const m2 = manifest('m2', [b.digest]);
+        await s.putManifest('a/app', m1, 'v1', T);
+        await s.putManifest('a/app', m2, 'v2', T);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest, m2.digest]), []);
+        await s.recordPulls([
+          { repository: 'a/app', digest: m1.digest, count: 3, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+          { repository: 'a/app', digest: digestOf('unknown'), count: 9, lastPulled: T },
+          { repository: 'b/none', digest: m1.digest, count: 9, lastPulled: T },
+        ]);
+        await s.recordPulls([{ repository: 'a/app', digest: m1.digest, count: 2, lastPulled: T + 7 }]);
+        const counts = (await s.pullCounts('a/app', [m1.digest, m2.digest, digestOf('unknown')])).sort((x, y) => y.count - x.count);
+        assert.deepEqual(counts, [
+          { repository: 'a/app', digest: m1.digest, count: 5, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+        ]);
+        assert.deepEqual(await s.pullCounts('a/app', [m2.digest]), [{ repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 }]);
+        assert.ok(await s.deleteManifest('a/app', m1.digest, T + 20));
+        await s.putManifest('a/app', m1, 'v1', T + 30);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest]), [], 'a manifest pushed again starts from zero');
+      });
+    });
+
     if (options.concurrency !== false) {
       describe('concurrency between two stores on one database (two nodes)', () => {
         test('manifest push racing a GC claim: never both succeed (invariant 2)', async (a, more) => {

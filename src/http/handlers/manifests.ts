@@ -2,6 +2,7 @@
 import { parseManifestReference } from '../../registry/reference.js';
 import { readLimited } from '../request-body.js';
 import { eventContext } from '../event-context.js';
+import { CACHE_HEADER } from './cache-header.js';
 import type { Handler, RequestContext } from './handler.js';
 
 async function fetchManifest(c: RequestContext, withBody: boolean): Promise<void> {
@@ -15,6 +16,12 @@ async function fetchManifest(c: RequestContext, withBody: boolean): Promise<void
     'Docker-Content-Digest': manifest.digest,
     ETag: `"${manifest.digest}"`,
   });
+  if (withBody) registry.ctx.pulls?.record(repository, manifest.digest);
+  if (manifest.cache) {
+    reply.header(CACHE_HEADER, manifest.cache);
+    // RFC 7234's stale warning, which caches and humans know, beside Berth's own header.
+    if (manifest.cache === 'stale') reply.header('Warning', '110 - "Response is Stale"');
+  }
   reply.send(withBody ? manifest.body : undefined);
 }
 

@@ -169,6 +169,18 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 4,
+    description: 'manifest pull counts',
+    sql: `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  bigint PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        bigint NOT NULL,
+    last_pulled  bigint NOT NULL
+  );
+  `,
+  },
+  {
+    version: 5,
     description: 'event outbox',
     sql: `
   -- The event outbox (src/events/): one row per event and endpoint, written in

@@ -81,6 +81,9 @@ import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, un
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
+import { CONSOLE_SQL } from './console-queries.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 const DELETING = 1;
@@ -390,6 +393,7 @@ const SQL = {
       sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
     FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
   dbNow: `SELECT ${DB_NOW} AS now`,
+  ...CONSOLE_SQL,
 } as const;
 
 type Statement = keyof typeof SQL;
@@ -1053,6 +1057,51 @@ export class PostgresMetadataStore implements MetadataStore {
   async now(): Promise<number> {
     if (this.clock === 'caller') return systemNow();
     return (await this.db.one('dbNow')).rows[0]!.now as number;
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (await this.db.one('repositorySummaries')).rows.map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (await this.db.one('listTagDetails', [repository, afterKey(last), limit + 1])).rows.map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    const [tags, parents] = await Promise.all([
+      this.db.one('tagsOfManifest', [repository, digest]),
+      this.db.one('parentsOfManifest', [repository, digest]),
+    ]);
+    return { tags: tags.rows.map((r) => r.name as string), parents: parents.rows.map((r) => r.digest as string) };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals((await this.db.one('storageTotals')).rows[0]!);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (await this.db.one('listRuns', [limit])).rows.map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    const values = [pulls.map((p) => p.repository), pulls.map((p) => p.digest), pulls.map((p) => p.count), pulls.map((p) => p.lastPulled)];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return void (await this.db.one('recordPulls', values));
+      } catch (e) {
+        // A manifest deleted between the join and the foreign-key check: once more, and the join leaves it out.
+        if ((e as { code?: string }).code !== '23503' || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (await this.db.one('pullCounts', [repository, digests])).rows.map(toPullCount);
   }
 
   async close(): Promise<void> {

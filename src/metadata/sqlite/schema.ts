@@ -142,6 +142,14 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   `,
   `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        INTEGER NOT NULL,
+    last_pulled  INTEGER NOT NULL
+  );
+  `,
+  `
   -- The event outbox (src/events/): one row per event and endpoint, written in
   -- the transaction of the change it reports; removed once delivered.
   -- state 0 = pending, 1 = dead-lettered (too old or too many; an operator replays it).

@@ -37,6 +37,9 @@ import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBl
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
+import { prepareConsoleQueries } from './console-queries.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 
@@ -496,6 +499,51 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async now(): Promise<number> {
     return systemNow();
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  private consoleQueries: ReturnType<typeof prepareConsoleQueries> | undefined;
+  /** Prepared on first use: a server without the console does not pay for them. */
+  private get cq(): ReturnType<typeof prepareConsoleQueries> {
+    return (this.consoleQueries ??= prepareConsoleQueries(this.db));
+  }
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (this.cq.repositorySummaries.all() as Row[]).map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (this.cq.listTagDetails.all(repository, last ?? '', limit + 1) as Row[]).map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    return {
+      tags: this.cq.tagsOfManifest.all(repository, digest) as string[],
+      parents: this.cq.parentsOfManifest.all(repository, digest) as string[],
+    };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals(this.cq.storageTotals.get() as Row);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (this.cq.listRuns.all(limit) as Row[]).map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    // Not durable: a power cut costs a few seconds of counts, and pulls never wait for a sync.
+    await this.write(() => {
+      for (const p of pulls) this.cq.recordPull.run(p.count, p.lastPulled, p.repository, p.digest);
+    }, false);
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (this.cq.pullCounts.all(repository, JSON.stringify(digests)) as Row[]).map(toPullCount);
   }
 
   async close(): Promise<void> {
