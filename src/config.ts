@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { parsePolicies, type PolicyRule } from './policy/config.js';
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -52,6 +53,10 @@ export interface Config extends SecurityConfig {
   deletes: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Retention, quota and immutable-tag rules (src/policy/); reloaded from the config file on SIGHUP. */
+  policies: PolicyRule[];
+  /** The config file read, if any (a reload reads it again). */
+  configFile?: string;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -78,6 +83,7 @@ export const DEFAULT_CONFIG: Config = {
     uploadSessionsPerUser: 1000,
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
+  policies: [],
 };
 
 export class ConfigError extends Error {
@@ -158,7 +164,10 @@ function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
-  if (file) applyFile(config, file);
+  if (file) {
+    applyFile(config, file);
+    config.configFile = resolve(file);
+  }
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
@@ -200,7 +209,7 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits', 'policies']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -229,6 +238,12 @@ function applyFile(config: Config, file: string): void {
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
   }
   applySecurityFile(config, d);
+  try {
+    config.policies = parsePolicies(d.policies);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`config file ${file}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */

@@ -10,6 +10,7 @@ import { applyConnectionLimits } from '../http/connection-limits.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
+import { LivePolicies } from '../policy/live-policies.js';
 import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
@@ -21,9 +22,15 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger });
+  const policies = new LivePolicies(config.policies, config.configFile);
+  process.on('SIGHUP', () => {
+    const outcome = policies.reload();
+    if (outcome.ok) logger.warn({ rules: outcome.rules }, 'policies reloaded');
+    else if (config.configFile) logger.error({ error: outcome.error, rules: outcome.rules }, 'policies not reloaded: the previous ones stay in force');
+  });
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, policies });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, policies);
   const app = buildServer({
     registry,
     logger,

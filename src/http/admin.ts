@@ -10,6 +10,8 @@ import { ConfigError, parseDuration } from '../config.js';
 import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
+import type { LivePolicies } from '../policy/live-policies.js';
+import { isTag, parseRepositoryName } from '../registry/reference.js';
 
 function flag(value: string | undefined): boolean {
   return value === '' || value === '1' || value === 'true';
@@ -26,7 +28,7 @@ function param(query: unknown, name: string): string | undefined {
  * `adminCheck` guards /admin/* (without auth: loopback clients only; with
  * auth: admins), `metricsCheck` guards /metrics (undefined: public).
  */
-export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck) {
+export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, policies?: LivePolicies) {
   // prom-client loads at the first scrape: a registry nobody scrapes does not
   // pay its memory (~10 MiB) or its event-loop and GC observers. The counters
   // are read from metadata, so they are whole from the first scrape on; the
@@ -49,6 +51,7 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
       const report = await gc.run('admin', { dryRun, verbose, grace });
       return reply.code(200).type('application/json').send(JSON.stringify(report));
     });
+    if (policies) policyRoutes(app, metadata, adminCheck, policies);
     app.get('/metrics', async (req: FastifyRequest, reply) => {
       if (metricsCheck) await metricsCheck(req);
       metrics ??= lifecycleMetrics(metadata);
@@ -56,6 +59,38 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
       return reply.code(200).type(registry.contentType).send(await registry.metrics());
     });
   };
+}
+
+/**
+ * GET /admin/policies: the rules in force, when they were loaded and from where.
+ * POST /admin/policies/reload: reads the config file again (as SIGHUP does).
+ * DELETE /admin/tags?repository=R&tag=T: deletes a tag whatever the
+ * immutability rules say: how an admin lifts immutability for one tag
+ * explicitly (the tag can then be pushed again, to any manifest).
+ */
+function policyRoutes(app: FastifyInstance, metadata: MetadataStore, adminCheck: AdminCheck, policies: LivePolicies): void {
+  const listing = () => ({ source: policies.source ?? null, loadedAt: new Date(policies.loadedAt).toISOString(), policies: policies.current.rules });
+  app.get('/admin/policies', async (req, reply) => {
+    await adminCheck(req);
+    return reply.code(200).type('application/json').send(JSON.stringify(listing()));
+  });
+  app.post('/admin/policies/reload', async (req, reply) => {
+    await adminCheck(req);
+    const outcome = policies.reload();
+    return reply.code(outcome.ok ? 200 : 409).type('application/json').send(JSON.stringify({ ...outcome, ...listing() }));
+  });
+  app.delete('/admin/tags', async (req, reply) => {
+    await adminCheck(req);
+    const repository = param(req.query, 'repository');
+    const tag = param(req.query, 'tag');
+    if (!repository || !tag) throw new RegistryError('UNSUPPORTED', 'repository and tag query parameters are required', { status: 400 });
+    parseRepositoryName(repository);
+    if (!isTag(tag)) throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { status: 400 });
+    const deleted = await metadata.deleteTag(repository, tag, await metadata.now());
+    if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { repository, tag } });
+    req.log.warn({ repository, tag, immutable: policies.current.isImmutable(repository, tag) }, 'admin deleted a tag');
+    return reply.code(202).send();
+  });
 }
 
 /** GC and fsck counters, read from metadata so they count the runs of every process. */

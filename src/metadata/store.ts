@@ -75,6 +75,19 @@ export interface Page {
   more: boolean;
 }
 
+/**
+ * Policy decisions (policy/) a write applies inside its transaction, where
+ * they cannot race the change they guard. Absent: no policy applies.
+ */
+export interface WriteGuard {
+  /**
+   * The error that refuses moving an existing tag to another manifest, or
+   * deleting it (directly, or with the manifest it points at); undefined
+   * when the tag may change.
+   */
+  refuseTagChange?(tag: string, action: 'move' | 'delete'): Error | undefined;
+}
+
 export type CommitBlobResult =
   | { outcome: 'already-present' }
   /** `replacedKey`: the object of a blob GC was deleting, which this one replaced; the caller removes it. */
@@ -145,14 +158,17 @@ export interface MetadataStore {
    * same transaction that every referenced blob and child manifest is
    * present: MANIFEST_BLOB_UNKNOWN otherwise (invariant 2). Pushing a
    * manifest that is already there renews its grace period, like a new one.
+   * Moving an existing tag is refused with the guard's error when it says so.
    */
-  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number): Promise<void>;
+  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void>;
   /**
    * Deletes a manifest and every tag pointing at it; false when unknown.
-   * Refused (DENIED, 409) while an index of the repository references it.
+   * Refused (DENIED, 409) while an index of the repository references it,
+   * and with the guard's error when it refuses deleting one of those tags.
    */
-  deleteManifest(repository: string, digest: string, now: number): Promise<boolean>;
-  deleteTag(repository: string, tag: string, now: number): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean>;
+  /** Deletes a tag; false when unknown. Refused with the guard's error when it says so. */
+  deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
   /**
    * A value that changes whenever the repository's tags change (and differs

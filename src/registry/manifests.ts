@@ -39,6 +39,7 @@ export class Manifests {
       },
       reference.kind === 'tag' ? reference.tag : undefined,
       this.ctx.now(),
+      reference.kind === 'tag' ? this.ctx.policies?.current.writeGuard(repository) : undefined,
     );
     return { digest, subject: parsed.subject };
   }
@@ -68,10 +69,11 @@ export class Manifests {
   async delete(repository: string, reference: ManifestReference): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
     const now = this.ctx.now();
+    const guard = this.ctx.policies?.current.writeGuard(repository);
     const deleted =
       reference.kind === 'tag'
-        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now)
-        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now);
+        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, guard)
+        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, guard);
     if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN');
   }
 

@@ -69,6 +69,7 @@ import type {
   ReferrerDescriptor,
   UploadOwner,
   UploadRecord,
+  WriteGuard,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
@@ -278,6 +279,8 @@ const SQL = {
   insertTag: `
     INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4)
     ON CONFLICT (repository_id, name) DO NOTHING RETURNING name`,
+  tagsOfManifest: `SELECT name FROM tags WHERE manifest_id = $1`,
+  tagExistsByName: `SELECT 1 FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2`,
   deleteTagByName: `
     DELETE FROM tags t USING repositories r
     WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
@@ -694,7 +697,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toManifest(renewed ?? (await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void> {
     if (m.artifactType !== undefined && !storable(m.artifactType)) {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
       throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
@@ -742,27 +745,40 @@ export class PostgresMetadataStore implements MetadataStore {
         break;
       }
       if (tag !== undefined) {
-        const previous = await upsertTag(x, repoId, tag, id, now);
+        const previous = await upsertTag(x, repoId, tag, id, now, guard);
         await x.q('holdManifestById', [id]);
         if (previous !== undefined && previous !== id) await x.q('releaseIfOrphanById', [now, previous]);
       }
     });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
       const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
       if (!row) return false;
       // After the lock: an index pushed concurrently (it locks its children) has committed, and is counted.
       const parents = (await x.q('parentCount', [row.repository_id, digest])).rows[0]!.n as number;
       if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+      if (guard) {
+        // After the lock too: a push tagging this manifest locks its row first (lockManifest).
+        for (const r of (await x.q('tagsOfManifest', [row.id])).rows) {
+          const refusal = guard.refuseTagChange?.(r.name as string, 'delete');
+          if (refusal) throw refusal;
+        }
+      }
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
       return true;
     });
   }
 
-  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
+      if (guard?.refuseTagChange?.(tag, 'delete')) {
+        // An immutable tag is never deleted here: refused while it exists, unknown otherwise.
+        const exists = (await x.q('tagExistsByName', [repository, tag])).rows.length > 0;
+        if (exists) throw guard.refuseTagChange(tag, 'delete')!;
+        return false;
+      }
       const row = (await x.q('deleteTagByName', [repository, tag])).rows[0];
       if (!row) return false;
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
@@ -967,10 +983,15 @@ async function ensureRepository(x: Exec, name: string, now: number): Promise<num
 }
 
 /** Points the tag at the manifest; returns the manifest it pointed at before, if any. */
-async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number): Promise<number | undefined> {
+async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number, guard?: WriteGuard): Promise<number | undefined> {
   for (;;) {
     const current = (await x.q('lockTag', [repoId, tag])).rows[0];
     if (current) {
+      // Checked under the tag's lock: a push racing to create the tag is seen here.
+      if (guard && current.manifest_id !== manifestId) {
+        const refusal = guard.refuseTagChange?.(tag, 'move');
+        if (refusal) throw refusal;
+      }
       await x.q('updateTag', [repoId, tag, manifestId, now]);
       return current.manifest_id as number;
     }

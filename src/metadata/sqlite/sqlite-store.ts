@@ -25,6 +25,7 @@ import type {
   ManifestRef,
   UploadOwner,
   UploadRecord,
+  WriteGuard,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
@@ -209,7 +210,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
@@ -236,6 +237,10 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         if (tag !== undefined) {
           const previous = this.stmt.tagTarget.get(repoId, tag) as Row | undefined;
+          if (guard && previous && previous.manifest_id !== id) {
+            const refusal = guard.refuseTagChange?.(tag, 'move');
+            if (refusal) throw refusal;
+          }
           this.stmt.upsertTag.run(repoId, tag, id, now);
           this.stmt.holdManifestById.run(id);
           if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
@@ -243,21 +248,29 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
         const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
         if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+        if (guard) {
+          for (const tag of this.stmt.tagsOfManifest.all(row.id) as string[]) {
+            const refusal = guard.refuseTagChange?.(tag, 'delete');
+            if (refusal) throw refusal;
+          }
+        }
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
         return true;
       });
   }
 
-  async deleteTag(repository: string, tag: string, now: number): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
         if (!row) return false;
+        const refusal = guard?.refuseTagChange?.(tag, 'delete');
+        if (refusal) throw refusal;
         this.stmt.deleteTag.run(row.repository_id, tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
         return true;
@@ -629,6 +642,7 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at`),
     deleteTag: p(`DELETE FROM tags WHERE repository_id = ? AND name = ?`),
+    tagsOfManifest: p(`SELECT name FROM tags WHERE manifest_id = ?`).pluck(),
     listTags: p(`
       SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
       WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`).pluck(),
