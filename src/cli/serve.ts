@@ -11,6 +11,7 @@ import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { LivePolicies } from '../policy/live-policies.js';
+import { syncQuotas } from '../policy/quota-sync.js';
 import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
@@ -22,11 +23,13 @@ export async function serve(config: Config): Promise<void> {
   }
   const security = await Security.create(config, logger);
   const { metadata, storage } = await openBackends(config);
-  const policies = new LivePolicies(config.policies, config.configFile);
+  const policies = new LivePolicies(config.policies, config.configFile, (p) => syncQuotas(metadata, p));
+  await policies.start();
   process.on('SIGHUP', () => {
-    const outcome = policies.reload();
-    if (outcome.ok) logger.warn({ rules: outcome.rules }, 'policies reloaded');
-    else if (config.configFile) logger.error({ error: outcome.error, rules: outcome.rules }, 'policies not reloaded: the previous ones stay in force');
+    void policies.reload().then((outcome) => {
+      if (outcome.ok) logger.warn({ rules: outcome.rules }, 'policies reloaded');
+      else if (config.configFile) logger.error({ error: outcome.error, rules: outcome.rules }, 'policies not reloaded: the previous ones stay in force');
+    });
   });
   const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, policies });
   const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);

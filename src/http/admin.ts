@@ -54,7 +54,7 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     if (policies) policyRoutes(app, metadata, adminCheck, policies);
     app.get('/metrics', async (req: FastifyRequest, reply) => {
       if (metricsCheck) await metricsCheck(req);
-      metrics ??= lifecycleMetrics(metadata);
+      metrics ??= lifecycleMetrics(metadata, policies);
       const registry = await metrics;
       return reply.code(200).type(registry.contentType).send(await registry.metrics());
     });
@@ -76,8 +76,13 @@ function policyRoutes(app: FastifyInstance, metadata: MetadataStore, adminCheck:
   });
   app.post('/admin/policies/reload', async (req, reply) => {
     await adminCheck(req);
-    const outcome = policies.reload();
+    const outcome = await policies.reload();
     return reply.code(outcome.ok ? 200 : 409).type('application/json').send(JSON.stringify({ ...outcome, ...listing() }));
+  });
+  // GET /admin/quotas: each quota namespace's limit and usage (bytes), from metadata.
+  app.get('/admin/quotas', async (req, reply) => {
+    await adminCheck(req);
+    return reply.code(200).type('application/json').send(JSON.stringify({ quotas: await quotaReport(metadata, policies) }));
   });
   app.delete('/admin/tags', async (req, reply) => {
     await adminCheck(req);
@@ -93,8 +98,13 @@ function policyRoutes(app: FastifyInstance, metadata: MetadataStore, adminCheck:
   });
 }
 
+async function quotaReport(metadata: MetadataStore, policies: LivePolicies) {
+  const usage = new Map((await metadata.quotaUsage()).map((u) => [u.namespace, u.bytes]));
+  return policies.current.quotaNamespaces().map((n) => ({ namespace: n.name, quota: n.limit, usage: usage.get(n.name) ?? 0 }));
+}
+
 /** GC and fsck counters, read from metadata so they count the runs of every process. */
-async function lifecycleMetrics(metadata: MetadataStore): Promise<MetricsRegistry> {
+async function lifecycleMetrics(metadata: MetadataStore, policies?: LivePolicies): Promise<MetricsRegistry> {
   const { Counter, Gauge, Registry, collectDefaultMetrics } = await import('prom-client');
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'berth_' });
@@ -129,5 +139,27 @@ async function lifecycleMetrics(metadata: MetadataStore): Promise<MetricsRegistr
       for (const t of await read()) this.set({ kind: t.kind }, t.lastRunAt / 1000);
     },
   });
+  if (policies) {
+    new Gauge({
+      name: 'berth_quota_usage_bytes',
+      help: 'Bytes of the distinct blobs linked in a quota namespace',
+      labelNames: ['namespace'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const q of await quotaReport(metadata, policies)) this.set({ namespace: q.namespace }, q.usage);
+      },
+    });
+    new Gauge({
+      name: 'berth_quota_limit_bytes',
+      help: 'The quota of a namespace',
+      labelNames: ['namespace'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const n of policies.current.quotaNamespaces()) this.set({ namespace: n.name }, n.limit);
+      },
+    });
+  }
   return registry;
 }

@@ -86,6 +86,33 @@ export interface WriteGuard {
    * when the tag may change.
    */
   refuseTagChange?(tag: string, action: 'move' | 'delete'): Error | undefined;
+  /**
+   * Storage quotas of the namespaces the repository belongs to. A write that
+   * links a blob (commitBlob, mountBlob) joins the repository to them, and
+   * is refused with `refuse(usage before, bytes added)` when it would take a
+   * namespace's usage over its limit; putManifest is refused while one is
+   * over (a quota lowered below its usage). Checked after the link, in its
+   * transaction, so concurrent pushes cannot both squeeze under a limit.
+   */
+  quotas?: QuotaCheck[];
+}
+
+export interface QuotaCheck {
+  namespace: string;
+  limit: number;
+  refuse(usage: number, adding: number): Error;
+}
+
+/** A quota namespace and the repositories it holds (by name) as of now. */
+export interface QuotaNamespace {
+  name: string;
+  repositories: string[];
+}
+
+export interface QuotaUsage {
+  namespace: string;
+  /** Bytes of the distinct blobs linked in the namespace's repositories. */
+  bytes: number;
 }
 
 export type CommitBlobResult =
@@ -115,7 +142,7 @@ export interface MetadataStore {
    * `from` is undefined). Renews the blob's grace period and that of its
    * link into `repository`, atomically with the check (invariant 5).
    */
-  mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined>;
+  mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined>;
   /**
    * Removes the repository's link to the blob; false when there was none.
    * Refused (DENIED, 409) while a manifest of the repository references the
@@ -141,7 +168,7 @@ export interface MetadataStore {
    * the replaced object is then the caller's to remove, since the record
    * that named it for GC is gone.
    */
-  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number): Promise<CommitBlobResult>;
+  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, guard?: WriteGuard): Promise<CommitBlobResult>;
 
   // Manifests and tags -------------------------------------------------------
   findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
@@ -222,6 +249,16 @@ export interface MetadataStore {
    * so clients are told to upload it again (invariant 7).
    */
   forgetBlob(digest: string, storageKey: string): Promise<boolean>;
+
+  // Quotas -------------------------------------------------------------------
+  /**
+   * Makes the quota namespaces exactly these: creates the new ones, adds the
+   * given repositories to them (members are never removed here: a
+   * repository created by a push meanwhile joins on its own), recounts each
+   * one's usage, and drops namespaces not listed.
+   */
+  syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void>;
+  quotaUsage(): Promise<QuotaUsage[]>;
 
   recordRun(run: LifecycleRun): Promise<void>;
   runTotals(): Promise<LifecycleTotals[]>;

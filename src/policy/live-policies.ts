@@ -18,7 +18,16 @@ export class LivePolicies {
   current: Policies;
   loadedAt: number;
 
-  constructor(rules: PolicyRule[], private readonly file: string | undefined, now = Date.now()) {
+  /**
+   * `apply` readies what the new policies need before they take effect (the
+   * store's quota namespaces); when it fails, the previous ones stay.
+   */
+  constructor(
+    rules: PolicyRule[],
+    private readonly file: string | undefined,
+    private readonly apply: (p: Policies) => Promise<void> = async () => {},
+    now = Date.now(),
+  ) {
     this.current = new Policies(rules);
     this.loadedAt = now;
   }
@@ -27,10 +36,17 @@ export class LivePolicies {
     return this.file;
   }
 
-  reload(now = Date.now()): ReloadOutcome {
+  /** Readies the policies given at start (before the server listens). */
+  async start(): Promise<void> {
+    await this.apply(this.current);
+  }
+
+  async reload(now = Date.now()): Promise<ReloadOutcome> {
     if (!this.file) return { ok: false, rules: this.current.rules.length, error: 'no config file to reload (start with --config)' };
     try {
-      this.current = new Policies(readPolicyFile(this.file));
+      const next = new Policies(readPolicyFile(this.file));
+      await this.apply(next);
+      this.current = next;
       this.loadedAt = now;
       return { ok: true, rules: this.current.rules.length };
     } catch (e) {

@@ -5,7 +5,7 @@
  * With no policy configured every question answers "nothing applies" and
  * costs a length check.
  */
-import type { WriteGuard } from '../metadata/store.js';
+import type { QuotaCheck, WriteGuard } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 import { compilePattern } from '../repository-pattern.js';
 import type { PolicyRule } from './config.js';
@@ -30,10 +30,40 @@ export function immutableTagError(repository: string, tag: string, action: 'move
   );
 }
 
+/** 1536 → "1.5 KiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${Number(v.toFixed(2))} ${units[i]}`;
+}
+
+/**
+ * A push over quota: DENIED (403), the spec's code for a refused
+ * operation, which docker, podman and skopeo print with its message.
+ */
+export function quotaError(namespace: string, limit: number, usage: number, adding: number): RegistryError {
+  const message =
+    adding > 0
+      ? `quota exceeded for namespace ${namespace}: usage ${formatBytes(usage)} + ${formatBytes(adding)} would exceed the quota of ${formatBytes(limit)}`
+      : `quota exceeded for namespace ${namespace}: usage ${formatBytes(usage)} is over the quota of ${formatBytes(limit)}`;
+  return new RegistryError('DENIED', message, { detail: { namespace, quota: limit, usage, adding } });
+}
+
+/** The namespace a quota rule defines: the repositories its patterns match, named by them. */
+export function namespaceOf(rule: PolicyRule): string {
+  return rule.repositories.join(',');
+}
+
 export class Policies {
   readonly rules: readonly PolicyRule[];
   private readonly compiled: CompiledRule[];
   private readonly immutable: CompiledRule[];
+  private readonly quotas: CompiledRule[];
 
   constructor(rules: PolicyRule[] = []) {
     this.rules = rules;
@@ -44,6 +74,12 @@ export class Policies {
       immutableTags: (rule.immutableTags ?? []).map(compilePattern),
     }));
     this.immutable = this.compiled.filter((c) => c.immutableTags.length > 0);
+    this.quotas = this.compiled.filter((c) => c.rule.quota !== undefined);
+  }
+
+  /** The quota namespaces: each quota rule's name, limit and repository patterns. */
+  quotaNamespaces(): { name: string; limit: number; matches(repository: string): boolean }[] {
+    return this.quotas.map((c) => ({ name: namespaceOf(c.rule), limit: c.rule.quota!, matches: (r: string) => c.repositories.some((p) => p.test(r)) }));
   }
 
   get empty(): boolean {
@@ -66,10 +102,21 @@ export class Policies {
    * store then checks nothing).
    */
   writeGuard(repository: string): WriteGuard | undefined {
+    if (this.compiled.length === 0) return undefined;
     const rules = this.immutable.filter((c) => c.repositories.some((p) => p.test(repository)));
-    if (rules.length === 0) return undefined;
-    return {
-      refuseTagChange: (tag, action) => (rules.some((c) => c.immutableTags.some((p) => p.test(tag))) ? immutableTagError(repository, tag, action) : undefined),
-    };
+    const quotas: QuotaCheck[] = this.quotas
+      .filter((c) => c.repositories.some((p) => p.test(repository)))
+      .map((c) => {
+        const namespace = namespaceOf(c.rule);
+        const limit = c.rule.quota!;
+        return { namespace, limit, refuse: (usage: number, adding: number) => quotaError(namespace, limit, usage, adding) };
+      });
+    if (rules.length === 0 && quotas.length === 0) return undefined;
+    const guard: WriteGuard = {};
+    if (rules.length > 0) {
+      guard.refuseTagChange = (tag, action) => (rules.some((c) => c.immutableTags.some((p) => p.test(tag))) ? immutableTagError(repository, tag, action) : undefined);
+    }
+    if (quotas.length > 0) guard.quotas = quotas;
+    return guard;
   }
 }

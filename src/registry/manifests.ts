@@ -39,7 +39,7 @@ export class Manifests {
       },
       reference.kind === 'tag' ? reference.tag : undefined,
       this.ctx.now(),
-      reference.kind === 'tag' ? this.ctx.policies?.current.writeGuard(repository) : undefined,
+      this.ctx.policies?.current.writeGuard(repository),
     );
     return { digest, subject: parsed.subject };
   }

@@ -69,7 +69,7 @@ export class Uploads {
 
   /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
   async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller): Promise<MountResult> {
-    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now());
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now(), this.ctx.policies?.current.writeGuard(repository));
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
   }
@@ -349,7 +349,7 @@ export class Uploads {
     const now = this.ctx.now();
     let result: CommitBlobResult;
     try {
-      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now);
+      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now, this.ctx.policies?.current.writeGuard(repository));
     } catch (e) {
       await this.ctx.storage.deleteBlob(key).catch(() => {});
       throw e;

@@ -7,18 +7,10 @@
  * transaction (SQLite and PostgreSQL: BERTH_TEST_METADATA=postgres).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeImage, OCI_MANIFEST, RegistryClient } from '../helpers/registry-client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-
-export function policyConfig(yaml: string): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'berth-policy-')), 'berth.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
+import { policyConfig } from '../helpers/policy.js';
 
 async function denied(res: Response): Promise<string> {
   assert.equal(res.status, 409);

@@ -70,6 +70,8 @@ import type {
   UploadOwner,
   UploadRecord,
   WriteGuard,
+  QuotaNamespace,
+  QuotaUsage,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
@@ -281,6 +283,25 @@ const SQL = {
     ON CONFLICT (repository_id, name) DO NOTHING RETURNING name`,
   tagsOfManifest: `SELECT name FROM tags WHERE manifest_id = $1`,
   tagExistsByName: `SELECT 1 FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2`,
+  manifestIdOf: `SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2`,
+  quotaBytes: `SELECT bytes FROM quota_namespaces WHERE name = $1`,
+  lockQuotaBytes: `SELECT bytes FROM quota_namespaces WHERE name = $1 FOR UPDATE`,
+  insertQuotaNamespace: `INSERT INTO quota_namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING`,
+  insertQuotaMember: `INSERT INTO quota_members (repository_id, namespace) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
+  insertQuotaMembersByName: `
+    INSERT INTO quota_members (repository_id, namespace) SELECT id, $1 FROM repositories WHERE name = ANY($2::text[])
+    ON CONFLICT DO NOTHING`,
+  repositoryHasLinks: `SELECT 1 FROM repository_blobs WHERE repository_id = $1 LIMIT 1`,
+  quotaNamespaceNames: `SELECT name FROM quota_namespaces`,
+  deleteQuotaNamespace: `DELETE FROM quota_namespaces WHERE name = $1`,
+  quotaUsage: `SELECT name, bytes FROM quota_namespaces ORDER BY name`,
+  clearQuotaBlobs: `DELETE FROM quota_blobs WHERE namespace = $1`,
+  fillQuotaBlobs: `
+    INSERT INTO quota_blobs (namespace, digest, size, links)
+    SELECT m.namespace, l.digest, b.size, count(*) FROM quota_members m
+    JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
+    WHERE m.namespace = $1 GROUP BY m.namespace, l.digest, b.size`,
+  sumQuotaBlobs: `UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = $1) WHERE name = $1`,
   deleteTagByName: `
     DELETE FROM tags t USING repositories r
     WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
@@ -586,14 +607,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return toBlob((await this.db.one('renewBlobInRepo', [repository, digest, now])).rows[0]);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.db.tx(async (x) => {
       // Locked (as a claim would) before anything acts on it: a blob GC has
       // marked is not mounted, and a mounted one has its grace renewed first.
       const row = (from === undefined ? await x.q('lockLiveBlob', [digest]) : await x.q('lockLiveBlobInRepo', [from, digest])).rows[0];
       if (!row) return undefined;
       const repoId = await ensureRepository(x, repository, now);
+      const before = await quotaBefore(x, guard, repoId);
       await x.q('linkBlob', [repoId, digest, now]);
+      if (before) await quotaAfter(x, guard!, before);
       await x.q('touchBlob', [now, digest]);
       await x.q('enqueueBlob', [digest, now]);
       return toBlob({ ...row, last_seen: now });
@@ -643,6 +666,7 @@ export class PostgresMetadataStore implements MetadataStore {
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
       if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
@@ -671,7 +695,10 @@ export class PostgresMetadataStore implements MetadataStore {
         }
         break;
       }
+      // After the blob row's lock, as GC takes them (blob, then the namespace in the unlink trigger).
+      const before = await quotaBefore(x, guard, repoId);
       await x.q('linkBlob', [repoId, blob.digest, now]);
+      if (before) await quotaAfter(x, guard!, before);
       await x.q('enqueueBlob', [blob.digest, now]);
       return result;
     });
@@ -721,6 +748,12 @@ export class PostgresMetadataStore implements MetadataStore {
         const present = new Set((await x.q('lockManifestsByDigest', [repoId, children])).rows.map((r) => r.digest as string));
         const missing = m.children.filter((d) => !present.has(d));
         if (missing.length > 0) throw unknownChildrenError([...new Set(missing)]);
+      }
+      if (guard?.quotas && (await x.q('manifestIdOf', [repoId, m.digest])).rows.length === 0) {
+        for (const q of guard.quotas) {
+          const usage = Number((await x.q('quotaBytes', [q.namespace])).rows[0]?.bytes ?? 0);
+          if (usage > q.limit) throw q.refuse(usage, 0);
+        }
       }
       let id: number | undefined;
       for (;;) {
@@ -922,6 +955,25 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void> {
+    const keep = new Set(namespaces.map((n) => n.name));
+    for (const r of (await this.db.one('quotaNamespaceNames', [])).rows) {
+      if (!keep.has(r.name as string)) await this.db.one('deleteQuotaNamespace', [r.name]);
+    }
+    for (const n of namespaces) {
+      await this.db.tx(async (x) => {
+        await x.q('insertQuotaNamespace', [n.name]);
+        await x.q('lockQuotaBytes', [n.name]);
+        await x.q('insertQuotaMembersByName', [n.name, n.repositories]);
+        await recountQuota(x, n.name);
+      });
+    }
+  }
+
+  async quotaUsage(): Promise<QuotaUsage[]> {
+    return (await this.db.one('quotaUsage', [])).rows.map((r) => ({ namespace: r.name as string, bytes: Number(r.bytes) }));
+  }
+
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.db.one('recordRun', runValues(run));
   }
@@ -983,6 +1035,43 @@ async function ensureRepository(x: Exec, name: string, now: number): Promise<num
 }
 
 /** Points the tag at the manifest; returns the manifest it pointed at before, if any. */
+/**
+ * Joins the repository to its quota namespaces and reads their usage with
+ * the namespace rows locked, before a link: concurrent links into one
+ * namespace then count one after the other. Undefined when no quota applies.
+ */
+async function quotaBefore(x: Exec, guard: WriteGuard | undefined, repoId: number): Promise<number[] | undefined> {
+  if (!guard?.quotas || guard.quotas.length === 0) return undefined;
+  const quotas = [...guard.quotas].sort((a, b) => (a.namespace < b.namespace ? -1 : 1));
+  const usage = new Map<string, number>();
+  for (const q of quotas) {
+    await x.q('insertQuotaNamespace', [q.namespace]);
+    await x.q('lockQuotaBytes', [q.namespace]);
+    // A repository joining with links already (created before the quota) is counted in whole.
+    if ((await x.q('insertQuotaMember', [repoId, q.namespace])).rows.length > 0 && (await x.q('repositoryHasLinks', [repoId])).rows.length > 0) {
+      await recountQuota(x, q.namespace);
+    }
+    usage.set(q.namespace, Number((await x.q('quotaBytes', [q.namespace])).rows[0]!.bytes));
+  }
+  return guard.quotas.map((q) => usage.get(q.namespace)!);
+}
+
+/** After the link (the trigger counted it): refuses what took a namespace over its limit. */
+async function quotaAfter(x: Exec, guard: WriteGuard, before: number[]): Promise<void> {
+  for (const [i, q] of guard.quotas!.entries()) {
+    const after = Number((await x.q('quotaBytes', [q.namespace])).rows[0]!.bytes);
+    if (after > before[i]! && after > q.limit) throw q.refuse(before[i]!, after - before[i]!);
+  }
+}
+
+/** Counts a namespace's usage again from its members' links (its row locked first). */
+async function recountQuota(x: Exec, namespace: string): Promise<void> {
+  await x.q('lockQuotaBytes', [namespace]);
+  await x.q('clearQuotaBlobs', [namespace]);
+  await x.q('fillQuotaBlobs', [namespace]);
+  await x.q('sumQuotaBlobs', [namespace]);
+}
+
 async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number, guard?: WriteGuard): Promise<number | undefined> {
   for (;;) {
     const current = (await x.q('lockTag', [repoId, tag])).rows[0];

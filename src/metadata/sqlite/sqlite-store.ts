@@ -26,6 +26,8 @@ import type {
   UploadOwner,
   UploadRecord,
   WriteGuard,
+  QuotaNamespace,
+  QuotaUsage,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
@@ -118,12 +120,14 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.write(() => {
         const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
         if (!row) return undefined;
         const repoId = this.ensureRepository(repository, now);
+        const before = this.quotaBefore(guard, repoId);
         this.stmt.linkBlob.run(repoId, digest, now);
+        if (before) this.quotaAfter(guard!, before);
         this.stmt.touchBlob.run(now, digest);
         this.stmt.enqueueBlob.run(digest, now);
         return toBlob({ ...row, last_seen: now });
@@ -164,6 +168,7 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
         if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
@@ -182,7 +187,9 @@ export class SqliteMetadataStore implements MetadataStore {
           // GC deletes by the key it marked, so it cannot remove this one.
           this.stmt.upsertBlob.run(blob.digest, blob.size, blob.storageKey, now);
         }
+        const before = this.quotaBefore(guard, repoId);
         this.stmt.linkBlob.run(repoId, blob.digest, now);
+        if (before) this.quotaAfter(guard!, before);
         this.stmt.enqueueBlob.run(blob.digest, now);
         return result;
       });
@@ -218,6 +225,12 @@ export class SqliteMetadataStore implements MetadataStore {
         const missingChildren = m.children.filter((d) => !this.stmt.manifestId.get(repoId, d));
         if (missingChildren.length > 0) throw unknownChildrenError(missingChildren);
         let id = (this.stmt.manifestId.get(repoId, m.digest) as Row | undefined)?.id as number | undefined;
+        if (id === undefined && guard?.quotas) {
+          for (const q of guard.quotas) {
+            const usage = this.quotaUsageOf(q.namespace);
+            if (usage > q.limit) throw q.refuse(usage, 0);
+          }
+        }
         if (id === undefined) {
           const held = tag !== undefined || this.stmt.hasParent.get(repoId, m.digest) !== undefined;
           id = Number(
@@ -390,6 +403,22 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
+  async syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void> {
+    await this.write(() => {
+        const keep = new Set(namespaces.map((n) => n.name));
+        for (const name of this.stmt.quotaNamespaceNames.all() as string[]) if (!keep.has(name)) this.stmt.deleteQuotaNamespace.run(name);
+        for (const n of namespaces) {
+          this.stmt.insertQuotaNamespace.run(n.name);
+          for (const repository of n.repositories) this.stmt.insertQuotaMemberByName.run(n.name, repository);
+          this.recountQuota(n.name);
+        }
+      });
+  }
+
+  async quotaUsage(): Promise<QuotaUsage[]> {
+    return (this.stmt.quotaUsage.all() as Row[]).map((r) => ({ namespace: r.name as string, bytes: r.bytes as number }));
+  }
+
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.write(() => this.stmt.recordRun.run(...runValues(run)));
   }
@@ -503,6 +532,39 @@ export class SqliteMetadataStore implements MetadataStore {
     const sync = this.walHandle.then((h) => h.datasync());
     this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
     return sync;
+  }
+
+  /**
+   * Joins the repository to its quota namespaces and reads their usage,
+   * before a link. Inside a transaction. Undefined when no quota applies.
+   */
+  private quotaBefore(guard: WriteGuard | undefined, repoId: number): number[] | undefined {
+    if (!guard?.quotas || guard.quotas.length === 0) return undefined;
+    return guard.quotas.map((q) => {
+      this.stmt.insertQuotaNamespace.run(q.namespace);
+      // A repository joining with links already (created before the quota) is counted in whole.
+      if (this.stmt.insertQuotaMember.run(repoId, q.namespace).changes > 0 && this.stmt.repositoryHasLinks.get(repoId)) this.recountQuota(q.namespace);
+      return this.quotaUsageOf(q.namespace);
+    });
+  }
+
+  /** After the link (the triggers counted it): refuses what took a namespace over its limit. */
+  private quotaAfter(guard: WriteGuard, before: number[]): void {
+    guard.quotas!.forEach((q, i) => {
+      const after = this.quotaUsageOf(q.namespace);
+      if (after > before[i]! && after > q.limit) throw q.refuse(before[i]!, after - before[i]!);
+    });
+  }
+
+  private quotaUsageOf(namespace: string): number {
+    return (this.stmt.quotaBytes.get(namespace) as number | undefined) ?? 0;
+  }
+
+  /** Counts a namespace's usage again from its members' links. Inside a transaction. */
+  private recountQuota(namespace: string): void {
+    this.stmt.clearQuotaBlobs.run(namespace);
+    this.stmt.fillQuotaBlobs.run(namespace);
+    this.stmt.sumQuotaBlobs.run(namespace, namespace);
   }
 
   /** Must run inside a transaction. */
@@ -680,6 +742,21 @@ function prepareStatements(db: Database.Database) {
     storageKeyKnown: p(`SELECT 1 FROM blobs WHERE storage_key = ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
+    quotaNamespaceNames: p(`SELECT name FROM quota_namespaces`).pluck(),
+    deleteQuotaNamespace: p(`DELETE FROM quota_namespaces WHERE name = ?`),
+    insertQuotaNamespace: p(`INSERT OR IGNORE INTO quota_namespaces (name) VALUES (?)`),
+    insertQuotaMember: p(`INSERT OR IGNORE INTO quota_members (repository_id, namespace) VALUES (?, ?)`),
+    insertQuotaMemberByName: p(`INSERT OR IGNORE INTO quota_members (repository_id, namespace) SELECT id, ? FROM repositories WHERE name = ?`),
+    repositoryHasLinks: p(`SELECT 1 FROM repository_blobs WHERE repository_id = ? LIMIT 1`),
+    quotaBytes: p(`SELECT bytes FROM quota_namespaces WHERE name = ?`).pluck(),
+    quotaUsage: p(`SELECT name, bytes FROM quota_namespaces ORDER BY name`),
+    clearQuotaBlobs: p(`DELETE FROM quota_blobs WHERE namespace = ?`),
+    fillQuotaBlobs: p(`
+      INSERT INTO quota_blobs (namespace, digest, size, links)
+      SELECT m.namespace, l.digest, b.size, count(*) FROM quota_members m
+      JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
+      WHERE m.namespace = ? GROUP BY m.namespace, l.digest, b.size`),
+    sumQuotaBlobs: p(`UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = ?) WHERE name = ?`),
     recordRun: p(`
       INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
         bytes_reclaimed, uploads_purged, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
