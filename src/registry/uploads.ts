@@ -90,6 +90,7 @@ export class Uploads {
   async append(repository: string, id: string, body: UploadBody, caller?: Caller): Promise<UploadRecord> {
     return this.exclusive(id, async () => {
       const upload = await this.status(repository, id, caller);
+      await this.checkRoom(repository, upload.offset + (body.length ?? 0), body);
       const { offset, hashState } = await this.appendBody(upload, body);
       return { ...upload, offset, hashState };
     });
@@ -202,6 +203,25 @@ export class Uploads {
   }
 
   /** Appends a request body at the upload's offset and records the new offset. */
+  /**
+   * A chunk that would take the upload past what its quota namespaces have
+   * left is refused before its bytes are stored: the earliest point a push
+   * over quota can be told. Advisory (usage may change before the commit,
+   * which checks exactly); costs nothing without a quota.
+   */
+  private async checkRoom(repository: string, size: number, body: UploadBody): Promise<void> {
+    const quotas = this.ctx.policies?.current.writeGuard(repository)?.quotas;
+    if (!quotas) return;
+    const usage = new Map((await this.ctx.metadata.quotaUsage()).map((u) => [u.namespace, u.bytes]));
+    for (const q of quotas) {
+      const used = usage.get(q.namespace) ?? 0;
+      if (used + size > q.limit) {
+        body.stream.resume(); // drain what the client sends; it is refused
+        throw q.refuse(used, size);
+      }
+    }
+  }
+
   private async appendBody(upload: UploadRecord, body: UploadBody): Promise<Appended> {
     if (body.range && body.range.start !== upload.offset) {
       body.stream.resume(); // drain what the client sends; it is refused
