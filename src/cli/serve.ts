@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
 import { LivePolicies } from '../policy/live-policies.js';
 import { syncQuotas } from '../policy/quota-sync.js';
+import { PullRecorder } from '../policy/pull-recorder.js';
 import { redactUrl } from '../metadata/postgres/url.js';
 
 export async function serve(config: Config): Promise<void> {
@@ -31,8 +32,9 @@ export async function serve(config: Config): Promise<void> {
       else if (config.configFile) logger.error({ error: outcome.error, rules: outcome.rules }, 'policies not reloaded: the previous ones stay in force');
     });
   });
-  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, policies });
-  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger);
+  const pulls = new PullRecorder(metadata, policies, 5000, (e) => logger.error({ err: e }, 'recording pull times failed'));
+  const registry = new Registry(metadata, storage, { deleteEnabled: config.deletes, redirectBlobs: config.storage.redirect, uploadSessionsPerUser: config.limits.uploadSessionsPerUser }, { log: logger, policies, pulls });
+  const gc = new GcService(metadata, storage, config.gc, registry.ctx.options.touchInterval, logger, policies, () => pulls.flush());
   const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, policies);
   const app = buildServer({
     registry,
@@ -88,6 +90,7 @@ export async function serve(config: Config): Promise<void> {
     await security.transport?.close();
     clearInterval(sweep);
     await gc.stop();
+    await pulls.flush().catch(() => {});
     await metadata.close();
     logger.flush();
     audit.flush();

@@ -108,3 +108,11 @@ export function manifestValues(repoId: number, m: NewManifest, now: number): unk
 export function page(items: string[], limit: number): Page {
   return { items: items.slice(0, limit), more: items.length > limit };
 }
+
+/** A tag row with its manifest's digest and subject and its pull time. */
+export function toTagDetail(r: Row): import('./store.js').TagDetail {
+  const detail: import('./store.js').TagDetail = { tag: r.name as string, digest: r.digest as string, pushedAt: Number(r.updated_at) };
+  if (r.pulled_at !== null && r.pulled_at !== undefined) detail.pulledAt = Number(r.pulled_at);
+  if (r.subject !== null && r.subject !== undefined) detail.subject = r.subject as string;
+  return detail;
+}

@@ -109,6 +109,23 @@ export interface QuotaNamespace {
   repositories: string[];
 }
 
+export interface TagDetail {
+  tag: string;
+  digest: string;
+  /** When the tag was last pushed (pointed at its manifest). */
+  pushedAt: number;
+  /** When it was last pulled (as recorded), or undefined. */
+  pulledAt?: number;
+  /** The subject of the tagged manifest, if it has one. */
+  subject?: string;
+}
+
+export interface TagPull {
+  repository: string;
+  tag: string;
+  at: number;
+}
+
 export interface QuotaUsage {
   namespace: string;
   /** Bytes of the distinct blobs linked in the namespace's repositories. */
@@ -259,6 +276,19 @@ export interface MetadataStore {
    */
   syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void>;
   quotaUsage(): Promise<QuotaUsage[]>;
+
+  // Retention ----------------------------------------------------------------
+  /** Every tag of the repository, with what retention decides on. */
+  listTagDetails(repository: string): Promise<TagDetail[]>;
+  /**
+   * Deletes the tag only if it is still exactly as `seen` (same manifest,
+   * not pushed or pulled since): a decision taken before a concurrent push
+   * or tag never removes what that push made. Refused like deleteTag by the
+   * guard. False when the tag changed or is gone.
+   */
+  deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean>;
+  /** Records pull times (in batches: one write for many pulls); a time never moves back. */
+  recordPulls(pulls: TagPull[]): Promise<void>;
 
   recordRun(run: LifecycleRun): Promise<void>;
   runTotals(): Promise<LifecycleTotals[]>;

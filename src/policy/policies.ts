@@ -8,7 +8,7 @@
 import type { QuotaCheck, WriteGuard } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 import { compilePattern } from '../repository-pattern.js';
-import type { PolicyRule } from './config.js';
+import type { PolicyRule, RetentionRule } from './config.js';
 
 interface CompiledRule {
   index: number;
@@ -64,6 +64,8 @@ export class Policies {
   private readonly compiled: CompiledRule[];
   private readonly immutable: CompiledRule[];
   private readonly quotas: CompiledRule[];
+  private readonly retention: CompiledRule[];
+  private readonly pullRules: CompiledRule[];
 
   constructor(rules: PolicyRule[] = []) {
     this.rules = rules;
@@ -75,6 +77,27 @@ export class Policies {
     }));
     this.immutable = this.compiled.filter((c) => c.immutableTags.length > 0);
     this.quotas = this.compiled.filter((c) => c.rule.quota !== undefined);
+    this.retention = this.compiled.filter((c) => c.rule.retention !== undefined);
+    this.pullRules = this.retention.filter((c) => c.rule.retention!.pulledWithin !== undefined);
+  }
+
+  get hasRetention(): boolean {
+    return this.retention.length > 0;
+  }
+
+  /** The retention rules, with their index in the policies list (how reports name them). */
+  retentionRules(): { index: number; repositories: string[]; retention: RetentionRule; matches(repository: string): boolean }[] {
+    return this.retention.map((c) => ({
+      index: c.index,
+      repositories: c.rule.repositories,
+      retention: c.rule.retention!,
+      matches: (r: string) => c.repositories.some((p) => p.test(r)),
+    }));
+  }
+
+  /** Whether pulls of the repository's tags must be recorded (a "pulled within" rule applies). */
+  tracksPulls(repository: string): boolean {
+    return this.pullRules.length > 0 && this.pullRules.some((c) => c.repositories.some((p) => p.test(repository)));
   }
 
   /** The quota namespaces: each quota rule's name, limit and repository patterns. */

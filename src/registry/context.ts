@@ -52,6 +52,8 @@ export interface RegistryContext {
    * reload applies to the next request; absent: none configured.
    */
   policies?: { current: PolicyDecisions };
+  /** Where pulls by tag are reported (for "pulled within" retention); absent: not recorded. */
+  pulls?: { record(repository: string, tag: string): void };
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
 }

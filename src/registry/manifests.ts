@@ -52,6 +52,7 @@ export class Manifests {
    */
   async get(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord> {
     const manifest = await this.find(repository, reference);
+    if (reference.kind === 'tag') this.ctx.pulls?.record(repository, reference.tag);
     const accepted = acceptedTypes(accept);
     if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
     if (reference.kind === 'tag' && manifestKind(manifest.mediaType) === 'index') {

@@ -152,7 +152,7 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 3,
-    description: 'storage quotas: namespaces, members, usage kept by triggers',
+    description: 'storage quotas (namespaces, members, usage kept by triggers); tag pull times',
     sql: `
   -- A namespace is the set of repositories a quota rule matches. Its usage counts each blob
   -- linked in any of them once, maintained by the triggers below in the transaction that links
@@ -205,6 +205,15 @@ export const MIGRATIONS: Migration[] = [
     RETURN NULL;
   END $$;
   CREATE TRIGGER quota_unlink AFTER DELETE ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_quota_unlink();
+
+  -- Retention's "pulled within": when a tag was last pulled, written in batches by the servers.
+  -- A table of its own, so that recording a pull does not count as a change of the tags.
+  CREATE TABLE tag_pulls (
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    tag            text COLLATE "C" NOT NULL,
+    pulled_at      bigint NOT NULL,
+    PRIMARY KEY (repository_id, tag)
+  );
   `,
   },
 ];

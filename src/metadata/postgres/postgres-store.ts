@@ -72,9 +72,11 @@ import type {
   WriteGuard,
   QuotaNamespace,
   QuotaUsage,
+  TagDetail,
+  TagPull,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toTagDetail, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 
@@ -302,6 +304,24 @@ const SQL = {
     JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
     WHERE m.namespace = $1 GROUP BY m.namespace, l.digest, b.size`,
   sumQuotaBlobs: `UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = $1) WHERE name = $1`,
+  tagDetails: `
+    SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+    FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+    WHERE r.name = $1 ORDER BY t.name`,
+  lockTagDetail: `
+    SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+    FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+    WHERE r.name = $1 AND t.name = $2 FOR UPDATE OF t`,
+  deleteTagById: `DELETE FROM tags WHERE repository_id = $1 AND name = $2`,
+  deleteTagPull: `DELETE FROM tag_pulls WHERE repository_id = $1 AND tag = $2`,
+  recordPulls: `
+    INSERT INTO tag_pulls (repository_id, tag, pulled_at)
+    SELECT t.repository_id, t.name, max(p.at) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(repository, tag, at)
+    JOIN repositories r ON r.name = p.repository JOIN tags t ON t.repository_id = r.id AND t.name = p.tag
+    GROUP BY t.repository_id, t.name
+    ON CONFLICT (repository_id, tag) DO UPDATE SET pulled_at = greatest(tag_pulls.pulled_at, excluded.pulled_at)`,
   deleteTagByName: `
     DELETE FROM tags t USING repositories r
     WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
@@ -972,6 +992,33 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async quotaUsage(): Promise<QuotaUsage[]> {
     return (await this.db.one('quotaUsage', [])).rows.map((r) => ({ namespace: r.name as string, bytes: Number(r.bytes) }));
+  }
+
+  async listTagDetails(repository: string): Promise<TagDetail[]> {
+    return (await this.db.one('tagDetails', [repository])).rows.map(toTagDetail);
+  }
+
+  async deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean> {
+    if (!storable(seen.tag)) return false;
+    return this.db.tx(async (x) => {
+      // Locked as a push moving the tag locks it (upsertTag): one of the two sees the other's commit.
+      const row = (await x.q('lockTagDetail', [repository, seen.tag])).rows[0];
+      if (!row) return false;
+      const current = toTagDetail(row);
+      if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+      const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
+      if (refusal) throw refusal;
+      await x.q('deleteTagById', [row.repository_id, seen.tag]);
+      await x.q('deleteTagPull', [row.repository_id, seen.tag]);
+      await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      return true;
+    });
+  }
+
+  async recordPulls(pulls: TagPull[]): Promise<void> {
+    const usable = pulls.filter((p) => storable(p.tag) && storable(p.repository));
+    if (usable.length === 0) return;
+    await this.db.one('recordPulls', [usable.map((p) => p.repository), usable.map((p) => p.tag), usable.map((p) => p.at)]);
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {

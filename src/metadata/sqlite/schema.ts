@@ -173,5 +173,14 @@ export const MIGRATIONS: string[] = [
     WHERE name IN (SELECT namespace FROM quota_blobs WHERE digest = OLD.digest AND links <= 0);
     DELETE FROM quota_blobs WHERE digest = OLD.digest AND links <= 0;
   END;
+
+  -- Retention's "pulled within": when a tag was last pulled, written in batches by the server.
+  -- A table of its own, so that recording a pull does not count as a change of the tags.
+  CREATE TABLE tag_pulls (
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    tag            TEXT NOT NULL,
+    pulled_at      INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, tag)
+  ) WITHOUT ROWID;
   `,
 ];

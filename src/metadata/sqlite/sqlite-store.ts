@@ -28,9 +28,11 @@ import type {
   WriteGuard,
   QuotaNamespace,
   QuotaUsage,
+  TagDetail,
+  TagPull,
 } from '../store.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toTagDetail, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
 
@@ -419,6 +421,31 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.stmt.quotaUsage.all() as Row[]).map((r) => ({ namespace: r.name as string, bytes: r.bytes as number }));
   }
 
+  async listTagDetails(repository: string): Promise<TagDetail[]> {
+    return (this.stmt.tagDetails.all(repository) as Row[]).map(toTagDetail);
+  }
+
+  async deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean> {
+    return this.write(() => {
+        const row = this.stmt.tagDetail.get(repository, seen.tag) as Row | undefined;
+        if (!row) return false;
+        const current = toTagDetail(row);
+        if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+        const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
+        if (refusal) throw refusal;
+        this.stmt.deleteTag.run(row.repository_id, seen.tag);
+        this.stmt.deleteTagPull.run(row.repository_id, seen.tag);
+        this.releaseIfOrphan(row.manifest_id as number, now);
+        return true;
+      });
+  }
+
+  async recordPulls(pulls: TagPull[]): Promise<void> {
+    await this.write(() => {
+        for (const p of pulls) this.stmt.recordPull.run(p.at, p.repository, p.tag);
+      }, false);
+  }
+
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.write(() => this.stmt.recordRun.run(...runValues(run)));
   }
@@ -757,6 +784,21 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
       WHERE m.namespace = ? GROUP BY m.namespace, l.digest, b.size`),
     sumQuotaBlobs: p(`UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = ?) WHERE name = ?`),
+    tagDetails: p(`
+      SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+      FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+      LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+      WHERE r.name = ? ORDER BY t.name`),
+    tagDetail: p(`
+      SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+      FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+      LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+      WHERE r.name = ? AND t.name = ?`),
+    deleteTagPull: p(`DELETE FROM tag_pulls WHERE repository_id = ? AND tag = ?`),
+    recordPull: p(`
+      INSERT INTO tag_pulls (repository_id, tag, pulled_at) SELECT r.id, t.name, ? FROM repositories r
+      JOIN tags t ON t.repository_id = r.id WHERE r.name = ? AND t.name = ?
+      ON CONFLICT (repository_id, tag) DO UPDATE SET pulled_at = max(pulled_at, excluded.pulled_at)`),
     recordRun: p(`
       INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
         bytes_reclaimed, uploads_purged, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
