@@ -13,7 +13,7 @@ import { pausePoint } from '../pause-points.js';
 import type { Logger } from '../log.js';
 import type { BlobRecord, MetadataStore } from '../metadata/store.js';
 import type { Policies } from '../policy/policies.js';
-import { decideRetention } from '../policy/retention.js';
+import { decideRetention, type RetentionVerdict } from '../policy/retention.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 export interface GcOptions {
@@ -153,10 +153,14 @@ class Sweep {
         const verdicts = decideRetention(matching.map(({ r }) => r.retention), tags, this.now, (tag) => policies.isImmutable(repository, tag));
         const guard = policies.writeGuard(repository);
         if (verdicts.length > 0) await pausePoint('retention-after-decision');
+        const deleted = new Set<RetentionVerdict>();
         await inWaves(verdicts, async (v) => {
-          if (!(await this.store.deleteTagIfUnchanged(repository, v.detail, this.now, guard))) return;
-          reports[matching[0]!.i]!.tags.push({ repository, tag: v.detail.tag, digest: v.detail.digest, reason: v.reason });
+          if (await this.store.deleteTagIfUnchanged(repository, v.detail, this.now, guard)) deleted.add(v);
         });
+        // Reported in the decision's order, whatever order the deletions finished in: a dry run and a run list alike.
+        for (const v of verdicts.filter((v) => deleted.has(v))) {
+          reports[matching[0]!.i]!.tags.push({ repository, tag: v.detail.tag, digest: v.detail.digest, reason: v.reason });
+        }
       }
       if (!page.more || page.items.length === 0) break;
       last = page.items.at(-1);

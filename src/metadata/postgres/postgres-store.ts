@@ -1012,7 +1012,8 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('deleteTagPull', [row.repository_id, seen.tag]);
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
       return true;
-    });
+      // `now` is GC's pass time (this store's clock): what retention releases is due from then.
+    }, 'caller');
   }
 
   async recordPulls(pulls: TagPull[]): Promise<void> {
