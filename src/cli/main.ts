@@ -10,6 +10,7 @@
  */
 import './thread-pool.js';
 import { Command, Option } from 'commander';
+import type { PolicyCheckFlags } from './policy.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
 import type { FsckFlags, GcFlags } from './lifecycle.js';
 import type { MigrateFlags } from './migrate.js';
@@ -164,6 +165,26 @@ lock, each in its own transaction. A schema newer than this Berth is refused.`,
   .action(async (opts: MigrateFlags) => {
     const { migrateCommand } = await import('./migrate.js');
     process.exitCode = await migrateCommand(opts);
+  });
+
+const policy = program.command('policy').description('retention, quota and immutable-tag policies');
+policy
+  .command('check <file>')
+  .description('validate the policies of a config file and show what each would match today')
+  .option('-d, --data <dir>', 'data directory whose repositories to match (SQLite metadata)')
+  .option('--metadata <url>', 'metadata store whose repositories to match: postgres://USER@HOST:PORT/DB')
+  .option('--json', 'print the result as JSON')
+  .addHelpText(
+    'after',
+    `
+Reads the policies: section of FILE (the file serve takes with --config) and
+checks it whole. Exit status 0 when valid, 2 with the reason when not. A
+running server reads the same section again on SIGHUP (or POST
+/admin/policies/reload); see docs/policies.md.`,
+  )
+  .action(async (file: string, opts: PolicyCheckFlags) => {
+    const { policyCheckCommand } = await import('./policy.js');
+    process.exitCode = await policyCheckCommand(file, opts);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

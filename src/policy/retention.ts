@@ -38,7 +38,7 @@ function ago(ms: number): string {
   return `${Math.max(0, Math.floor(ms / 60_000))}m`;
 }
 
-function duration(ms: number): string {
+export function duration(ms: number): string {
   for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
     if (ms % size === 0 && ms >= size) return `${ms / size}${unit}`;
   }
