@@ -168,11 +168,8 @@ lock, each in its own transaction. A schema newer than this Berth is refused.`,
   });
 
 const policy = program.command('policy').description('retention, quota and immutable-tag policies');
-policy
-  .command('check <file>')
-  .description('validate the policies of a config file and show what each would match today')
-  .option('-d, --data <dir>', 'data directory whose repositories to match (SQLite metadata)')
-  .option('--metadata <url>', 'metadata store whose repositories to match: postgres://USER@HOST:PORT/DB')
+withCommonOptions(policy.command('check <file>'))
+  .description('validate the policies of a config file and show what each would match today (with --data or --metadata)')
   .option('--json', 'print the result as JSON')
   .addHelpText(
     'after',
