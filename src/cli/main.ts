@@ -81,6 +81,12 @@ variables, then flags. A config file looks like:
   #   endpoint: http://127.0.0.1:9000   # S3-compatible store (env AWS_ENDPOINT_URL_S3)
   #   partSize: 16MiB
   #   redirect: true   # blob GETs answer 307 to a pre-signed URL
+  policies:            # reloaded on SIGHUP; check with \`berth policy check FILE\`; docs/policies.md
+    - repositories: ["ci/**"]
+      retention: { keepLast: 10, keepTags: ["v*"], untaggedAfter: 7d, pulledWithin: 30d }
+    - repositories: ["team-a/**"]
+      quota: 50GiB
+      immutableTags: ["v*", "release-*"]
 
 Security (all off by default; see README "Securing Berth"):
 
@@ -108,7 +114,8 @@ key), never from flags. Without auth.token.key a signing key is generated in
 <data>/auth/.
 
 Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
-/healthz, /metrics, /admin/gc.`,
+/healthz, /metrics, /admin/gc, /admin/policies (+ /reload), /admin/quotas,
+/admin/tags (an admin deletes an immutable tag).`,
   )
   .action(async (opts: ConfigOverrides & { deletes: boolean }) => {
     // Commander sets deletes=true by default for a --no- flag; only an explicit flag overrides.
