@@ -32,7 +32,7 @@ mkdir -p "$state" "$rundir"
 
 # --- 1. packages ---------------------------------------------------------------
 # package:binary that proves it is installed
-wanted=(docker.io:dockerd skopeo:skopeo podman:podman docker-registry:docker-registry wrk:wrk curl:curl)
+wanted=(docker.io:dockerd skopeo:skopeo podman:podman docker-registry:docker-registry wrk:wrk curl:curl chromium:chromium)
 missing=()
 for pb in "${wanted[@]}"; do
   pkg=${pb%%:*} bin=${pb#*:}

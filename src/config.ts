@@ -6,8 +6,14 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
+import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { parsePolicies, type PolicyRule } from './policy/config.js';
+import { DEFAULT_NOTIFICATIONS, notifyEndpoint, parseNotifications, type NotificationsConfig } from './events/config.js';
+import { checkPrefixes, mirrorFromFlag, parseMirrors, type UpstreamConfig } from './proxy/config.js';
+import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
+
+export { ConfigError, parseAddr, parseBoolean, parseDuration };
 
 export interface GcConfig {
   /** Run the background collector inside `berth serve`. */
@@ -51,12 +57,25 @@ export interface Config extends SecurityConfig {
   auditLog?: string;
   /** Whether DELETE of manifests, tags and blobs is allowed. */
   deletes: boolean;
+  /** Serve the web console under /ui (src/console/). */
+  ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
   /** Retention, quota and immutable-tag rules (src/policy/); reloaded from the config file on SIGHUP. */
   policies: PolicyRule[];
   /** The config file read, if any (a reload reads it again). */
   configFile?: string;
+  /** Upstream registries of the pull-through cache (`mirrors:`, `--proxy`); empty: none. */
+  mirrors: UpstreamConfig[];
+  /**
+   * Read-only mode (maintenance, migration): pulls work, every write is
+   * refused as the reference registry refuses it, and GC does not run.
+   */
+  readOnly: boolean;
+  /** Set when the config file was the reference registry's (version 0.1): what was mapped and ignored. */
+  reference?: ReferenceConfigResult & { file: string };
+  /** Webhook endpoints for registry events (src/events/); none: no events at all. */
+  notifications?: NotificationsConfig;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -64,6 +83,8 @@ export const DEFAULT_CONFIG: Config = {
   data: './data',
   logLevel: 'info',
   deletes: true,
+  readOnly: false,
+  ui: true,
   gc: {
     enabled: true,
     interval: 10 * 60_000,
@@ -84,34 +105,8 @@ export const DEFAULT_CONFIG: Config = {
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
   policies: [],
+  mirrors: [],
 };
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-/** Parses `0`, `90s`, `30m`, `1h`, `2d` (or a bare number of seconds) into milliseconds. */
-export function parseDuration(value: string | number, what = 'duration'): number {
-  if (typeof value === 'number') return value * 1000;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!m) throw new ConfigError(`invalid ${what} "${value}": use a number with ms, s, m, h or d (e.g. 30m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-export function parseBoolean(value: string | boolean, what: string): boolean {
-  if (typeof value === 'boolean') return value;
-  if (/^(1|true|yes|on)$/i.test(value)) return true;
-  if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw new ConfigError(`invalid ${what} "${value}": use true or false`);
-}
-
-export function parseAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`invalid address "${addr}": use HOST:PORT, e.g. 0.0.0.0:5000`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
 
 function checkLogLevel(level: string): LogLevel {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`invalid log level "${level}": one of ${LOG_LEVELS.join(', ')}`);
@@ -134,6 +129,7 @@ export interface ConfigOverrides extends SecurityOverrides {
   metadata?: string;
   logLevel?: string;
   deletes?: boolean;
+  readOnly?: boolean;
   storage?: string;
   s3Endpoint?: string;
   auditLog?: string;
@@ -141,6 +137,12 @@ export interface ConfigOverrides extends SecurityOverrides {
   idleTimeout?: string;
   connectionsPerClient?: string;
   uploadSessionsPerUser?: string;
+  /** `--notify URL`, repeatable: endpoints with the default settings. */
+  notify?: string[];
+  /** `--no-notify-pulls`: record no pull events. */
+  notifyPulls?: boolean;
+  /** `--proxy URL`: mirror this upstream (every name, unchanged). */
+  proxy?: string;
 }
 
 /** A whole number of a flag or variable (limits): 0 and up. */
@@ -165,7 +167,7 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
   if (file) {
-    applyFile(config, file);
+    applyFile(config, file, env);
     config.configFile = resolve(file);
   }
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
@@ -173,6 +175,8 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
   if (env.BERTH_LOG_LEVEL) config.logLevel = checkLogLevel(env.BERTH_LOG_LEVEL);
   if (env.BERTH_DELETES) config.deletes = parseBoolean(env.BERTH_DELETES, 'BERTH_DELETES');
+  if (env.BERTH_READ_ONLY) config.readOnly = parseBoolean(env.BERTH_READ_ONLY, 'BERTH_READ_ONLY');
+  if (env.BERTH_UI) config.ui = parseBoolean(env.BERTH_UI, 'BERTH_UI');
   if (env.BERTH_GC_ENABLED) config.gc.enabled = parseBoolean(env.BERTH_GC_ENABLED, 'BERTH_GC_ENABLED');
   if (env.BERTH_STORAGE) config.storage.url = env.BERTH_STORAGE;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -182,16 +186,35 @@ export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = proc
   if (flags.metadata) config.metadata = checkMetadata(flags.metadata);
   if (flags.logLevel) config.logLevel = checkLogLevel(flags.logLevel);
   if (flags.deletes !== undefined) config.deletes = flags.deletes;
+  if (flags.readOnly) config.readOnly = true;
   applySecurityOverrides(config, flags, env);
   applyLimitOverrides(config, flags, env);
   const audit = flags.auditLog ?? env.BERTH_AUDIT_LOG;
   if (audit) config.auditLog = audit;
+  const proxy = flags.proxy ?? env.BERTH_PROXY;
+  if (proxy) {
+    // The flag's upstream replaces a default mirror of the file; prefixed ones stay.
+    config.mirrors = [...config.mirrors.filter((m) => m.prefix !== ''), mirrorFromFlag(proxy, env)];
+    checkPrefixes(config.mirrors);
+  }
   if (flags.storage) config.storage.url = flags.storage;
   if (flags.s3Endpoint) config.storage.endpoint = flags.s3Endpoint;
+  applyNotifyOverrides(config, flags);
   parseAddr(config.addr);
   checkStorage(config.storage);
+  checkRedirect(config);
   config.data = resolve(config.data);
   return config;
+}
+
+/** `--notify URL` (repeatable) adds endpoints to those of the config file; `--no-notify-pulls` turns pull events off. */
+function applyNotifyOverrides(config: Config, flags: ConfigOverrides): void {
+  for (const url of flags.notify ?? []) {
+    const n = (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS));
+    const e = notifyEndpoint(url);
+    if (!n.endpoints.some((x) => x.name === e.name)) n.endpoints.push(e);
+  }
+  if (flags.notifyPulls === false && config.notifications) config.notifications.pulls = false;
 }
 
 /** The YAML parser, loaded only when there is a config file to read (~9 MiB of memory otherwise spent for nothing). */
@@ -199,7 +222,7 @@ function loadYaml(): typeof import('yaml') {
   return createRequire(import.meta.url)('yaml') as typeof import('yaml');
 }
 
-function applyFile(config: Config, file: string): void {
+function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = process.env): void {
   let doc: unknown;
   try {
     doc = loadYaml().parse(readFileSync(file, 'utf8'));
@@ -209,12 +232,18 @@ function applyFile(config: Config, file: string): void {
   if (doc === null || doc === undefined) return;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${file} must be a YAML mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'gc', 'auth', 'tls', 'proxy', 'limits', 'policies']);
+  if (isReferenceConfig(d)) {
+    config.reference = { ...applyReferenceConfig(config, d, file), file };
+    return;
+  }
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui', 'mirrors', 'notifications', 'policies']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
   if (d.metadata !== undefined) config.metadata = checkMetadata(String(d.metadata));
   if (d.deletes !== undefined) config.deletes = parseBoolean(d.deletes as string, 'deletes');
+  if (d.readOnly !== undefined) config.readOnly = parseBoolean(d.readOnly as string, 'readOnly');
+  if (d.ui !== undefined) config.ui = parseBoolean(d.ui as string, 'ui');
   const log = d.log as Record<string, unknown> | undefined;
   if (log?.level !== undefined) config.logLevel = checkLogLevel(String(log.level));
   if (log?.audit !== undefined && log.audit !== null && log.audit !== '') config.auditLog = String(log.audit);
@@ -236,6 +265,9 @@ function applyFile(config: Config, file: string): void {
     if (st.pathStyle !== undefined) config.storage.pathStyle = parseBoolean(st.pathStyle as string, 'storage.pathStyle');
     if (st.partSize !== undefined) config.storage.partSize = parseSize(st.partSize as string, 'storage.partSize');
     if (st.redirect !== undefined) config.storage.redirect = parseBoolean(st.redirect as string, 'storage.redirect');
+    // The reference registry's spelling, accepted here too.
+    const readonly = (st.maintenance as { readonly?: { enabled?: unknown } } | undefined)?.readonly?.enabled;
+    if (readonly !== undefined) config.readOnly = parseBoolean(readonly as string, 'storage.maintenance.readonly.enabled');
   }
   applySecurityFile(config, d);
   try {
@@ -244,6 +276,8 @@ function applyFile(config: Config, file: string): void {
     if (e instanceof ConfigError) throw new ConfigError(`config file ${file}: ${e.message}`);
     throw e;
   }
+  if (d.notifications !== undefined && d.notifications !== null) parseNotifications(d.notifications, (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS)));
+  if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors, env);
 }
 
 /** Parses `16MiB`, `8M`, `5242880` (bytes) into bytes. */
@@ -260,6 +294,26 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
   if (!m) throw new ConfigError(`invalid storage "${url}": use s3://BUCKET/PREFIX, or leave it unset for the data directory`);
   return { bucket: m[1]!, prefix: m[2] ?? '' };
+}
+
+/** The longest a pre-signed blob URL stays valid, seconds. */
+const REDIRECT_EXPIRY_MAX = 15 * 60;
+
+/**
+ * How long a redirected pull's pre-signed URL stays valid: at most the blob
+ * grace period. The GET that hands out the URL renews the blob's grace, so
+ * GC keeps its bytes at least that long, and the URL never outlives them.
+ */
+export function redirectExpiry(config: Config): number {
+  return Math.min(REDIRECT_EXPIRY_MAX, Math.floor(config.gc.blobGrace / 1000));
+}
+
+function checkRedirect(config: Config): void {
+  if (config.storage.redirect && redirectExpiry(config) < 1) {
+    throw new ConfigError(
+      'storage.redirect needs gc.blobGrace of at least 1s: a pre-signed URL is valid for at most the blob grace period, so that GC never deletes bytes a URL still points at',
+    );
+  }
 }
 
 function checkStorage(storage: StorageConfig): void {

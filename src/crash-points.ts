@@ -8,7 +8,8 @@ export type CrashPoint =
   | 'commit-after-rename' // blob bytes in place, metadata not yet committed
   | 'commit-after-metadata' // committed, 201 not yet sent
   | 'gc-after-mark' // blob marked as being deleted, bytes still there
-  | 'gc-after-delete-bytes'; // bytes deleted, metadata row not yet removed
+  | 'gc-after-delete-bytes' // bytes deleted, metadata row not yet removed
+  | 'import-after-blob-bytes'; // berth import: blob object stored, metadata not yet committed
 
 const armed = process.env.BERTH_CRASH_AT;
 

@@ -26,6 +26,8 @@ export type PausePoint =
   | 'commit-after-metadata' // blob committed in metadata, 201 not yet sent
   | 'manifest-before-put' // manifest parsed, metadata transaction not yet started
   | 'pull-between-ranges' // S3 blob GET: one range sent, the next not yet read
+  | 'events-before-send' // events: a batch claimed (its changes committed), not yet sent
+  | 'pull-through-after-miss' // cached repository: blob not found locally, no fetch joined or started yet
   // Lifecycle
   | 'gc-after-candidates' // GC listed candidates, claims not yet made
   | 'gc-after-claim' // GC marked a blob deleting, bytes not yet deleted

@@ -2,13 +2,18 @@
  * Who is asking: the credentials of a request's Authorization header (Basic
  * against the htpasswd file, Bearer against the token verifier), or nobody.
  * Successful Basic checks are cached briefly by the hash of the header (bcrypt
- * is slow on purpose); failures are not cached but rate limited per
- * (client address, user).
+ * is slow on purpose) and for as long as the htpasswd file is unchanged;
+ * identical headers arriving while one is being checked share that check.
+ * Failures are not cached but rate limited (login-limiter.ts), each password
+ * check counted as it starts; checks run under a concurrency bound
+ * (password-checks.ts).
  */
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Htpasswd } from './htpasswd.js';
+import type { LoginEvents } from './login-events.js';
 import type { LoginLimiter } from './login-limiter.js';
+import { PasswordChecksBusy, type PasswordChecks } from './password-checks.js';
 import { TokenError, type TokenService, type VerifiedToken } from './tokens.js';
 
 export type Principal = { kind: 'anonymous' } | { kind: 'user'; name: string } | { kind: 'token'; token: VerifiedToken };
@@ -16,7 +21,8 @@ export type Principal = { kind: 'anonymous' } | { kind: 'user'; name: string } |
 export type AuthFailure =
   | { failure: 'credentials'; message: string }
   | { failure: 'token'; message: string }
-  | { failure: 'rate'; retryAfter: number };
+  /** Too many failed logins, or too many password checks at once: 429 with Retry-After. */
+  | { failure: 'rate'; retryAfter: number; message: string };
 
 const BASIC_CACHE_MS = 30_000;
 const CACHE_MAX = 10_000;
@@ -24,11 +30,14 @@ const ANONYMOUS: Principal = { kind: 'anonymous' };
 
 export class Authenticator {
   private readonly basicCache = new Map<string, { name: string; generation: number; until: number }>();
+  private readonly inFlight = new Map<string, Promise<Principal | AuthFailure>>();
 
   constructor(
     private readonly htpasswd: Htpasswd | undefined,
     private readonly tokens: TokenService | undefined,
     private readonly limiter: LoginLimiter,
+    private readonly checks: PasswordChecks,
+    private readonly events: LoginEvents,
   ) {}
 
   /** The principal, or why the credentials were refused. */
@@ -67,16 +76,44 @@ export class Authenticator {
     if (colon <= 0) return { failure: 'credentials', message: 'malformed basic credentials' };
     const name = decoded.slice(0, colon);
     const password = decoded.slice(colon + 1);
-    const client = req.ip;
-    const wait = this.limiter.retryAfter(client, name, now);
-    if (wait > 0) return { failure: 'rate', retryAfter: wait };
-    if (!(await this.htpasswd.verify(name, password))) {
-      this.limiter.failed(client, name);
+    // A socket already gone has no address: such requests share one key.
+    const client = req.ip ?? 'unknown';
+    // Identical headers from one client (a client's parallel requests) share one check and count once.
+    const flight = `${client}\n${key}`;
+    const pending = this.inFlight.get(flight);
+    if (pending) return pending;
+    const check = this.check(client, name, password, key);
+    this.inFlight.set(flight, check);
+    try {
+      return await check;
+    } finally {
+      this.inFlight.delete(flight);
+    }
+  }
+
+  private async check(client: string, name: string, password: string, key: string): Promise<Principal | AuthFailure> {
+    const admission = this.limiter.begin(client, name);
+    if (!admission.admitted) {
+      if (admission.first) this.events.lockedOut(name, client, admission.by, admission.retryAfter);
+      return { failure: 'rate', retryAfter: admission.retryAfter, message: 'too many failed logins; try again later' };
+    }
+    const generation = this.htpasswd!.generation;
+    let ok: boolean;
+    try {
+      ok = await this.checks.run(() => this.htpasswd!.verify(name, password));
+    } catch (e) {
+      admission.attempt.cancelled();
+      if (e instanceof PasswordChecksBusy) return { failure: 'rate', retryAfter: 1, message: 'too many logins in progress; try again shortly' };
+      throw e;
+    }
+    if (!ok) {
+      this.events.failed(name, client);
       return { failure: 'credentials', message: 'invalid username or password' };
     }
-    this.limiter.succeeded(client, name);
+    admission.attempt.succeeded();
     if (this.basicCache.size >= CACHE_MAX) this.basicCache.clear();
-    this.basicCache.set(key, { name, generation: this.htpasswd.generation, until: now + BASIC_CACHE_MS });
+    // The generation the check ran against: a file changed meanwhile invalidates it at once.
+    this.basicCache.set(key, { name, generation, until: Date.now() + BASIC_CACHE_MS });
     return { kind: 'user', name };
   }
 

@@ -5,7 +5,8 @@
  * token signing key, TLS keys, password hashes) are only ever named by file
  * or given in the environment, never on the command line.
  */
-import { ConfigError, parseBoolean, parseDuration } from '../config.js';
+import { availableParallelism } from 'node:os';
+import { ConfigError, parseAddr, parseBoolean, parseDuration } from '../config-values.js';
 
 export type Action = 'pull' | 'push' | 'delete';
 export const ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
@@ -31,7 +32,12 @@ export interface TrustedIssuerConfig {
 export interface TokenConfig {
   /** Berth's own token endpoint (/auth/token). */
   enabled: boolean;
-  /** Realm advertised in challenges; default: <scheme>://<host>/auth/token of the request. */
+  /**
+   * Realm advertised in challenges. Unset: loopback clients are sent to
+   * <scheme>://<Host>/auth/token of their request, other clients get a Basic
+   * challenge (a realm built from a request header could send their
+   * credentials elsewhere).
+   */
   realm?: string;
   /** The `service` (and token audience). */
   service: string;
@@ -53,15 +59,21 @@ export interface AuthConfig {
   /** Who may read /metrics: admins (default) or anyone. */
   metrics: 'admin' | 'public';
   token: TokenConfig;
-  /** Failed logins per (client address, user) before 429; each decays with `failedLoginDecay`. */
+  /** Login attempts per (client address, user) before 429; each decays with `failedLoginDecay`. */
   failedLogins: number;
+  /** Login attempts per client address (IPv6: per /64), whatever the user names, before 429. */
+  failedLoginsPerAddress: number;
   failedLoginDecay: number;
+  /** Password checks (bcrypt) running at once. */
+  passwordChecks: number;
+  /** Password checks waiting for a slot; beyond, logins get 429 (Retry-After: 1). */
+  passwordCheckQueue: number;
 }
 
 export interface TlsConfig {
   cert: string;
   key: string;
-  /** An extra plain-HTTP listener (loopback, or behind a proxy), HOST:PORT. */
+  /** An extra plain-HTTP listener, HOST:PORT on a loopback address (passwords must not cross a network in clear). */
   plainAddr?: string;
   /** Strict-Transport-Security max-age in seconds; 0 turns the header off. */
   hstsMaxAge: number;
@@ -104,7 +116,11 @@ export function defaultAuth(): AuthConfig {
     metrics: 'admin',
     token: { enabled: true, service: 'berth', issuer: 'berth', ttl: 5 * 60_000, trusted: [] },
     failedLogins: 10,
+    failedLoginsPerAddress: 30,
     failedLoginDecay: 60_000,
+    // bcrypt takes a core per check: leave one to the event loop.
+    passwordChecks: Math.max(1, Math.min(4, availableParallelism() - 1)),
+    passwordCheckQueue: 16,
   };
 }
 
@@ -144,6 +160,38 @@ function positiveInt(value: unknown, what: string): number {
   return n;
 }
 
+function isLoopbackHost(host: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1' || host === 'localhost';
+}
+
+/**
+ * The plain listener beside TLS: on loopback only. Credentials sent to it
+ * cross no network; elsewhere they would travel in clear, which no setting
+ * should make easy (a TLS-terminating proxy on another host talks to the
+ * TLS listener, or runs Berth without `tls:`).
+ */
+function loopbackAddr(addr: string): string {
+  if (!isLoopbackHost(parseAddr(addr).host)) throw new ConfigError(`tls.plainAddr "${addr}" must be a loopback address (127.0.0.1:PORT or [::1]:PORT): passwords sent to it would cross the network in clear`);
+  return addr;
+}
+
+/** A JWKS location: a file, or an https URL (http only on loopback, for tests). */
+function jwksLocation(value: string, what: string): string {
+  if (/^https:\/\//i.test(value)) return value;
+  if (/^http:\/\//i.test(value)) {
+    let host = '';
+    try {
+      host = new URL(value).hostname.replace(/^\[|\]$/g, '');
+    } catch {
+      throw new ConfigError(`${what}: invalid URL "${value}"`);
+    }
+    if (isLoopbackHost(host)) return value;
+    throw new ConfigError(`${what}: a JWKS must be fetched over https (anyone on the path could swap the keys of an http one)`);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new ConfigError(`${what}: a JWKS is an https URL or a file path`);
+  return value;
+}
+
 /** Applies the `auth:`, `tls:`, `proxy:` and `limits:` sections of a config file. */
 export function applySecurityFile(config: SecurityConfig, d: Doc): void {
   if (d.auth !== undefined) config.auth = parseAuth(mapping(d.auth, 'auth'), config.auth ?? defaultAuth());
@@ -151,7 +199,7 @@ export function applySecurityFile(config: SecurityConfig, d: Doc): void {
     const t = mapping(d.tls, 'tls');
     onlyKeys(t, 'tls', ['cert', 'key', 'plainAddr', 'hstsMaxAge']);
     if (typeof t.cert !== 'string' || typeof t.key !== 'string') throw new ConfigError('tls needs cert and key (PEM file paths)');
-    config.tls = { cert: t.cert, key: t.key, plainAddr: t.plainAddr === undefined ? undefined : String(t.plainAddr), hstsMaxAge: t.hstsMaxAge === undefined ? 31_536_000 : positiveInt(t.hstsMaxAge, 'tls.hstsMaxAge') };
+    config.tls = { cert: t.cert, key: t.key, plainAddr: t.plainAddr === undefined ? undefined : loopbackAddr(String(t.plainAddr)), hstsMaxAge: t.hstsMaxAge === undefined ? 31_536_000 : positiveInt(t.hstsMaxAge, 'tls.hstsMaxAge') };
   }
   if (d.proxy !== undefined) {
     const p = mapping(d.proxy, 'proxy');
@@ -171,7 +219,7 @@ export function applySecurityFile(config: SecurityConfig, d: Doc): void {
 }
 
 function parseAuth(a: Doc, auth: AuthConfig): AuthConfig {
-  onlyKeys(a, 'auth', ['htpasswd', 'groups', 'rules', 'admins', 'metrics', 'token', 'failedLogins', 'failedLoginDecay']);
+  onlyKeys(a, 'auth', ['htpasswd', 'groups', 'rules', 'admins', 'metrics', 'token', 'failedLogins', 'failedLoginsPerAddress', 'failedLoginDecay', 'passwordChecks', 'passwordCheckQueue']);
   if (a.htpasswd !== undefined) auth.htpasswd = String(a.htpasswd);
   const groups = mapping(a.groups, 'auth.groups');
   for (const [name, members] of Object.entries(groups)) auth.groups[name] = strings(members, `auth.groups.${name}`);
@@ -205,6 +253,9 @@ function parseAuth(a: Doc, auth: AuthConfig): AuthConfig {
     auth.metrics = a.metrics;
   }
   if (a.failedLogins !== undefined) auth.failedLogins = Math.max(1, positiveInt(a.failedLogins, 'auth.failedLogins'));
+  if (a.failedLoginsPerAddress !== undefined) auth.failedLoginsPerAddress = Math.max(1, positiveInt(a.failedLoginsPerAddress, 'auth.failedLoginsPerAddress'));
+  if (a.passwordChecks !== undefined) auth.passwordChecks = Math.max(1, positiveInt(a.passwordChecks, 'auth.passwordChecks'));
+  if (a.passwordCheckQueue !== undefined) auth.passwordCheckQueue = positiveInt(a.passwordCheckQueue, 'auth.passwordCheckQueue');
   if (a.failedLoginDecay !== undefined) auth.failedLoginDecay = Math.max(1000, parseDuration(a.failedLoginDecay as string, 'auth.failedLoginDecay'));
   if (a.token !== undefined) {
     const t = mapping(a.token, 'auth.token');
@@ -223,7 +274,7 @@ function parseAuth(a: Doc, auth: AuthConfig): AuthConfig {
         onlyKeys(e, what, ['issuer', 'publicKey', 'jwks']);
         if (typeof e.issuer !== 'string' || !e.issuer) throw new ConfigError(`${what} needs an issuer`);
         if ((e.publicKey === undefined) === (e.jwks === undefined)) throw new ConfigError(`${what} needs exactly one of publicKey (PEM file) or jwks (URL or file)`);
-        return { issuer: e.issuer, publicKey: e.publicKey as string | undefined, jwks: e.jwks as string | undefined };
+        return { issuer: e.issuer, publicKey: e.publicKey as string | undefined, jwks: e.jwks === undefined ? undefined : jwksLocation(String(e.jwks), what) };
       });
     }
   }

@@ -7,9 +7,8 @@
  * handler, so it changes nothing.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { RequestAccess } from '../http/handlers/handler.js';
-import type { RouteName } from '../http/routes.js';
 import { RegistryError } from '../registry/errors.js';
+import type { AccessNeed, PullAccess } from './access.js';
 import { isFailure, type AuthFailure, type Authenticator, type Principal } from './authenticator.js';
 import type { Action, AuthConfig } from './config.js';
 import type { Policy } from './rules.js';
@@ -20,26 +19,6 @@ import type { UploadLimiter } from './upload-limiter.js';
 
 const HOST_RE = /^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
 
-type Need = { kind: 'login' } | { kind: 'catalog' } | { kind: 'repository'; action: Action };
-
-function needOf(route: RouteName, method: string): Need {
-  switch (route) {
-    case 'base':
-      return { kind: 'login' };
-    case 'catalog':
-      return { kind: 'catalog' };
-    case 'manifest':
-      return { kind: 'repository', action: method === 'PUT' ? 'push' : method === 'DELETE' ? 'delete' : 'pull' };
-    case 'blob':
-      return { kind: 'repository', action: method === 'DELETE' ? 'delete' : 'pull' };
-    case 'uploadStart':
-    case 'upload':
-      return { kind: 'repository', action: 'push' };
-    default:
-      return { kind: 'repository', action: 'pull' };
-  }
-}
-
 export class Guard {
   constructor(
     private readonly config: AuthConfig,
@@ -48,31 +27,34 @@ export class Guard {
     private readonly uploads: UploadLimiter,
   ) {}
 
-  /** Where clients get tokens: the configured realm, else this server's /auth/token as the client reached it. */
-  realm(req: FastifyRequest): string {
+  /**
+   * Where clients get tokens: the configured realm. Without one, only a
+   * loopback client (as the trusted-proxy rules define the client) is sent to
+   * this server's /auth/token as its own Host header names it; anyone else is
+   * challenged with Basic, so no header of a request can steer credentials to
+   * another host.
+   */
+  realm(req: FastifyRequest): string | undefined {
     if (this.config.token.realm) return this.config.token.realm;
+    if (!this.config.token.enabled || !isLoopback(req)) return undefined;
     const host = HOST_RE.test(req.host) ? req.host : 'localhost';
     return `${req.protocol}://${host}/auth/token`;
   }
 
-  private bearerOffered(): boolean {
-    return this.config.token.enabled || this.config.token.realm !== undefined;
-  }
-
   unauthorized(req: FastifyRequest, message: string, scope?: string, error?: 'invalid_token' | 'insufficient_scope'): RegistryError {
-    const challenge = this.bearerOffered() ? bearerChallenge(this.realm(req), this.config.token.service, scope, error) : BASIC_CHALLENGE;
+    const realm = this.realm(req);
+    const challenge = realm !== undefined ? bearerChallenge(realm, this.config.token.service, scope, error) : BASIC_CHALLENGE;
     return new RegistryError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': challenge, 'Cache-Control': 'no-store' } });
   }
 
   failure(req: FastifyRequest, f: AuthFailure, scope?: string): RegistryError {
     if (f.failure === 'rate') {
-      return new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'Retry-After': String(f.retryAfter) } });
+      return new RegistryError('TOOMANYREQUESTS', f.message, { headers: { 'Retry-After': String(f.retryAfter) } });
     }
     return this.unauthorized(req, f.message, scope, f.failure === 'token' ? 'invalid_token' : undefined);
   }
 
-  async authorize(req: FastifyRequest, reply: FastifyReply, route: RouteName, repository: string, query: URLSearchParams): Promise<RequestAccess> {
-    const need = needOf(route, req.method);
+  async authorize(req: FastifyRequest, reply: FastifyReply, need: AccessNeed, repository: string): Promise<PullAccess> {
     const scope =
       need.kind === 'repository' ? `repository:${repository}:${need.action === 'push' ? 'pull,push' : need.action}` : need.kind === 'catalog' ? 'registry:catalog:*' : undefined;
     const p = await this.authn.authenticate(req);
@@ -82,6 +64,9 @@ export class Guard {
 
     if (need.kind === 'login') {
       if (p.kind === 'anonymous') throw this.unauthorized(req, 'authentication required');
+      // Berth's anonymous token proves no identity: it opens /v2/ only where
+      // anonymous callers may do something at all.
+      if (p.kind === 'token' && p.token.own && subject === null && !this.policy.hasAnonymousRules) throw this.unauthorized(req, 'authentication required');
       return this.access(p);
     }
     if (need.kind === 'catalog') {
@@ -108,17 +93,32 @@ export class Guard {
       }
       throw this.unauthorized(req, 'the token does not grant this access', scope, 'insufficient_scope');
     }
-    if (route === 'uploadStart' || (route === 'upload' && (req.method === 'PATCH' || req.method === 'PUT'))) {
-      this.uploads.acquire(`${req.ip}\n${subject ?? (p.kind === 'token' ? p.token.subject : '')}`, reply.raw);
-    }
-    return route === 'uploadStart' && query.has('from') ? this.access(p) : ALLOW_ALL_LISTED;
+    if (need.upload) this.uploads.acquire(`${req.ip}\n${subject ?? (p.kind === 'token' ? p.token.subject : '')}`, reply.raw);
+    // What the caller may pull: a mount links a blob only from such a repository.
+    return this.access(p);
   }
 
   /** What a principal may pull, for a mount's source repository (and an external token's catalog). */
-  private access(p: Principal): RequestAccess {
+  private access(p: Principal): PullAccess {
     if (p.kind === 'token') return { canPull: (r) => tokenGrants(p.token, 'repository', r, 'pull') };
     const subject = p.kind === 'user' ? p.name : null;
     return { canPull: (r) => this.policy.can(subject, r, 'pull') };
+  }
+
+  /**
+   * Who is asking and what they may do, for the console (src/console/): the
+   * rules of a user or of a Berth-issued token's subject, an external token's
+   * grants. Refused credentials come back as the failure, for the caller to answer.
+   */
+  async caller(req: FastifyRequest): Promise<{ name: string | null; can(repository: string, action: Action): boolean } | AuthFailure> {
+    const p = await this.authn.authenticate(req);
+    if (isFailure(p)) return p;
+    if (p.kind === 'token' && !p.token.own) {
+      const token = p.token;
+      return { name: token.subject || null, can: (r, a) => tokenGrants(token, 'repository', r, a) };
+    }
+    const subject = p.kind === 'user' ? p.name : p.kind === 'token' && p.token.subject ? p.token.subject : null;
+    return { name: subject, can: (r, a) => this.policy.can(subject, r, a) };
   }
 
   /** Checks an admin request (/admin/*, /metrics): admins only, or loopback when no admin is configured. */
@@ -139,9 +139,6 @@ export class Guard {
   }
 }
 
-const ALLOW_ALL_LISTED: RequestAccess = { canPull: () => true };
-
 function denied(repository: string, action: string): RegistryError {
   return new RegistryError('DENIED', undefined, { detail: { repository, action } });
 }
-

@@ -7,6 +7,11 @@ import type { FastifyRequest } from 'fastify';
  * not trust): a proxy on this machine relaying a remote client is not local.
  */
 export function isLoopback(req: FastifyRequest): boolean {
-  const addr = req.ip ?? '';
+  return isLoopbackAddress(req.ip);
+}
+
+/** Whether an address (IPv4, IPv6 or IPv4-mapped) is on this machine; undefined (a socket already gone) is not. */
+export function isLoopbackAddress(addr: string | undefined): boolean {
+  if (addr === undefined) return false;
   return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
 }

@@ -37,24 +37,35 @@ export class Security {
       };
       return new Security(undefined, transport, undefined, loopbackOnly, undefined, trusted);
     }
-    // The enforcing side (jose, bcryptjs) loads only when auth is on: an
+    // The enforcing side (jose, bcrypt) loads only when auth is on: an
     // open registry does not carry ~10 MiB of code it never runs.
-    const [{ Authenticator }, { Guard }, { Htpasswd }, { LoginLimiter }, { Policy }, { tokenRoutes }, { loadSigningKey, TokenService }, { UploadLimiter }] =
+    const [{ Authenticator }, { Guard }, { Htpasswd }, { LoginEvents }, { LoginLimiter }, { PasswordChecks }, { Policy }, { tokenRoutes }, { loadSigningKey, TokenService }, { UploadLimiter }] =
       await Promise.all([
         import('./authenticator.js'),
         import('./guard.js'),
         import('./htpasswd.js'),
+        import('./login-events.js'),
         import('./login-limiter.js'),
+        import('./password-checks.js'),
         import('./rules.js'),
         import('./token-endpoint.js'),
         import('./tokens.js'),
         import('./upload-limiter.js'),
       ]);
+    if (auth.token.enabled && !auth.token.realm) {
+      logger.warn({}, 'auth.token.realm is not set: clients other than loopback get a Basic challenge instead of a token realm');
+    }
     const htpasswd = auth.htpasswd ? new Htpasswd(auth.htpasswd, logger) : undefined;
     const signingKey = auth.token.enabled ? await loadSigningKey(auth.token, config.data) : undefined;
     const tokens = await new TokenService(auth.token, signingKey).init();
     const policy = new Policy(auth);
-    const authn = new Authenticator(htpasswd, tokens, new LoginLimiter(auth.failedLogins, auth.failedLoginDecay));
+    const authn = new Authenticator(
+      htpasswd,
+      tokens,
+      new LoginLimiter(auth.failedLogins, auth.failedLoginsPerAddress, auth.failedLoginDecay),
+      new PasswordChecks(auth.passwordChecks, auth.passwordCheckQueue),
+      new LoginEvents(logger),
+    );
     const guard = new Guard(auth, policy, authn, new UploadLimiter(config.limits.uploadsPerClient));
     const routes = auth.token.enabled ? tokenRoutes(auth, policy, authn, tokens) : undefined;
     const adminCheck: AdminCheck = (req) => guard.authorizeAdmin(req);

@@ -7,13 +7,12 @@
  * verification key.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { readLimited } from '../http/request-body.js';
 import { RegistryError } from '../registry/errors.js';
 import { isValidRepositoryName } from '../registry/reference.js';
 import { isFailure, type Authenticator } from './authenticator.js';
 import { ACTIONS, type AuthConfig } from './config.js';
 import type { Policy } from './rules.js';
-import { BASIC_CHALLENGE, parseScope, type ResourceAccess } from './scope.js';
+import { BASIC_CHALLENGE, formatScope, parseScope, type ResourceAccess } from './scope.js';
 import type { TokenService } from './tokens.js';
 
 const MAX_SCOPES = 32;
@@ -48,7 +47,7 @@ export function tokenRoutes(config: AuthConfig, policy: Policy, authn: Authentic
     if (header !== undefined) {
       const p = await authn.checkHeader(req, header);
       if (isFailure(p)) {
-        if (p.failure === 'rate') throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'Retry-After': String(p.retryAfter), ...NO_STORE } });
+        if (p.failure === 'rate') throw new RegistryError('TOOMANYREQUESTS', p.message, { headers: { 'Retry-After': String(p.retryAfter), ...NO_STORE } });
         throw new RegistryError('UNAUTHORIZED', p.message, { headers: { 'WWW-Authenticate': BASIC_CHALLENGE, ...NO_STORE } });
       }
       if (p.kind === 'user') subject = p.name;
@@ -81,29 +80,32 @@ export function tokenRoutes(config: AuthConfig, policy: Policy, authn: Authentic
    * the only grant.
    */
   async function oauthHandler(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    let form: URLSearchParams;
-    try {
-      form = new URLSearchParams((await readLimited(req.raw, MAX_FORM_BYTES)).toString('utf8'));
-    } catch {
-      throw new RegistryError('UNSUPPORTED', 'the token request form is malformed or too large', { status: 400, headers: NO_STORE });
-    }
+    // Parsed by the form parser registered below; another content type leaves no body.
+    if (typeof req.body !== 'string') throw new RegistryError('UNSUPPORTED', 'the token request must be a form (application/x-www-form-urlencoded)', { status: 400, headers: NO_STORE });
+    const form = new URLSearchParams(req.body);
     checkService(form.get('service'));
     if (form.get('grant_type') !== 'password') throw new RegistryError('UNSUPPORTED', 'unsupported grant_type: only password', { status: 400, headers: NO_STORE });
     const username = form.get('username') ?? '';
     const header = username === '' ? undefined : `Basic ${Buffer.from(`${username}:${form.get('password') ?? ''}`).toString('base64')}`;
     const subject = await subjectOf(req, header);
     const scopes = form.getAll('scope').flatMap((s) => s.split(' '));
-    const issued = await tokens.issue(subject ?? '', grant(subject, scopes));
+    const granted = grant(subject, scopes);
+    const issued = await tokens.issue(subject ?? '', granted);
+    // OAuth2: `scope` is what was granted, which may be less than what was asked.
     reply
       .code(200)
       .headers(NO_STORE)
       .type('application/json')
-      .send(JSON.stringify({ access_token: issued.token, token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt, scope: scopes.join(' ') }));
+      .send(JSON.stringify({ access_token: issued.token, token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt, scope: granted.map(formatScope).join(' ') }));
   }
 
   return (app: FastifyInstance) => {
     app.get('/auth/token', handler);
-    app.post('/auth/token', oauthHandler);
+    // In a scope of its own: the form parser (Fastify's, bounded) serves only this route.
+    void app.register(async (scope) => {
+      scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_req, body, done) => done(null, body));
+      scope.post('/auth/token', oauthHandler);
+    });
     app.get('/auth/jwks.json', async (_req, reply) => reply.code(200).type('application/json').send(JSON.stringify(await tokens.jwks())));
   };
 }

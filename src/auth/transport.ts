@@ -7,7 +7,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { parseAddr } from '../config.js';
+import { parseAddr } from '../config-values.js';
 import type { Logger } from '../log.js';
 import type { LimitsConfig, TlsConfig } from './config.js';
 

@@ -1,6 +1,6 @@
 /** `berth gc` and `berth fsck`: lifecycle commands run beside (or without) a running server. */
 import { openBackends } from '../backends.js';
-import { loadConfig, parseDuration, type ConfigOverrides } from '../config.js';
+import { ConfigError, loadConfig, parseDuration, type ConfigOverrides } from '../config.js';
 import { fsck } from '../fsck/fsck.js';
 import { GcService } from '../gc/service.js';
 import { createLogger, type LogLevel } from '../log.js';
@@ -22,6 +22,9 @@ function cliLogger(level: string | undefined) {
 
 export async function gcCommand(flags: GcFlags): Promise<number> {
   const config = loadConfig({ ...flags, logLevel: undefined });
+  if (config.readOnly && !flags.dryRun) {
+    throw new ConfigError('the configuration puts the registry in read-only mode: garbage collection does not run (--dry-run does)');
+  }
   const logger = cliLogger(flags.logLevel);
   const { metadata, storage } = await openBackends(config);
   const gc = new GcService(metadata, storage, config.gc, DEFAULT_REGISTRY_OPTIONS.touchInterval, logger, { current: new Policies(config.policies) });
@@ -84,9 +87,16 @@ export async function fsckCommand(flags: FsckFlags): Promise<number> {
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     } else {
       for (const p of report.problems) {
-        process.stdout.write(`${p.kind} ${p.digest ?? '-'} ${p.key}${p.repaired ? ' (repaired)' : ''}\n`);
+        // An orphan is removed only by a later run that finds it unknown still (invariant 9).
+        const pending = flags.repair && !p.repaired && p.unknownSince !== undefined;
+        const note = p.repaired ? ' (repaired)' : pending ? ` (unknown since ${new Date(p.unknownSince!).toISOString()}: removed by a later --repair run)` : '';
+        process.stdout.write(`${p.kind} ${p.digest ?? '-'} ${p.key}${note}\n`);
       }
-      const state = report.problems.length === 0 ? 'clean' : `${report.problems.length} problems${flags.repair ? ', repaired' : ' (run with --repair to fix)'}`;
+      const repaired = report.problems.filter((p) => p.repaired).length;
+      const state =
+        report.problems.length === 0
+          ? 'clean'
+          : `${report.problems.length} problems${flags.repair ? `, ${repaired} repaired` : ' (run with --repair to fix)'}`;
       process.stdout.write(
         `${state}: ${report.blobsChecked} blobs checked (${formatBytes(report.bytesChecked)} hashed), ` +
           `${report.objectsScanned} stored objects scanned, in ${(report.durationMs / 1000).toFixed(2)} s\n`,

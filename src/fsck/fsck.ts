@@ -5,12 +5,17 @@
  *   upload it again), quarantining corrupt bytes so they are never served;
  * - bytes that no metadata names (a crash between rename and commit, or
  *   between marking and deleting) are orphans: repair removes them.
- * Objects modified in the last `minAge` are left alone: a commit may be
- * between its rename and its metadata transaction.
+ * Removing an orphan is safe by construction (invariant 9): a commit claims
+ * its key in metadata before it writes it, so what a commit is about to name
+ * is known, never an orphan; and an object is removed only when a later run,
+ * at least `minAge` after the run that first found it unknown, finds it
+ * unknown still (candidates are kept in metadata). Objects modified in the
+ * last `minAge` are not even candidates.
  */
 import { digestStream } from '../registry/digester.js';
 import { parseDigest } from '../registry/reference.js';
 import type { Logger } from '../log.js';
+import { pausePoint } from '../pause-points.js';
 import type { MetadataStore } from '../metadata/store.js';
 import { digestOfKey, type BlobStore } from '../storage/blob-store.js';
 
@@ -22,6 +27,11 @@ export interface Problem {
   key: string;
   size?: number;
   repaired: boolean;
+  /**
+   * Orphans: when a run first found the object unknown (ms since the epoch).
+   * Repair removes it only on a later run, `minAge` after this.
+   */
+  unknownSince?: number;
 }
 
 export interface FsckOptions {
@@ -88,21 +98,42 @@ export async function fsck(
   // --min-age 0 protects nothing, even from an object store whose clock (or
   // whole-second timestamps) puts an object slightly in the future.
   const oldEnough = (modifiedAt: number) => options.minAge <= 0 || Date.now() - modifiedAt >= options.minAge;
+  // Candidate times come from the metadata clock (invariant 10): fsck may run on any node.
+  const runStarted = await metadata.now();
+  // Phase one records the orphan; a later run (minAge on) may remove it.
+  const removable = async (candidate: string): Promise<{ since: number; remove: boolean }> => {
+    const since = await metadata.recordOrphanCandidate(candidate, runStarted);
+    return { since, remove: options.repair && since < runStarted && runStarted - since >= options.minAge };
+  };
   for await (const object of storage.listBlobs()) {
     report.objectsScanned++;
     progress('storage', report.objectsScanned);
     const digest = digestOfKey(object.key);
+    await pausePoint('fsck-after-listing');
     if (await metadata.storageKeyKnown(object.key)) continue;
     if (!oldEnough(object.modifiedAt)) continue;
-    if (options.repair) await storage.deleteBlob(object.key);
-    found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: options.repair });
+    const candidate = `blob:${object.key}`;
+    const { since, remove } = await removable(candidate);
+    await pausePoint('fsck-before-remove');
+    if (remove) {
+      await storage.deleteBlob(object.key);
+      await metadata.dropOrphanCandidate(candidate);
+    }
+    found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: remove, unknownSince: since });
   }
   for await (const object of storage.listUploads()) {
     report.objectsScanned++;
     if ((await metadata.uploadExists(object.key)) || !oldEnough(object.modifiedAt)) continue;
-    if (options.repair) await storage.deleteUpload(object.key);
-    found({ kind: 'orphan-upload', key: object.key, size: object.size, repaired: options.repair });
+    const candidate = `upload:${object.key}`;
+    const { since, remove } = await removable(candidate);
+    if (remove) {
+      await storage.deleteUpload(object.key);
+      await metadata.dropOrphanCandidate(candidate);
+    }
+    found({ kind: 'orphan-upload', key: object.key, size: object.size, repaired: remove, unknownSince: since });
   }
+  // Candidates this complete run did not find unknown again start over.
+  await metadata.pruneOrphanCandidates(runStarted);
 
   report.durationMs = Date.now() - started;
   await metadata.recordRun({

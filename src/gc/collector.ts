@@ -149,7 +149,7 @@ class Sweep {
       for (const repository of page.items) {
         const matching = rules.map((r, i) => ({ r, i })).filter(({ r }) => r.matches(repository));
         if (matching.length === 0) continue;
-        const tags = await this.store.listTagDetails(repository);
+        const tags = await this.store.listRetentionTags(repository);
         const verdicts = decideRetention(matching.map(({ r }) => r.retention), tags, this.now, (tag) => policies.isImmutable(repository, tag));
         const guard = policies.writeGuard(repository);
         if (verdicts.length > 0) await pausePoint('retention-after-decision');

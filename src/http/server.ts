@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { isRegistryError, RegistryError } from '../registry/errors.js';
 import { parseRepositoryName } from '../registry/reference.js';
 import type { Registry } from '../registry/registry.js';
+import { accessNeed } from './access-need.js';
 import { deleteBlob, getBlob, headBlob } from './handlers/blobs.js';
 import type { Handler } from './handlers/handler.js';
 import { listCatalog, listReferrers, listTags } from './handlers/listings.js';
@@ -24,6 +25,10 @@ import { matchRoute, originForm, type RouteName } from './routes.js';
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+
+const READ_ONLY = new RegistryError('UNSUPPORTED', 'the registry is in read-only mode (maintenance): only pulls are served', {
+  headers: { Allow: 'GET, HEAD' },
+});
 
 const HANDLERS: Record<RouteName, Partial<Record<string, Handler>>> = {
   base: { GET: async ({ reply }) => void reply.code(200).type('application/json').send('{}'), HEAD: async ({ reply }) => void reply.code(200).send() },
@@ -49,9 +54,11 @@ export interface ServerOptions {
   trustedProxies?: string[];
   /** Time and connection limits, the same whichever server sockets are used. */
   limits: ConnectionLimits;
+  /** Read-only mode: every /v2/ request but GET and HEAD is refused, before auth and before any handler. */
+  readOnly?: boolean;
 }
 
-export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies, limits }: ServerOptions): FastifyInstance {
+export function buildServer({ registry, logger, extraRoutes, guard, serverFactory, trustedProxies, limits, readOnly = false }: ServerOptions): FastifyInstance {
   const app = Fastify({
     ...(serverFactory ? { serverFactory } : {}),
     // Handed to http.createServer, or to the serverFactory, which passes it on.
@@ -130,10 +137,12 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
       if (match.kind === 'method-not-allowed') {
         throw new RegistryError('UNSUPPORTED', `method ${req.method} is not allowed here`, { headers: { Allow: match.allowed.join(', ') } });
       }
+      // As the reference registry in maintenance mode: 405 with Allow: GET, HEAD.
+      if (readOnly && req.method !== 'GET' && req.method !== 'HEAD') throw READ_ONLY;
       const handler = HANDLERS[match.route][req.method]!;
       const repository = match.route === 'base' || match.route === 'catalog' ? '' : parseRepositoryName(match.repository);
       // Auth (off by default): one check before the handler; a refused request reaches no handler.
-      const access = guard === undefined ? undefined : await guard.authorize(req, reply, match.route, repository, query);
+      const access = guard === undefined ? undefined : await guard.authorize(req, reply, accessNeed(match.route, req.method), repository);
       await handler({ req, reply, registry, repository, reference: match.reference, query, access });
     } catch (e) {
       sendError(req, reply, e);

@@ -8,12 +8,17 @@
 import type {
   BlobRecord,
   LifecycleRun,
+  LifecycleRunRecord,
   LifecycleTotals,
   ManifestRecord,
   ManifestRef,
   NewManifest,
   Page,
+  PullCount,
   ReferrerDescriptor,
+  RepositorySummary,
+  StorageTotals,
+  TagDetail,
   UploadRecord,
 } from './store.js';
 
@@ -42,6 +47,7 @@ export function toUpload(row: Row | undefined): UploadRecord | undefined {
     updatedAt: row.updated_at as number,
     ...(row.hash_state ? { hashState: row.hash_state as Buffer } : {}),
     ...(typeof row.owner === 'string' ? { owner: row.owner } : {}),
+    ...(row.committing_key ? { committingKey: row.committing_key as string } : {}),
   };
 }
 
@@ -109,9 +115,71 @@ export function page(items: string[], limit: number): Page {
   return { items: items.slice(0, limit), more: items.length > limit };
 }
 
-/** A tag row with its manifest's digest and subject and its pull time. */
-export function toTagDetail(r: Row): import('./store.js').TagDetail {
-  const detail: import('./store.js').TagDetail = { tag: r.name as string, digest: r.digest as string, pushedAt: Number(r.updated_at) };
+/** Columns: name, tags, manifests, bytes, unique_bytes, last_push. */
+export function toRepositorySummary(row: Row): RepositorySummary {
+  return {
+    name: row.name as string,
+    tags: Number(row.tags),
+    manifests: Number(row.manifests),
+    bytes: Number(row.bytes),
+    uniqueBytes: Number(row.unique_bytes),
+    lastPush: Number(row.last_push),
+  };
+}
+
+/** Columns: tag, updated_at, digest, media_type, artifact_type, size, body, created_at. */
+export function toTagDetail(row: Row): TagDetail {
+  const manifest: TagDetail['manifest'] = {
+    digest: row.digest as string,
+    mediaType: row.media_type as string,
+    size: Number(row.size),
+    body: row.body as Buffer,
+    createdAt: Number(row.created_at),
+  };
+  if (row.artifact_type) manifest.artifactType = row.artifact_type as string;
+  return { tag: row.tag as string, updatedAt: Number(row.updated_at), manifest };
+}
+
+/** One row of the storageTotals query. */
+export function toStorageTotals(row: Row): StorageTotals {
+  const n = (k: string) => Number(row[k] ?? 0);
+  return {
+    blobs: n('blobs'),
+    bytes: n('bytes'),
+    unlinkedBlobs: n('unlinked_blobs'),
+    unlinkedBytes: n('unlinked_bytes'),
+    deletingBlobs: n('deleting_blobs'),
+    queuedBlobs: n('queued_blobs'),
+    untaggedManifests: n('untagged_manifests'),
+    uploads: n('uploads'),
+    uploadBytes: n('upload_bytes'),
+  };
+}
+
+/** Columns of lifecycle_runs. */
+export function toRun(row: Row): LifecycleRunRecord {
+  return {
+    id: Number(row.id),
+    kind: row.kind as LifecycleRun['kind'],
+    trigger: row.trigger as LifecycleRun['trigger'],
+    startedAt: Number(row.started_at),
+    durationMs: Number(row.duration_ms),
+    manifestsDeleted: Number(row.manifests_deleted),
+    blobsDeleted: Number(row.blobs_deleted),
+    bytesReclaimed: Number(row.bytes_reclaimed),
+    uploadsPurged: Number(row.uploads_purged),
+    problems: Number(row.problems),
+  };
+}
+
+/** Columns: name, digest, count, last_pulled. */
+export function toPullCount(row: Row): PullCount {
+  return { repository: row.name as string, digest: row.digest as string, count: Number(row.count), lastPulled: Number(row.last_pulled) };
+}
+
+/** A tag row with its manifest's digest and subject and its pull time (retention, policy/). */
+export function toRetentionTag(r: Row): import('./store.js').RetentionTag {
+  const detail: import('./store.js').RetentionTag = { tag: r.name as string, digest: r.digest as string, pushedAt: Number(r.updated_at) };
   if (r.pulled_at !== null && r.pulled_at !== undefined) detail.pulledAt = Number(r.pulled_at);
   if (r.subject !== null && r.subject !== undefined) detail.subject = r.subject as string;
   return detail;

@@ -36,6 +36,12 @@ export interface UploadRecord {
   hashState?: Buffer;
   /** Who opened the session, with auth on ('' for anonymous); undefined for sessions opened without auth. */
   owner?: string;
+  /**
+   * Set once a commit has claimed the upload (invariant 9): the storage key
+   * that commit is writing. A claimed upload takes no more bytes and no
+   * other commit; it ends with its commit, a cancel, or upload expiry.
+   */
+  committingKey?: string;
 }
 
 /** The principal an upload session is opened for, and the most open sessions it may have (0: no limit). */
@@ -109,7 +115,7 @@ export interface QuotaNamespace {
   repositories: string[];
 }
 
-export interface TagDetail {
+export interface RetentionTag {
   tag: string;
   digest: string;
   /** When the tag was last pushed (pointed at its manifest). */
@@ -159,13 +165,19 @@ export interface MetadataStore {
    * `from` is undefined). Renews the blob's grace period and that of its
    * link into `repository`, atomically with the check (invariant 5).
    */
-  mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined>;
+  mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined>;
+  /**
+   * Up to `limit` repositories the live blob is linked to, in no particular
+   * order (none when it is not live): the candidate sources of a mount
+   * without `from` when the caller may pull only some repositories.
+   */
+  blobRepositories(digest: string, limit: number): Promise<string[]>;
   /**
    * Removes the repository's link to the blob; false when there was none.
    * Refused (DENIED, 409) while a manifest of the repository references the
    * blob: what a manifest references stays whole.
    */
-  unlinkBlob(repository: string, digest: string): Promise<boolean>;
+  unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean>;
 
   // Uploads ------------------------------------------------------------------
   /**
@@ -178,6 +190,20 @@ export interface MetadataStore {
   advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean>;
   deleteUpload(id: string): Promise<boolean>;
   /**
+   * Claims an upload for its one commit before storage is touched
+   * (invariant 9): true for the one caller that finds it unclaimed at
+   * `offset`; false when it is gone, claimed, or has moved. Records the key
+   * the commit will write, so that fsck knows it (and never takes it for an
+   * orphan), and renews the upload, which expires like an abandoned one if
+   * its committer dies.
+   */
+  claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean>;
+  /**
+   * Records an upload that is claimed from the start: a body that arrives
+   * whole (`POST ?digest=`) gets the same protection as a session's commit.
+   */
+  createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void>;
+  /**
    * Ends an upload by recording its bytes as a blob in the repository. When
    * the digest is already live, the existing blob is linked instead and the
    * caller discards its copy ('already-present'). A blob that GC is deleting
@@ -185,7 +211,7 @@ export interface MetadataStore {
    * the replaced object is then the caller's to remove, since the record
    * that named it for GC is gone.
    */
-  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, guard?: WriteGuard): Promise<CommitBlobResult>;
+  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, ev?: EventContext, guard?: WriteGuard): Promise<CommitBlobResult>;
 
   // Manifests and tags -------------------------------------------------------
   findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
@@ -204,15 +230,15 @@ export interface MetadataStore {
    * manifest that is already there renews its grace period, like a new one.
    * Moving an existing tag is refused with the guard's error when it says so.
    */
-  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void>;
+  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void>;
   /**
    * Deletes a manifest and every tag pointing at it; false when unknown.
    * Refused (DENIED, 409) while an index of the repository references it,
    * and with the guard's error when it refuses deleting one of those tags.
    */
-  deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean>;
   /** Deletes a tag; false when unknown. Refused with the guard's error when it says so. */
-  deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean>;
+  deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
   /**
    * A value that changes whenever the repository's tags change (and differs
@@ -257,8 +283,23 @@ export interface MetadataStore {
 
   /** Live blobs in digest order after `after` (fsck). */
   listBlobs(after: string, limit: number): Promise<BlobRecord[]>;
-  /** Whether a blob in any state has its bytes under `key` (fsck: is an object known?). */
+  /**
+   * Whether metadata names `key`: a blob in any state has its bytes there,
+   * or a commit has claimed it (fsck: is an object known?). One statement,
+   * so a commit moving the name from its upload to its blob is seen once.
+   */
   storageKeyKnown(key: string): Promise<boolean>;
+  /**
+   * fsck's first look at an object no metadata names: records it as an
+   * orphan candidate seen at `now` (keeping the first time it was seen) and
+   * returns that first time. An object is removed only when a later run,
+   * at least fsck's minimum age after the first, still finds it unknown.
+   */
+  recordOrphanCandidate(key: string, now: number): Promise<number>;
+  /** Forgets one orphan candidate (removed). */
+  dropOrphanCandidate(key: string): Promise<void>;
+  /** Forgets candidates a complete run did not see again before `seenBefore` (known again, or gone). */
+  pruneOrphanCandidates(seenBefore: number): Promise<void>;
   /** Whether an upload session exists (fsck: is an upload object known?). */
   uploadExists(id: string): Promise<boolean>;
   /**
@@ -279,18 +320,41 @@ export interface MetadataStore {
 
   // Retention ----------------------------------------------------------------
   /** Every tag of the repository, with what retention decides on. */
-  listTagDetails(repository: string): Promise<TagDetail[]>;
+  listRetentionTags(repository: string): Promise<RetentionTag[]>;
   /**
    * Deletes the tag only if it is still exactly as `seen` (same manifest,
    * not pushed or pulled since): a decision taken before a concurrent push
    * or tag never removes what that push made. Refused like deleteTag by the
    * guard. False when the tag changed or is gone.
    */
-  deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean>;
-  /** Records pull times (in batches: one write for many pulls); a time never moves back. */
-  recordPulls(pulls: TagPull[]): Promise<void>;
+  deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean>;
+  /** Records pull times by tag (in batches: one write for many pulls); a time never moves back. */
+  recordTagPulls(pulls: TagPull[]): Promise<void>;
 
   recordRun(run: LifecycleRun): Promise<void>;
+
+  // Event outbox (events/) ----------------------------------------------------
+  // With an outbox configured (the store's `outbox` option), the methods that
+  // change state above write their events in the same transaction as the
+  // change: neither can exist without the other. Without one they write none.
+
+  /** Events that change nothing (pulls): written on their own, not durably. */
+  appendEvents(events: OutboxEvent[]): Promise<void>;
+  /**
+   * Takes the endpoint's delivery lease and returns its oldest pending events
+   * (at most `limit`), or undefined when another owner holds a live lease or
+   * the endpoint is backing off until after `now`. Events older than `maxAge`
+   * ms, or beyond the newest `maxCount`, are dead-lettered first.
+   */
+  claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined>;
+  /** Delivered: the events are removed and the lease released. */
+  ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void>;
+  /** Not delivered: the endpoint backs off until `retryAt`; the events stay pending, in order. */
+  failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void>;
+  /** Pending, failing and dead-lettered events per endpoint. */
+  eventStats(now: number): Promise<EndpointEventStats[]>;
+  /** Moves the endpoint's dead-lettered events back to pending; returns how many. */
+  replayEvents(endpoint: string, now: number): Promise<number>;
   runTotals(): Promise<LifecycleTotals[]>;
 
   /**
@@ -304,6 +368,25 @@ export interface MetadataStore {
    * several nodes share (invariant 10). GC takes its cutoffs from it.
    */
   now(): Promise<number>;
+  // Console queries (read-only; src/console/) ---------------------------------
+
+  /** Every repository with its counts, sizes and last push, by name. */
+  repositorySummaries(): Promise<RepositorySummary[]>;
+  /** Tags with their manifests, in lexical (byte) order strictly after `last`, at most `limit`. */
+  listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }>;
+  /** The tags pointing at a manifest and the indexes of its repository that contain it. */
+  manifestUsage(repository: string, digest: string): Promise<ManifestUsage>;
+  /** What the registry holds in all: blobs, garbage awaiting GC, uploads in flight. */
+  storageTotals(): Promise<StorageTotals>;
+  /** The latest GC and fsck runs, newest first. */
+  listRuns(limit: number): Promise<LifecycleRunRecord[]>;
+  /**
+   * Adds pull counts, batched by the caller (one call per flush, not per
+   * pull). Best effort: counts of a manifest deleted meanwhile are dropped.
+   */
+  recordPulls(pulls: PullCount[]): Promise<void>;
+  /** The pull counts of these manifests of the repository (those pulled at least once). */
+  pullCounts(repository: string, digests: string[]): Promise<PullCount[]>;
 
   close(): Promise<void>;
 }
@@ -335,4 +418,110 @@ export interface LifecycleTotals {
   problems: number;
   durationMs: number;
   lastRunAt: number;
+}
+
+/** Who caused a change, as the events it writes report it (passed from http/ through registry/). */
+export interface EventContext {
+  request?: { id: string; addr: string; host: string; method: string; useragent: string };
+  /** The authenticated user, with auth on. */
+  actor?: string;
+  /** `http://host` or `https://host`: the base of the `url` of event targets. */
+  base?: string;
+}
+
+/** What one event reports (the target of the reference registry's envelope, plus its request). */
+export interface OutboxEvent {
+  action: string;
+  repository: string;
+  digest?: string;
+  mediaType?: string;
+  size?: number;
+  tag?: string;
+  fromRepository?: string;
+  references?: { mediaType: string; digest: string; size: number }[];
+  /** 'blob' or 'manifest': how the target's url is built. */
+  kind?: 'blob' | 'manifest';
+  ctx?: EventContext;
+}
+
+/** A pending event of one endpoint, as the dispatcher delivers it. */
+export interface OutboxRow {
+  seq: number;
+  /** Stable across retries and endpoints: receivers de-duplicate on it. */
+  id: string;
+  createdAt: number;
+  attempts: number;
+  event: OutboxEvent;
+}
+
+export interface EventClaim {
+  limit: number;
+  /** How long the lease holds before another node may take over (a crash mid-delivery). */
+  leaseMs: number;
+  maxAge: number;
+  maxCount: number;
+}
+
+export interface EndpointEventStats {
+  endpoint: string;
+  pending: number;
+  deadLettered: number;
+  /** Consecutive failed deliveries (0 when the last one succeeded). */
+  failures: number;
+  lastError?: string;
+  retryAt?: number;
+  oldestPending?: number;
+}
+
+export interface RepositorySummary {
+  name: string;
+  tags: number;
+  manifests: number;
+  /** Live blobs linked to the repository, each counted once however many manifests share it. */
+  bytes: number;
+  /** The part of `bytes` no other repository links: what deleting the repository would reclaim. */
+  uniqueBytes: number;
+  /** When the repository's newest manifest was first pushed (ms); its creation when it has none. Moving a tag to an older manifest is not a push. */
+  lastPush: number;
+}
+
+export interface TagDetail {
+  tag: string;
+  /** When the tag last moved (ms). */
+  updatedAt: number;
+  manifest: ManifestRecord & { artifactType?: string; createdAt: number };
+}
+
+export interface ManifestUsage {
+  tags: string[];
+  /** Digests of the indexes (in the same repository) that list the manifest. */
+  parents: string[];
+}
+
+export interface StorageTotals {
+  blobs: number;
+  bytes: number;
+  /** Live blobs no repository links any more: GC removes them once their grace period has passed. */
+  unlinkedBlobs: number;
+  unlinkedBytes: number;
+  /** Blobs GC has marked and is deleting. */
+  deletingBlobs: number;
+  /** Blobs whose liveness GC will check again. */
+  queuedBlobs: number;
+  /** Manifests without tag or parent index: GC candidates. */
+  untaggedManifests: number;
+  uploads: number;
+  uploadBytes: number;
+}
+
+export interface LifecycleRunRecord extends LifecycleRun {
+  id: number;
+}
+
+export interface PullCount {
+  repository: string;
+  digest: string;
+  count: number;
+  /** ms */
+  lastPulled: number;
 }

@@ -9,7 +9,7 @@
 import type { MetadataStore, TagPull } from '../metadata/store.js';
 import type { Policies } from './policies.js';
 
-export class PullRecorder {
+export class TagPullRecorder {
   private pending = new Map<string, TagPull>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
@@ -36,7 +36,7 @@ export class PullRecorder {
     this.timer = undefined;
     const batch = [...this.pending.values()];
     this.pending = new Map();
-    this.flushing = this.flushing.then(() => (batch.length > 0 ? this.metadata.recordPulls(batch) : undefined));
+    this.flushing = this.flushing.then(() => (batch.length > 0 ? this.metadata.recordTagPulls(batch) : undefined));
     return this.flushing;
   }
 }

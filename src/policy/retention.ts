@@ -5,12 +5,12 @@
  * exactly as listed (deleteTagIfUnchanged), so a push or tag made meanwhile
  * is never undone by a decision taken before it.
  */
-import type { TagDetail } from '../metadata/store.js';
+import type { RetentionTag } from '../metadata/store.js';
 import { compilePattern } from '../repository-pattern.js';
 import type { RetentionRule } from './config.js';
 
 export interface RetentionVerdict {
-  detail: TagDetail;
+  detail: RetentionTag;
   /** Why no rule keeps it. */
   reason: string;
 }
@@ -24,7 +24,7 @@ export function decidesTags(rule: RetentionRule): boolean {
 const COSIGN_TAG = /^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.[a-z]+$/;
 
 /** The manifest a tag's content refers to (an OCI subject, or cosign's tag scheme), if any. */
-function subjectOf(d: TagDetail): string | undefined {
+function subjectOf(d: RetentionTag): string | undefined {
   if (d.subject) return d.subject;
   const m = COSIGN_TAG.exec(d.tag);
   return m ? `${m[1]}:${m[2]}` : undefined;
@@ -52,7 +52,7 @@ export function duration(ms: number): string {
  * it names a referrer (a signature, an SBOM) of a manifest a kept tag names:
  * referrers follow their subject, never outliving it nor going before it.
  */
-export function decideRetention(rules: RetentionRule[], tags: TagDetail[], now: number, immutable: (tag: string) => boolean): RetentionVerdict[] {
+export function decideRetention(rules: RetentionRule[], tags: RetentionTag[], now: number, immutable: (tag: string) => boolean): RetentionVerdict[] {
   const deciding = rules.filter(decidesTags);
   if (deciding.length === 0) return [];
   const referrers = tags.filter((t) => subjectOf(t) !== undefined);

@@ -1,11 +1,12 @@
 /** Reading and deleting blobs. Existence is answered by metadata alone (invariant 1). */
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobRecord } from '../metadata/store.js';
+import type { BlobRecord, EventContext } from '../metadata/store.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { RegistryError } from './errors.js';
 import type { Digest } from './reference.js';
+import type { CacheOutcome, RemoteBlob } from './pull-through.js';
 
 export class Blobs {
   constructor(private readonly ctx: RegistryContext) {}
@@ -21,6 +22,37 @@ export class Blobs {
     const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     return blob;
+  }
+
+  /**
+   * The blob for a GET: the local one, or, in a repository the pull-through
+   * cache serves, the upstream fetch it joins on a local miss.
+   */
+  async find(repository: string, digest: Digest): Promise<{ blob: BlobRecord } | { remote: RemoteBlob }> {
+    const pullThrough = this.ctx.pullThrough;
+    if (!pullThrough?.serves(repository)) return { blob: await this.stat(repository, digest) };
+    const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
+    if (blob) {
+      pullThrough.hit(repository);
+      return { blob };
+    }
+    const remote = await pullThrough.blob(repository, digest);
+    if (!remote) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
+    return 'storageKey' in remote ? { blob: remote } : { remote };
+  }
+
+  /** The size of a blob for a HEAD: local, or upstream's in a cached repository. */
+  async size(repository: string, digest: Digest): Promise<{ digest: string; size: number; cache?: CacheOutcome }> {
+    const pullThrough = this.ctx.pullThrough;
+    if (!pullThrough?.serves(repository)) return this.stat(repository, digest);
+    const blob = await this.ctx.metadata.statBlob(repository, digest.value, this.ctx.now(), this.ctx.options.touchInterval);
+    if (blob) {
+      pullThrough.hit(repository);
+      return { digest: blob.digest, size: blob.size, cache: 'hit' };
+    }
+    const size = await pullThrough.blobSize(repository, digest);
+    if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
+    return { digest: digest.value, size, cache: 'miss' };
   }
 
   /**
@@ -54,9 +86,14 @@ export class Blobs {
     return storage.presignBlob(blob.storageKey, this.ctx.options.redirectExpiry);
   }
 
-  async delete(repository: string, digest: Digest): Promise<void> {
+  /** A GET or HEAD that found the blob: a pull event, when some endpoint takes pulls. */
+  pulled(repository: string, blob: { digest: string; size?: number }, ev: EventContext): void {
+    this.ctx.pullEvents?.({ action: 'pull', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: 'application/octet-stream', ctx: ev });
+  }
+
+  async delete(repository: string, digest: Digest, ev?: EventContext): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
-    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {
+    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value, ev))) {
       throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     }
   }

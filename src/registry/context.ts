@@ -1,7 +1,8 @@
 /** What every registry operation is written against: the two ports, the options and a clock. */
 import type { Logger } from '../log.js';
-import type { MetadataStore, WriteGuard } from '../metadata/store.js';
+import type { MetadataStore, OutboxEvent, WriteGuard } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { PullThrough } from './pull-through.js';
 
 export interface RegistryOptions {
   /** Whether DELETE of manifests, tags and blobs is allowed. */
@@ -53,7 +54,18 @@ export interface RegistryContext {
    */
   policies?: { current: PolicyDecisions };
   /** Where pulls by tag are reported (for "pulled within" retention); absent: not recorded. */
-  pulls?: { record(repository: string, tag: string): void };
+  tagPulls?: { record(repository: string, tag: string): void };
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
+  /**
+   * Where pull events go (src/events/ batches them into the outbox); absent
+   * when no endpoint takes pulls, so pulls pay nothing.
+   */
+  pullEvents?: (event: OutboxEvent) => void;
+  /** Whether any event endpoint is configured: http/ builds event contexts only then. */
+  events?: boolean;
+  /** Told of every manifest served with its body (a pull), to count pulls (absent: not counted). */
+  pulls?: { record(repository: string, digest: string): void };
+  /** A pull-through cache for repositories it serves (src/proxy/); absent: every repository is hosted. */
+  pullThrough?: PullThrough;
 }

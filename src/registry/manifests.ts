@@ -1,9 +1,11 @@
 /** Manifests: push with validation of everything referenced, pull with content negotiation, delete. */
 import { createHash } from 'node:crypto';
-import type { ManifestRecord } from '../metadata/store.js';
+import type { EventContext, ManifestRecord } from '../metadata/store.js';
+import { manifestReferences } from '../metadata/outbox.js';
 import type { RegistryContext } from './context.js';
 import { RegistryError } from './errors.js';
 import { parseManifest } from './manifest.js';
+import { refuseCachedPush, type CacheOutcome } from './pull-through.js';
 import { manifestKind, MediaType } from './media-types.js';
 import { parseDigest, type ManifestReference } from './reference.js';
 
@@ -15,7 +17,13 @@ export interface PushedManifest {
 export class Manifests {
   constructor(private readonly ctx: RegistryContext) {}
 
-  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined): Promise<PushedManifest> {
+  async put(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined, ev?: EventContext): Promise<PushedManifest> {
+    refuseCachedPush(this.ctx, repository);
+    return this.store(repository, reference, body, contentType, ev);
+  }
+
+  /** Stores a manifest as a push does, without the push checks: how the pull-through cache records what it fetched. */
+  async store(repository: string, reference: ManifestReference, body: Buffer, contentType: string | undefined, ev?: EventContext): Promise<PushedManifest> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`;
     if (reference.kind === 'digest' && reference.digest.value !== digest) {
@@ -39,6 +47,7 @@ export class Manifests {
       },
       reference.kind === 'tag' ? reference.tag : undefined,
       this.ctx.now(),
+      ev,
       this.ctx.policies?.current.writeGuard(repository),
     );
     return { digest, subject: parsed.subject };
@@ -50,15 +59,35 @@ export class Manifests {
    * the linux/amd64 image of it (as Docker's registry does); one that accepts
    * neither gets MANIFEST_UNKNOWN rather than a type it cannot read.
    */
-  async get(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord> {
+  async get(repository: string, reference: ManifestReference, accept: string | undefined, ev?: EventContext): Promise<ManifestRecord & { cache?: CacheOutcome }> {
+    const found = await this.negotiate(repository, reference, accept);
+    if (ev && this.ctx.pullEvents) {
+      this.ctx.pullEvents({
+        action: 'pull',
+        kind: 'manifest',
+        repository,
+        digest: found.digest,
+        mediaType: found.mediaType,
+        size: found.size,
+        tag: reference.kind === 'tag' ? reference.tag : undefined,
+        references: manifestReferences(found.body),
+        ctx: ev,
+      });
+    }
+    return found;
+  }
+
+  private async negotiate(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord & { cache?: CacheOutcome }> {
     const manifest = await this.find(repository, reference);
-    if (reference.kind === 'tag') this.ctx.pulls?.record(repository, reference.tag);
+    if (reference.kind === 'tag') this.ctx.tagPulls?.record(repository, reference.tag);
     const accepted = acceptedTypes(accept);
     if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
     if (reference.kind === 'tag' && manifestKind(manifest.mediaType) === 'index') {
       const child = defaultPlatformChild(manifest.body);
       if (child) {
-        const image = await this.ctx.metadata.findManifestByDigest(repository, child);
+        const image =
+          (await this.ctx.metadata.findManifestByDigest(repository, child)) ??
+          (await this.ctx.pullThrough?.manifest(repository, { kind: 'digest', digest: parseDigest(child) }, undefined));
         if (image && accepted.has(image.mediaType)) return image;
       }
     }
@@ -67,24 +96,34 @@ export class Manifests {
     });
   }
 
-  async delete(repository: string, reference: ManifestReference): Promise<void> {
+  async delete(repository: string, reference: ManifestReference, ev?: EventContext): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
     const now = this.ctx.now();
     const guard = this.ctx.policies?.current.writeGuard(repository);
     const deleted =
       reference.kind === 'tag'
-        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, guard)
-        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, guard);
+        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, ev, guard)
+        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, ev, guard);
     if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN');
   }
 
-  private async find(repository: string, reference: ManifestReference): Promise<ManifestRecord> {
-    const manifest =
+  private async find(repository: string, reference: ManifestReference): Promise<ManifestRecord & { cache?: CacheOutcome }> {
+    let manifest: (ManifestRecord & { cache?: CacheOutcome }) | undefined =
       reference.kind === 'tag'
         ? await this.ctx.metadata.findManifestByTag(repository, reference.tag)
         : // By digest, the answer renews an untagged manifest's grace (invariant 5):
           // clients HEAD the children before pushing an index that references them.
           await this.ctx.metadata.statManifest(repository, reference.digest.value, this.ctx.now(), this.ctx.options.touchInterval);
+    // A cached repository: a miss goes upstream, and a tag may be due for a re-check.
+    const pullThrough = this.ctx.pullThrough;
+    if (pullThrough?.serves(repository)) {
+      if (!manifest || reference.kind === 'tag') manifest = await pullThrough.manifest(repository, reference, manifest);
+      else {
+        // By digest, a cached manifest never needs upstream.
+        pullThrough.hit(repository);
+        manifest = { ...manifest, cache: 'hit' };
+      }
+    }
     if (!manifest) {
       const known = await this.ctx.metadata.repositoryExists(repository);
       throw new RegistryError(known ? 'MANIFEST_UNKNOWN' : 'NAME_UNKNOWN', undefined, {
@@ -119,3 +158,4 @@ function defaultPlatformChild(body: Buffer): string | undefined {
   }
   return undefined;
 }
+

@@ -6,13 +6,15 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlobRecord, CommitBlobResult, UploadRecord } from '../metadata/store.js';
+import type { BlobRecord, CommitBlobResult, EventContext, UploadRecord } from '../metadata/store.js';
 import { crashPoint } from '../crash-points.js';
+import { pausePoint } from '../pause-points.js';
 import { isUploadBytesMissing } from '../storage/blob-store.js';
 import type { RegistryContext } from './context.js';
 import { digestStream, UploadDigests } from './digester.js';
 import { RegistryError } from './errors.js';
 import type { Digest } from './reference.js';
+import { refuseCachedPush } from './pull-through.js';
 
 /** A byte range declared by a chunk's Content-Range (inclusive). */
 export interface ChunkRange {
@@ -33,6 +35,9 @@ interface Appended {
   hashState?: Buffer;
 }
 
+/** How many repositories linking a blob a mount without `from` considers as its source, when the caller may pull only some. */
+export const MOUNT_SOURCES = 100;
+
 /**
  * Who is asking, with auth on: the principal's name ('' for anonymous).
  * Undefined when auth is off, and then sessions belong to nobody.
@@ -48,7 +53,22 @@ export class Uploads {
 
   constructor(private readonly ctx: RegistryContext) {}
 
+  /** The request behind each commit in progress (by upload id), for the event its metadata commit writes. */
+  private readonly eventContexts = new Map<string, EventContext>();
+
+  /** Runs `work` with `ev` as the event context of upload `id`'s commit. */
+  private async withEventContext<T>(id: string, ev: EventContext | undefined, work: () => Promise<T>): Promise<T> {
+    if (!ev) return work();
+    this.eventContexts.set(id, ev);
+    try {
+      return await work();
+    } finally {
+      this.eventContexts.delete(id);
+    }
+  }
+
   async start(repository: string, caller?: Caller): Promise<UploadRecord> {
+    refuseCachedPush(this.ctx, repository);
     const id = randomUUID();
     const now = this.ctx.now();
     const max = this.ctx.options.uploadSessionsPerUser;
@@ -67,9 +87,24 @@ export class Uploads {
     return { id, repository, offset: 0, createdAt: now, updatedAt: now, ...(caller === undefined ? {} : { owner: caller }) };
   }
 
-  /** POST ?mount=&from=: link an existing blob, or fall back to a new upload. */
-  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller): Promise<MountResult> {
-    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, from, this.ctx.now(), this.ctx.policies?.current.writeGuard(repository));
+  /**
+   * POST ?mount=&from=: link an existing blob, or fall back to a new upload.
+   * `canPull` (given when auth is on) says which repositories the caller may
+   * pull: a blob is mounted only from one of them (invariant 11), so the 201
+   * tells nothing about repositories the caller cannot read. Without `from`,
+   * the candidates are the repositories that link the blob, at most
+   * MOUNT_SOURCES of them: a blob linked so widely that none of those is
+   * pullable costs the caller an upload, never a wrong answer.
+   */
+  async mount(repository: string, digest: Digest, from: string | undefined, caller?: Caller, canPull?: (repository: string) => boolean, ev?: EventContext): Promise<MountResult> {
+    refuseCachedPush(this.ctx, repository);
+    let source = from;
+    if (canPull !== undefined) {
+      if (from === undefined) source = (await this.ctx.metadata.blobRepositories(digest.value, MOUNT_SOURCES)).find((r) => canPull(r));
+      else if (!canPull(from)) source = undefined;
+      if (source === undefined) return { mounted: false, upload: await this.start(repository, caller) };
+    }
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now(), ev, this.ctx.policies?.current.writeGuard(repository));
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
   }
@@ -90,6 +125,10 @@ export class Uploads {
   async append(repository: string, id: string, body: UploadBody, caller?: Caller): Promise<UploadRecord> {
     return this.exclusive(id, async () => {
       const upload = await this.status(repository, id, caller);
+      if (upload.committingKey !== undefined) {
+        body.stream.resume();
+        throw beingCommitted(upload);
+      }
       await this.checkRoom(repository, upload.offset + (body.length ?? 0), body);
       const { offset, hashState } = await this.appendBody(upload, body);
       return { ...upload, offset, hashState };
@@ -97,32 +136,65 @@ export class Uploads {
   }
 
   /** PUT ?digest=: append the final chunk if any, verify the digest, make it a blob. */
-  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined, caller?: Caller): Promise<BlobRecord> {
-    return this.exclusive(id, async () => {
+  async finish(repository: string, id: string, digest: Digest, body: UploadBody | undefined, caller?: Caller, ev?: EventContext): Promise<BlobRecord> {
+    return this.exclusive(id, () => this.withEventContext(id, ev, async () => {
       const upload = await this.status(repository, id, caller);
+      if (upload.committingKey !== undefined) {
+        body?.stream.resume();
+        throw beingCommitted(upload);
+      }
+      const key = this.ctx.storage.commitKey(id, digest.value);
       // The upload's only bytes, arriving whole: straight to a blob object.
       if (body && upload.offset === 0 && this.fitsWhole(body)) {
         // No upload object to remove: stores create none until an append,
         // and a failed append at offset 0 removes what it wrote (appendBody).
-        const blob = await this.storeWhole(id, repository, digest, body, true);
+        await this.claim(upload, 0, key).catch((e: unknown) => {
+          body.stream.resume();
+          throw e;
+        });
         this.digests.forget(id);
-        return blob;
+        return this.asClaimed(id, key, () => this.storeWhole(id, key, repository, digest, body));
       }
       const { offset, hashState } = body ? await this.appendBody(upload, body) : upload;
       const checked = await this.verify(id, offset, digest, hashState);
-      return this.commit(id, repository, digest, offset, true, !checked);
-    });
+      await this.claim(upload, offset, key);
+      return this.asClaimed(id, key, () => this.commit(id, key, repository, digest, offset, true, !checked));
+    }));
   }
 
   /** POST ?digest=: the whole blob in one request; no upload session is recorded. */
-  async monolithic(repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
+  async monolithic(repository: string, digest: Digest, body: UploadBody, ev?: EventContext): Promise<BlobRecord> {
+    refuseCachedPush(this.ctx, repository);
+    return this.storeVerified(repository, digest, body, ev);
+  }
+
+  /**
+   * The whole blob from one stream, verified against its digest before it
+   * becomes a blob: a monolithic upload without the push checks, which is
+   * how the pull-through cache stores what it fetched.
+   */
+  async storeVerified(repository: string, digest: Digest, body: UploadBody, ev?: EventContext): Promise<BlobRecord> {
     const id = randomUUID();
+    return this.withEventContext(id, ev, () => this.monolithicAs(id, repository, digest, body));
+  }
+
+  private async monolithicAs(id: string, repository: string, digest: Digest, body: UploadBody): Promise<BlobRecord> {
     const storage = this.ctx.storage;
-    // One request, so the running hash never has to move between processes.
-    if (this.fitsWhole(body)) return this.storeWhole(id, repository, digest, body, false);
-    const hash = createHash('sha256');
-    await storage.createUpload(id);
+    const key = storage.commitKey(id, digest.value);
+    // Recorded as an upload claimed from the start, so that its commit is
+    // protected like a session's (fsck knows its key; an error path deletes
+    // bytes only with metadata's word that nothing names them).
     try {
+      await this.ctx.metadata.createClaimedUpload(id, repository, key, this.ctx.now());
+    } catch (e) {
+      body.stream.resume();
+      throw e;
+    }
+    return this.asClaimed(id, key, async () => {
+      // One request, so the running hash never has to move between processes.
+      if (this.fitsWhole(body)) return this.storeWhole(id, key, repository, digest, body);
+      const hash = createHash('sha256');
+      await storage.createUpload(id);
       const length = await this.receive(id, 0, body, (c) => hash.update(c));
       let checked = true;
       if (digest.algorithm === 'sha256') {
@@ -134,11 +206,8 @@ export class Uploads {
       } else {
         checked = false;
       }
-      return await this.commit(id, repository, digest, length, false, !checked);
-    } catch (e) {
-      await storage.deleteUpload(id).catch(() => {});
-      throw e;
-    }
+      return this.commit(id, key, repository, digest, length, false, !checked);
+    });
   }
 
   async cancel(repository: string, id: string, caller?: Caller): Promise<void> {
@@ -156,25 +225,56 @@ export class Uploads {
     return storage.writeBlob !== undefined && body.length !== undefined && !body.range && body.length <= (storage.maxWholeBlob ?? 0);
   }
 
-  /** A whole body stored as its blob object in one write, verified, then recorded. */
-  private async storeWhole(id: string, repository: string, digest: Digest, body: UploadBody & { length: number }, hasSession: boolean): Promise<BlobRecord> {
+  /**
+   * Claims an upload for its one commit before storage is touched
+   * (invariant 9): a second PUT of the same upload, here or on another
+   * node, is refused instead of writing or deleting the first one's key.
+   */
+  private async claim(upload: UploadRecord, offset: number, key: string): Promise<void> {
+    if (await this.ctx.metadata.claimUpload(upload.id, offset, key, this.ctx.now())) return;
+    const now = await this.ctx.metadata.findUpload(upload.id);
+    if (!now) throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
+    throw beingCommitted(now);
+  }
+
+  /**
+   * Runs a claimed upload's commit. When it fails, the upload ends, and its
+   * object is removed only if metadata confirms nothing names it: ending the
+   * claim (deleting the upload row) succeeds only while no commit has
+   * consumed it, and afterwards none can. When metadata does not say so (the
+   * commit's outcome is uncertain, or metadata is unreachable), the object is
+   * left for fsck, which removes it once it is unknown on two looks.
+   */
+  private async asClaimed<T>(id: string, key: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      this.digests.forget(id);
+      const ended = await this.ctx.metadata.deleteUpload(id).catch(() => false);
+      if (ended) await this.ctx.storage.deleteBlob(key).catch(() => {});
+      else this.ctx.log?.warn({ uploadId: id, key, reason: (e as Error).message }, 'commit failed after its claim was consumed or with its outcome unknown: object left for fsck');
+      await this.ctx.storage.deleteUpload(id).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** A whole body stored as its (claimed) blob object in one write, verified, then recorded. */
+  private async storeWhole(id: string, key: string, repository: string, digest: Digest, body: UploadBody & { length: number }): Promise<BlobRecord> {
     const storage = this.ctx.storage;
     const hash = createHash('sha256');
-    let key: string;
+    await pausePoint('commit-before-storage');
+    let written: string;
     try {
-      key = await storage.writeBlob!(id, digest.value, body.stream, body.length, (c) => hash.update(c));
+      written = await storage.writeBlob!(id, digest.value, body.stream, body.length, (c) => hash.update(c));
     } catch (e) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', 'request body was cut off', { detail: { reason: (e as Error).message } });
     }
-    try {
-      const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, await storage.openBlob(key));
-      if (actual !== digest.hex) throw digestMismatch(digest, actual);
-    } catch (e) {
-      await storage.deleteBlob(key).catch(() => {});
-      throw e;
-    }
+    if (written !== key) throw new Error(`store wrote ${written}, the commit claimed ${key}`);
+    const actual = digest.algorithm === 'sha256' ? hash.digest('hex') : await digestStream(digest.algorithm, await storage.openBlob(key));
+    if (actual !== digest.hex) throw digestMismatch(digest, actual);
     crashPoint('commit-after-rename');
-    return this.record(id, repository, digest, body.length, key, hasSession);
+    await pausePoint('commit-after-storage');
+    return this.record(id, repository, digest, body.length, key);
   }
 
   /**
@@ -335,45 +435,32 @@ export class Uploads {
    * `checkAfter`: the digest is verified by reading the committed object
    * back, which is deleted when it does not match.
    */
-  private async commit(id: string, repository: string, digest: Digest, size: number, hasSession: boolean, checkAfter = false): Promise<BlobRecord> {
+  private async commit(id: string, key: string, repository: string, digest: Digest, size: number, hasSession: boolean, checkAfter = false): Promise<BlobRecord> {
     const storage = this.ctx.storage;
-    let key: string;
+    await pausePoint('commit-before-storage');
+    let written: string;
     try {
-      key = await storage.commitUpload(id, size, digest.value);
+      written = await storage.commitUpload(id, size, digest.value);
     } catch (e) {
       if (hasSession && isUploadBytesMissing(e)) throw await this.bytesLost(id, e);
       throw e;
     }
+    if (written !== key) throw new Error(`store wrote ${written}, the commit claimed ${key}`);
     crashPoint('commit-after-rename');
+    await pausePoint('commit-after-storage');
     this.digests.forget(id);
     if (checkAfter) {
-      let actual: string;
-      try {
-        actual = await digestStream(digest.algorithm, await storage.openBlob(key));
-      } catch (e) {
-        await storage.deleteBlob(key).catch(() => {});
-        throw e;
-      }
-      if (actual !== digest.hex) {
-        await storage.deleteBlob(key).catch(() => {});
-        // The upload's bytes became the object just deleted: the session cannot continue.
-        if (hasSession) await this.ctx.metadata.deleteUpload(id).catch(() => {});
-        throw digestMismatch(digest, actual);
-      }
+      // A mismatch ends the upload (asClaimed): its bytes became the object.
+      const actual = await digestStream(digest.algorithm, await storage.openBlob(key));
+      if (actual !== digest.hex) throw digestMismatch(digest, actual);
     }
-    return this.record(id, repository, digest, size, key, hasSession);
+    return this.record(id, repository, digest, size, key);
   }
 
-  /** Records stored bytes as a blob in metadata (the second half of a commit). */
-  private async record(id: string, repository: string, digest: Digest, size: number, key: string, hasSession: boolean): Promise<BlobRecord> {
+  /** Records stored bytes as a blob in metadata (the second half of a commit), ending the claimed upload. */
+  private async record(id: string, repository: string, digest: Digest, size: number, key: string): Promise<BlobRecord> {
     const now = this.ctx.now();
-    let result: CommitBlobResult;
-    try {
-      result = await this.ctx.metadata.commitBlob(hasSession ? id : undefined, repository, { digest: digest.value, size, storageKey: key }, now, this.ctx.policies?.current.writeGuard(repository));
-    } catch (e) {
-      await this.ctx.storage.deleteBlob(key).catch(() => {});
-      throw e;
-    }
+    const result: CommitBlobResult = await this.ctx.metadata.commitBlob(id, repository, { digest: digest.value, size, storageKey: key }, now, this.eventContexts.get(id), this.ctx.policies?.current.writeGuard(repository));
     crashPoint('commit-after-metadata');
     // Already stored: keep the one copy (content is addressed, stored once).
     if (result.outcome === 'already-present') await this.ctx.storage.deleteBlob(key);
@@ -395,6 +482,10 @@ async function resumeSha256(offset: number, state: Buffer | undefined) {
   else if (state) hash.load(state);
   else throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload has no saved hash state and cannot be continued; start it again');
   return hash;
+}
+
+function beingCommitted(upload: UploadRecord): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_INVALID', 'another request is committing this upload', { status: 416, headers: rangeHeaders(upload) });
 }
 
 function digestMismatch(expected: Digest, actual: string): RegistryError {

@@ -45,6 +45,12 @@ export interface BlobStore {
    */
   commitUpload(uploadId: string, length: number, digest: string): Promise<string>;
   /**
+   * The key `commitUpload` or `writeBlob` will write for this upload and
+   * digest, known before storage is touched: the commit claims it in
+   * metadata first (invariant 9), so fsck never takes it for an orphan.
+   */
+  commitKey(uploadId: string, digest: string): string;
+  /**
    * Optional: stores a whole body of known `length` (at most
    * `maxWholeBlob` bytes) as the upload's blob object in one request, and
    * returns its key; nothing is stored when the stream fails or its length
@@ -79,6 +85,28 @@ export interface BlobStore {
    * (pre-signed, valid `expiresIn` seconds), for redirected pulls.
    */
   presignBlob?(key: string, expiresIn: number): Promise<string>;
+  /**
+   * Optional: makes bytes that already sit in storage outside Berth (another
+   * registry's blob, `berth import`) a blob object under the upload's key
+   * without passing them through the process: a hard link on the same file
+   * system (a copy across file systems), a server-side copy on S3. The
+   * source is left as it was. Resolves undefined when this store cannot
+   * take this kind of source, and the caller streams the bytes instead.
+   * Like commitUpload, the object is durable when it resolves, and nothing
+   * names its key until metadata records it.
+   */
+  importBlob?(uploadId: string, digest: string, source: BlobSource): Promise<ImportedBlob | undefined>;
+}
+
+/** Bytes outside Berth that `importBlob` may take without streaming them. */
+export type BlobSource =
+  | { kind: 'file'; path: string; size: number }
+  | { kind: 's3'; bucket: string; key: string; size: number };
+
+export interface ImportedBlob {
+  key: string;
+  /** How the bytes became Berth's (reported by `berth import`). */
+  method: 'hard-link' | 'copy' | 'server-side-copy';
 }
 
 /** The storage key of a blob committed by a given upload: unique per upload (invariant 3). */

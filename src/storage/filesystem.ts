@@ -6,11 +6,11 @@
  * Commit is fsync + rename within one file system: durable and copy-free.
  */
 import { close, createReadStream, fdatasync, open as openFd, writev, constants as fsc } from 'node:fs';
-import { mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, opendir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { blobKey, UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
+import { blobKey, UploadBytesMissing, type BlobSource, type BlobStore, type ByteRange, type ImportedBlob, type StoredObject } from './blob-store.js';
 import { FileAppender } from './file-appender.js';
 
 const READ_BUFFER = 1024 * 1024;
@@ -32,12 +32,12 @@ export class FilesystemBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly uploadsDir: string;
   private readonly quarantineDir: string;
-  /** Shard directories known to exist (they are never removed). */
-  private readonly knownDirs = new Set<string>();
+  /** Shard directories known to exist, once their entries are durable (they are never removed). */
+  private readonly knownDirs = new Map<string, Promise<void>>();
   /** Open handles of shard directories, to fsync them after renames. */
   private readonly dirHandles = new Map<string, Promise<FileHandle>>();
 
-  constructor(root: string) {
+  constructor(private readonly root: string) {
     this.blobsDir = join(root, 'blobs');
     this.uploadsDir = join(root, 'uploads');
     this.quarantineDir = join(root, 'quarantine');
@@ -129,6 +129,10 @@ export class FilesystemBlobStore implements BlobStore {
     return createReadStream(this.uploadPath(uploadId), { start: 0, end: length - 1, highWaterMark: READ_BUFFER });
   }
 
+  commitKey(uploadId: string, digest: string): string {
+    return blobKey(digest, uploadId);
+  }
+
   async commitUpload(uploadId: string, length: number, digest: string): Promise<string> {
     const key = blobKey(digest, uploadId);
     const source = this.uploadPath(uploadId);
@@ -138,6 +142,10 @@ export class FilesystemBlobStore implements BlobStore {
     const fh = await this.openUpload(uploadId, length);
     try {
       await this.ensureDirectory(dir);
+      // The blob is as new as its commit: its mtime would otherwise be its
+      // last PATCH, and fsck judges an object's age by it.
+      const now = new Date();
+      await fh.utimes(now, now);
       // Rename first, then sync the bytes and the directory entry together:
       // until metadata commits (after this resolves) nothing names the key,
       // so a crash in between leaves an orphan for fsck, never a lie.
@@ -191,14 +199,71 @@ export class FilesystemBlobStore implements BlobStore {
     return key;
   }
 
-  private async ensureDirectory(dir: string): Promise<void> {
-    if (this.knownDirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
-    this.knownDirs.add(dir);
+  /**
+   * A file elsewhere (another registry's blob, `berth import`) becomes a
+   * blob by a hard link: no byte is copied, and the source stays where it
+   * is. Across file systems (EXDEV) or where links are refused it is copied
+   * and synced. The key is unique to the upload, like every commit's.
+   */
+  async importBlob(uploadId: string, digest: string, source: BlobSource): Promise<ImportedBlob | undefined> {
+    if (source.kind !== 'file') return undefined;
+    const key = blobKey(digest, uploadId);
+    const target = this.blobPath(key);
+    const dir = dirname(target);
+    await this.ensureDirectory(dir);
+    let method: ImportedBlob['method'] = 'hard-link';
+    try {
+      await link(source.path, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw e;
+      method = 'copy';
+      try {
+        await copyFile(source.path, target, fsc.COPYFILE_EXCL);
+        const fh = await open(target, 'r');
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      } catch (copyError) {
+        await rm(target, { force: true });
+        throw copyError;
+      }
+    }
+    // The linked bytes were the other registry's, written and synced by it;
+    // what this adds is a directory entry, made durable before metadata names it.
+    await this.syncDirectory(dir);
+    return { key, method };
+  }
+
+  /**
+   * Creates a shard directory if needed. A new directory's own entry is
+   * durable only once its parent is synced: the first time this process
+   * uses a directory, its parent is synced, and so on up to the store's
+   * root, each directory once (a
+   * directory another process has just created counts as new too, since
+   * that process may not have synced its parent yet).
+   */
+  private ensureDirectory(dir: string): Promise<void> {
+    if (dir === this.root || dir === dirname(dir)) return Promise.resolve();
+    let ready = this.knownDirs.get(dir);
+    if (!ready) {
+      ready = (async () => {
+        await this.ensureDirectory(dirname(dir));
+        await mkdir(dir).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
+        await this.syncDirectory(dirname(dir));
+      })();
+      ready.catch(() => this.knownDirs.delete(dir));
+      this.knownDirs.set(dir, ready);
+    }
+    return ready;
   }
 
   /** A rename is durable only once its directory entry is: fsync the directory (handles kept open). */
-  private async syncDirectory(dir: string): Promise<void> {
+  protected async syncDirectory(dir: string): Promise<void> {
     let handle = this.dirHandles.get(dir);
     if (!handle) {
       handle = open(dir, 'r');

@@ -51,7 +51,8 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { UploadBytesMissing, type BlobStore, type ByteRange, type StoredObject } from './blob-store.js';
+import { pausePoint } from '../pause-points.js';
+import { UploadBytesMissing, type BlobSource, type BlobStore, type ByteRange, type ImportedBlob, type StoredObject } from './blob-store.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
@@ -80,6 +81,8 @@ const READ_AHEAD = 2;
  * with that many pulls at once, the store is busy anyway.
  */
 const READ_AHEAD_BUDGET = 4;
+/** The largest object one CopyObject copies (S3's limit). */
+const MAX_COPY_OBJECT = 5 * 1024 ** 3;
 let readAheadFree = READ_AHEAD_BUDGET;
 
 export interface S3StoreOptions {
@@ -306,6 +309,11 @@ export class S3BlobStore implements BlobStore {
       keyMarker = res.NextKeyMarker;
       uploadIdMarker = res.NextUploadIdMarker;
     }
+  }
+
+  /** The multipart upload's target, chosen before the digest was known. */
+  commitKey(uploadId: string, _digest: string): string {
+    return uploadId;
   }
 
   async commitUpload(uploadId: string, length: number, _digest: string): Promise<string> {
@@ -545,6 +553,7 @@ export class S3BlobStore implements BlobStore {
           borrowed--;
           readAheadFree++;
         }
+        if (pending.length > 0 || next <= range.end) await pausePoint('pull-between-ranges');
         fill();
       }
     } finally {
@@ -590,6 +599,23 @@ export class S3BlobStore implements BlobStore {
 
   async presignBlob(key: string, expiresIn: number): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.blobObject(key) }), { expiresIn });
+  }
+
+  /**
+   * An object of the same S3 service (another registry's storage, `berth
+   * import`) becomes a blob by a server-side CopyObject: its bytes never
+   * pass through this process. CopyObject takes at most 5 GiB; larger
+   * objects are streamed by the caller (undefined), as are files.
+   */
+  async importBlob(uploadId: string, _digest: string, source: BlobSource): Promise<ImportedBlob | undefined> {
+    if (source.kind !== 's3' || source.size > MAX_COPY_OBJECT) return undefined;
+    const copySource = `${source.bucket}/${source.key.split('/').map(encodeURIComponent).join('/')}`;
+    try {
+      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.blobObject(uploadId), CopySource: copySource }));
+    } catch (e) {
+      throw notFoundAsEnoent(e, source.key);
+    }
+    return { key: uploadId, method: 'server-side-copy' };
   }
 
   // Helpers ------------------------------------------------------------------

@@ -63,12 +63,14 @@ proxy:
 
       assert.equal(linesBefore, '', 'pushes, pulls and the anonymous challenge write no audit line');
       const lines = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.equal(lines.length, 6, JSON.stringify(lines, null, 1));
+      assert.equal(lines.length, 7, JSON.stringify(lines, null, 1));
       for (const l of lines) assert.match(String(l.time), /^\d{4}-\d\d-\d\dT/);
       assert.deepEqual(
         lines.map((l) => [l.event, l.outcome, l.user, l.client]),
         [
           ['delete', 'denied', 'bob', '198.51.100.7'],
+          // The authentication layer's own event, then the HTTP layer's refusal.
+          ['login-failed', 'failure', 'alice', '198.51.100.7'],
           ['denied', 'denied', 'alice', '198.51.100.7'],
           ['delete', 'success', 'alice', '198.51.100.7'],
           ['delete', 'success', 'alice', '198.51.100.7'],
@@ -79,9 +81,9 @@ proxy:
       assert.equal(lines[0]!.repository, 'team/app');
       assert.equal(lines[0]!.requestId, 'bob-delete-1');
       assert.equal(lines[0]!.target, 'tag');
-      assert.equal(lines[2]!.target, 'tag');
-      assert.equal(lines[2]!.requestId, 'alice-tag-1');
-      assert.equal(lines[3]!.target, 'blob');
+      assert.equal(lines[3]!.target, 'tag');
+      assert.equal(lines[3]!.requestId, 'alice-tag-1');
+      assert.equal(lines[4]!.target, 'blob');
       assert.ok(!readFileSync(auditFile, 'utf8').includes('alice-pw') && !readFileSync(auditFile, 'utf8').includes('wrong'), 'no password in the audit log');
 
       // The request log names the client and the user too.

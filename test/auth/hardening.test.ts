@@ -84,6 +84,40 @@ limits:
     await sleep(1200);
   });
 
+  it('stops accepting a changed password within seconds, even where the login was cached', async () => {
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw', root: 'root-pw' });
+    await sleep(1500);
+    assert.equal((await get('/v2/', { authorization: basic('alice', 'alice-pw') })).status, 200, 'checked and cached');
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'new-alice-pw', root: 'root-pw' });
+    await sleep(2500);
+    // No other login in between: the file is watched, not re-read by the next uncached check.
+    assert.equal((await get('/v2/', { authorization: basic('alice', 'alice-pw') })).status, 401, 'the old password is refused');
+    assert.equal((await get('/v2/', { authorization: basic('alice', 'new-alice-pw') })).status, 200);
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw', root: 'root-pw' });
+    await sleep(2500);
+    assert.equal((await get('/v2/', { authorization: basic('alice', 'alice-pw') })).status, 200);
+  });
+
+  it('without auth.token.realm, sends no remote client to a realm named by its request headers', async () => {
+    const spoofed = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' };
+    const res = await get('/v2/a/b/tags/list', spoofed);
+    assert.equal(res.status, 401);
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    assert.ok(!challenge.includes('evil.example'), challenge);
+    assert.match(challenge, /^Basic realm="berth"/, 'a remote client is asked for Basic credentials');
+    // A loopback client still gets a token realm (local tools, tests).
+    assert.match((await get('/v2/')).headers.get('www-authenticate') ?? '', /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/auth\/token"/);
+  });
+
+  it('opens /v2/ to no anonymous token when no rule grants anonymous access', async () => {
+    const anonymous = await getToken(server.url, undefined, []);
+    const res = await get('/v2/', { authorization: `Bearer ${anonymous}` });
+    assert.equal(res.status, 401);
+    assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer /);
+    const alice = await getToken(server.url, basic('alice', 'alice-pw'), []);
+    assert.equal((await get('/v2/', { authorization: `Bearer ${alice}` })).status, 200);
+  });
+
   it('writes no secret to the logs, even at trace level', async () => {
     const token = await getToken(server.url, basic('alice', 'alice-pw'), ['repository:a/b:pull,push']);
     await authed(server, `Bearer ${token}`).pushImage('a/b', makeImage(), 'v1');

@@ -32,6 +32,7 @@ export const MATRIX_CONFIG = (htpasswd: string) => `
 auth:
   htpasswd: ${htpasswd}
   failedLogins: 100000
+  failedLoginsPerAddress: 100000
   groups:
     team-a: [alice]
     ops: [root]
@@ -74,6 +75,7 @@ describe('authorization matrix', () => {
   const images = new Map<string, Image>();
   let cells = 0;
   let fallbacks = 0;
+  let hiddenFallbacks = 0;
   /** Repositories pushed by the catalog test (deleting a manifest does not remove its repository before GC). */
   const extraRepos: string[] = [];
   const refusedDigests: string[] = [];
@@ -182,6 +184,23 @@ describe('authorization matrix', () => {
         const mountOk = can('push') ? (oracle(p.user, 'team-a/app', 'pull') ? 201 : 202) : 0;
         if (can('push') && !oracle(p.user, 'team-a/app', 'pull')) fallbacks++;
         await cell(p, can('push'), await f(`/v2/${repo}/blobs/uploads/?mount=${source}&from=team-a/app`, { method: 'POST' }), mountOk, what('POST mount'));
+        // A blob only other/app holds (pullable by root and dave alone): mounted
+        // without `from`, or with `from` naming it, only by those who may pull it;
+        // everyone else gets the upload fallback, and the blob stays unreadable
+        // through their repository (no 201-vs-202 oracle, no read-through).
+        for (const query of ['', '&from=other/app']) {
+          const hidden = randomBlob(48);
+          assert.equal((await root.pushBlob('other/app', hidden)).status, 201);
+          // A token is the capability: it must grant pull on the source itself (its scopes name `repo` and team-a/app).
+          const mayPullSource = oracle(p.user, 'other/app', 'pull') && (!p.name.endsWith('(token)') || repo === 'other/app');
+          const expected = can('push') ? (mayPullSource ? 201 : 202) : 0;
+          if (expected === 202) hiddenFallbacks++;
+          await cell(p, can('push'), await f(`/v2/${repo}/blobs/uploads/?mount=${hidden.digest}${query}`, { method: 'POST' }), expected, what(`POST mount${query || ' without from'} of a blob only other/app holds`));
+          if (repo !== 'other/app') {
+            const through = await root.fetch(`/v2/${repo}/blobs/${hidden.digest}`, { method: 'HEAD' });
+            assert.equal(through.status, expected === 201 ? 200 : 404, `${p.name}: ${what('the hidden blob is readable through the mount target only after a 201')}`);
+          }
+        }
 
         // delete
         if (can('delete')) {
@@ -221,6 +240,7 @@ describe('authorization matrix', () => {
     }
     assert.ok(cells > 400, `${cells} cells`);
     assert.equal(fallbacks, 2, 'the mount fallback was exercised (dave, by Basic and by token)');
+    assert.ok(hiddenFallbacks >= 8, `mounts of a blob the caller may not pull fell back to uploads (${hiddenFallbacks})`);
     t.diagnostic(`${cells} matrix cells`);
   });
 
@@ -236,8 +256,12 @@ describe('authorization matrix', () => {
     const form = new URLSearchParams({ grant_type: 'password', username: 'reader', password: PASSWORDS.reader, service: 'berth', client_id: 'test', scope: 'repository:team-a/app:pull,push repository:other/app:pull' });
     const post = await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
     assert.equal(post.status, 200);
-    const oauth = (await post.json()) as { access_token: string };
+    const oauth = (await post.json()) as { access_token: string; scope: string };
     assert.deepEqual(accessOf(oauth.access_token), [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }]);
+    assert.equal(oauth.scope, 'repository:team-a/app:pull', 'the answer names the granted scope, not the requested one');
+    // A form too large is refused cleanly.
+    const huge = await fetch(`${server.url}/auth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=password&scope=${'x'.repeat(20_000)}` });
+    assert.ok(huge.status >= 400 && huge.status < 500, `oversized form: ${huge.status}`);
     const pulled = await fetch(`${server.url}/v2/team-a/app/tags/list`, { headers: { authorization: `Bearer ${oauth.access_token}` } });
     assert.equal(pulled.status, 200);
     form.set('password', 'wrong');

@@ -1,12 +1,12 @@
 /** Auth fixtures for tests: htpasswd files, config files, credentials and tokens. */
-import bcrypt from 'bcryptjs';
+import { hashSync } from '@node-rs/bcrypt';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Writes an htpasswd file with bcrypt entries (cost 4: fast tests; the format `htpasswd -B` writes). */
-export function writeHtpasswd(file: string, users: Record<string, string>): void {
-  const lines = Object.entries(users).map(([u, p]) => `${u}:${bcrypt.hashSync(p, 4).replace(/^\$2b\$/, '$2y$')}`);
+/** Writes an htpasswd file with bcrypt entries (cost 4 by default: fast tests; the format `htpasswd -B` writes). */
+export function writeHtpasswd(file: string, users: Record<string, string>, cost = 4): void {
+  const lines = Object.entries(users).map(([u, p]) => `${u}:${hashSync(p, cost).replace(/^\$2b\$/, '$2y$')}`);
   writeFileSync(file, lines.join('\n') + '\n');
 }
 

@@ -12,7 +12,8 @@ import { describe, it } from 'node:test';
 import { berth } from '../helpers/berth-cli.js';
 import { blobFiles, overwriteBlob } from '../helpers/data-dir.js';
 import { randomBlob, RegistryClient } from '../helpers/registry-client.js';
-import { removeStorage, startServer, testStore } from '../helpers/server.js';
+import { makeDataDir, removeStorage, startServer, testStore } from '../helpers/server.js';
+import { FilesystemBlobStore } from '../../src/storage/filesystem.js';
 
 interface Report {
   problems: { kind: string; digest?: string; key: string; repaired: boolean }[];
@@ -25,6 +26,36 @@ async function fsck(dataDir: string, repair = false): Promise<{ code: number; re
 }
 
 describe('fsck', () => {
+  it('removes an orphan only when a later run still finds it unknown (two phases: invariant 9)', async () => {
+    const dataDir = makeDataDir();
+    try {
+      const store = testStore(dataDir);
+      if (store instanceof FilesystemBlobStore) await store.init();
+      const id = `orphan-${randomBytes(4).toString('hex')}`;
+      await store.createUpload(id);
+      await store.appendUpload(id, 0, Readable.from([randomBytes(300)]), () => {});
+      const orphanKey = await store.commitUpload(id, 300, `sha256:${'ef'.repeat(32)}`);
+      const upload = `orphan-${randomBytes(4).toString('hex')}`;
+      await store.createUpload(upload);
+      await store.appendUpload(upload, 0, Readable.from([randomBytes(100)]), () => {});
+
+      const first = await fsck(dataDir, true);
+      assert.deepEqual(
+        first.report.problems.map((p) => [p.kind, p.key, p.repaired]),
+        [['orphan-blob', orphanKey, false], ['orphan-upload', upload, false]],
+        'the first look only records them',
+      );
+      assert.ok(await store.statBlob(orphanKey), 'still there after the first --repair run');
+      const second = await fsck(dataDir, true);
+      assert.deepEqual(second.report.problems.map((p) => [p.kind, p.key, p.repaired]), [['orphan-blob', orphanKey, true], ['orphan-upload', upload, true]]);
+      assert.equal(await store.statBlob(orphanKey), undefined);
+      assert.equal((await fsck(dataDir)).code, 0);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+      await removeStorage(dataDir);
+    }
+  });
+
   it('reports and repairs missing and corrupt bytes, orphaned blobs and orphaned uploads', async () => {
     let server = await startServer({ env: { BERTH_GC_ENABLED: 'false' } });
     const dataDir = server.dataDir;

@@ -4,6 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { MIGRATIONS } from '../../src/metadata/sqlite/schema.js';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { berth } from '../helpers/berth-cli.js';
@@ -32,6 +35,62 @@ describe('berth migrate (SQLite)', () => {
       assert.equal(after.code, 0);
       assert.match(after.stdout, /up to date/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite schema migration by processes starting at once', () => {
+  it('two processes opening a new database together both start; the schema is applied once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-race-'));
+    const file = join(dir, 'metadata.db');
+    const storeModule = fileURLToPath(new URL('../../src/metadata/sqlite/sqlite-store.js', import.meta.url));
+    // Holding the write lock lines both up: each reads version 0, then waits for the lock.
+    const holder = new Database(file);
+    holder.pragma('journal_mode = WAL');
+    holder.exec('BEGIN IMMEDIATE');
+    const open = () =>
+      new Promise<{ code: number | null; err: string }>((resolve) => {
+        const child = spawn(
+          process.execPath,
+          ['--input-type=module', '-e', `const { SqliteMetadataStore } = await import(${JSON.stringify(storeModule)}); await new SqliteMetadataStore(process.argv[1]).close();`, file],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+        let err = '';
+        child.stderr.on('data', (d) => (err += d));
+        child.on('exit', (code) => resolve({ code, err }));
+      });
+    try {
+      const both = [open(), open()];
+      await new Promise((r) => setTimeout(r, 1500));
+      holder.exec('ROLLBACK');
+      const results = await Promise.all(both);
+      for (const r of results) assert.equal(r.code, 0, r.err);
+      assert.equal(holder.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    } finally {
+      holder.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite store durability of its files (invariant 8)', () => {
+  it('the directory holding a new database and its -wal file is synced before a write is acknowledged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-wal-'));
+    const synced: string[] = [];
+    class Observed extends SqliteMetadataStore {
+      protected override async syncDirectory(d: string): Promise<void> {
+        synced.push(d);
+        await super.syncDirectory(d);
+      }
+    }
+    const store = new Observed(join(dir, 'metadata.db'));
+    try {
+      const digest = `sha256:${'ab'.repeat(32)}`;
+      await store.commitBlob(undefined, 'a/app', { digest, size: 1, storageKey: 'k1' }, 1);
+      assert.deepEqual(synced, [dir]);
+    } finally {
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

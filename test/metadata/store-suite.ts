@@ -162,6 +162,17 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.mountBlob('a/third', digestOf('missing'), undefined, T + 3), undefined);
       });
 
+      test('blobRepositories lists (up to a limit) the repositories a live blob is linked to', async (s) => {
+        const b = await pushBlob(s, 'a/src', 'layer');
+        await s.mountBlob('a/dst', b.digest, 'a/src', T + 1);
+        await s.mountBlob('b/dst', b.digest, 'a/src', T + 1);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/dst', 'a/src', 'b/dst']);
+        assert.equal((await s.blobRepositories(b.digest, 2)).length, 2);
+        assert.deepEqual(await s.blobRepositories(digestOf('missing'), 10), []);
+        await s.unlinkBlob('a/dst', b.digest);
+        assert.deepEqual((await s.blobRepositories(b.digest, 10)).sort(), ['a/src', 'b/dst']);
+      });
+
       test('a link GC removed between statBlob\'s read and its renewal makes it answer unknown in that repository (invariant 5)', async (s, more) => {
         const gc = await more();
         const b = await pushBlob(s, 'a/app', 'layer', T);
@@ -245,6 +256,68 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         for (const t of ['a', 'a-1', 'b']) await s.putManifest('a/app', m, t, T);
         assert.deepEqual(await s.listTags('a/app', 'a\0z', 10), { items: ['a-1', 'b'], more: false });
         assert.deepEqual(await s.listRepositories('a\0', 10), { items: ['a/app'], more: false });
+      });
+
+      test('claimUpload: one winner, at the offset it saw; a claimed upload takes no more bytes and names its key (invariant 9)', async (s, more) => {
+        const other = await more();
+        await s.createUpload('u1', 'a/app', T);
+        assert.equal(await s.advanceUpload('u1', 0, 10, T + 1), true);
+        const digest = digestOf('claimed');
+        const k = key(digest);
+        assert.equal(await s.claimUpload('u1', 0, k, T + 2), false, 'the offset moved since: no claim');
+        assert.equal(await s.storageKeyKnown(k), false);
+        const [a, b] = await Promise.all([s.claimUpload('u1', 10, k, T + 2), other.claimUpload('u1', 10, k, T + 2)]);
+        assert.deepEqual([a, b].sort(), [false, true], 'exactly one of two nodes claims it');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 3), false, 'claimed once');
+        assert.equal(await s.advanceUpload('u1', 10, 20, T + 3), false, 'a claimed upload takes no more bytes');
+        const u = await s.findUpload('u1');
+        assert.equal(u?.committingKey, k);
+        assert.equal(u?.updatedAt, T + 2, 'the claim renews the upload');
+        assert.equal(await s.storageKeyKnown(k), true, 'fsck knows the key a commit is about to write');
+        // Only the claimant's key ends it as a blob.
+        const wrong = key(digest);
+        await assert.rejects(s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: wrong }, T + 4), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.findAnyBlob(digest), undefined);
+        assert.deepEqual(await s.commitBlob('u1', 'a/app', { digest, size: 10, storageKey: k }, T + 4), { outcome: 'stored' });
+        assert.equal(await s.uploadExists('u1'), false);
+        assert.equal(await s.storageKeyKnown(k), true, 'named by the blob now');
+        assert.equal(await s.claimUpload('u1', 10, k, T + 5), false, 'gone');
+      });
+
+      test('a claimed upload ended by its error path (or expiry) can never be committed: deleteUpload is the word that nothing names the key', async (s, more) => {
+        const other = await more();
+        const digest = digestOf('abandoned');
+        const k = key(digest);
+        await s.createClaimedUpload('m1', 'a/app', k, T);
+        assert.equal((await s.findUpload('m1'))?.committingKey, k);
+        assert.equal(await s.storageKeyKnown(k), true);
+        assert.equal(await other.deleteUpload('m1'), true);
+        await assert.rejects(s.commitBlob('m1', 'a/app', { digest, size: 1, storageKey: k }, T), isError('BLOB_UPLOAD_UNKNOWN'));
+        assert.equal(await s.storageKeyKnown(k), false);
+        // The other order: the commit first, then the error path finds nothing to end.
+        await s.createClaimedUpload('m2', 'a/app', k, T);
+        await s.commitBlob('m2', 'a/app', { digest, size: 1, storageKey: k }, T);
+        assert.equal(await other.deleteUpload('m2'), false, 'consumed by the commit: its key is named, not to be deleted');
+      });
+
+      test('a claimed upload whose committer died expires like an abandoned one', async (s) => {
+        await s.createUpload('u1', 'a/app', T - 500);
+        assert.equal(await s.claimUpload('u1', 0, key(digestOf('dead')), T - 400), true);
+        await s.createClaimedUpload('m1', 'a/app', key(digestOf('dead-monolithic')), T - 300);
+        await s.createClaimedUpload('m2', 'a/app', key(digestOf('alive')), T);
+        assert.deepEqual(await s.expireUploads(T - 100, 10), ['u1', 'm1']);
+        assert.equal(await s.uploadExists('m2'), true);
+      });
+
+      test("fsck's orphan candidates keep the first time an object was found unknown, until dropped or not seen again", async (s) => {
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T), T);
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 100), T, 'seen again: first time kept');
+        await s.pruneOrphanCandidates(T + 100); // k2 was not seen by the run that started at T + 100
+        assert.equal(await s.recordOrphanCandidate('blob:k2', T + 200), T + 200, 'k2 starts over');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 200), T);
+        await s.dropOrphanCandidate('blob:k1');
+        assert.equal(await s.recordOrphanCandidate('blob:k1', T + 300), T + 300);
       });
 
       test('expireUploads deletes idle sessions only, oldest first, at most `limit`', async (s) => {
@@ -612,6 +685,102 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.repositoryExists('a/app'), true);
         // The store still works normally afterwards.
         assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
+      });
+    });
+
+    describe('console queries', () => {
+      test('repositorySummaries: counts, bytes with shared blobs once, unique bytes, last push', async (s) => {
+        const shared = await pushBlob(s, 'a/app', 'shared-layer', T);
+        await s.mountBlob('b/app', shared.digest, 'a/app', T + 1);
+        const own = await pushBlob(s, 'a/app', 'own', T + 2);
+        const m1 = manifest('m1', [shared.digest, own.digest]);
+        const m2 = manifest('m2', [shared.digest]);
+        await s.putManifest('a/app', m1, 'v1', T + 3);
+        await s.putManifest('a/app', m2, 'v2', T + 4);
+        await s.putManifest('b/app', manifest('m3', [shared.digest]), 'latest', T + 5);
+        const summaries = await s.repositorySummaries();
+        assert.deepEqual(summaries, [
+          { name: 'a/app', tags: 2, manifests: 2, bytes: 'shared-layer'.length + 3, uniqueBytes: 3, lastPush: T + 4 },
+          { name: 'b/app', tags: 1, manifests: 1, bytes: 'shared-layer'.length, uniqueBytes: 0, lastPush: T + 5 },
+        ]);
+      });
+
+      test('listTagDetails pages tags in byte order with their manifests; manifestUsage names tags and parent indexes', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const child = manifest('child', [b.digest]);
+        await s.putManifest('a/app', child, 'b', T + 1);
+        await s.putManifest('a/app', { ...child, blobs: [b.digest] }, 'a', T + 2);
+        const index = manifest('index', [], { children: [child.digest], mediaType: 'application/vnd.oci.image.index.v1+json' });
+        await s.putManifest('a/app', index, 'c', T + 3);
+        const first = await s.listTagDetails('a/app', undefined, 2);
+        assert.deepEqual(first.items.map((t) => [t.tag, t.manifest.digest, t.updatedAt]), [['a', child.digest, T + 2], ['b', child.digest, T + 1]]);
+        assert.equal(first.more, true);
+        assert.equal(first.items[0]!.manifest.body.toString(), child.body.toString());
+        assert.equal(first.items[0]!.manifest.createdAt, T + 1);
+        const rest = await s.listTagDetails('a/app', 'b', 2);
+        assert.deepEqual(rest.items.map((t) => [t.tag, t.manifest.mediaType]), [['c', 'application/vnd.oci.image.index.v1+json']]);
+        assert.equal(rest.more, false);
+        assert.deepEqual(await s.listTagDetails('nope/app', undefined, 10), { items: [], more: false });
+        assert.deepEqual(await s.manifestUsage('a/app', child.digest), { tags: ['a', 'b'], parents: [index.digest] });
+        assert.deepEqual(await s.manifestUsage('a/app', index.digest), { tags: ['c'], parents: [] });
+        assert.deepEqual(await s.manifestUsage('b/app', child.digest), { tags: [], parents: [] });
+      });
+
+      test('storageTotals counts live, unlinked, queued and deleting blobs, untagged manifests and uploads; listRuns newest first', async (s) => {
+        const kept = await pushBlob(s, 'a/app', 'kept', T);
+        await s.putManifest('a/app', manifest('m', [kept.digest]), 'v1', T);
+        const loose = await pushBlob(s, 'a/app', 'loose!', T);
+        await s.unlinkBlob('a/app', loose.digest);
+        await s.putManifest('a/app', manifest('untagged', [kept.digest]), undefined, T);
+        await s.createUpload('u1', 'a/app', T);
+        await s.advanceUpload('u1', 0, 10, T);
+        const totals = await s.storageTotals();
+        assert.equal(totals.blobs, 2);
+        assert.equal(totals.bytes, 4 + 6);
+        assert.equal(totals.unlinkedBlobs, 1);
+        assert.equal(totals.unlinkedBytes, 6);
+        assert.equal(totals.deletingBlobs, 0);
+        assert.ok(totals.queuedBlobs >= 1);
+        assert.equal(totals.untaggedManifests, 1);
+        assert.equal(totals.uploads, 1);
+        assert.equal(totals.uploadBytes, 10);
+        assert.ok((await s.claimBlobIfGarbage(loose.digest, T + 10)).blob);
+        const after = await s.storageTotals();
+        assert.equal(after.blobs, 1);
+        assert.equal(after.deletingBlobs, 1);
+
+        assert.deepEqual(await s.listRuns(10), []);
+        const run = { trigger: 'cli' as const, durationMs: 10, manifestsDeleted: 1, blobsDeleted: 2, bytesReclaimed: 3e12, uploadsPurged: 4, problems: 0 };
+        await s.recordRun({ ...run, kind: 'gc', startedAt: T });
+        await s.recordRun({ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 });
+        const runs = await s.listRuns(10);
+        assert.deepEqual(runs.map(({ id: _id, ...r }) => r), [{ ...run, kind: 'fsck', startedAt: T + 1, problems: 7 }, { ...run, kind: 'gc', startedAt: T }]);
+        assert.equal((await s.listRuns(1)).length, 1);
+      });
+
+      test('recordPulls adds batched counts per manifest; pullCounts reads them; they go with their manifest', async (s) => {
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m1 = manifest('m1', [b.digest]);
+        const m2 = manifest('m2', [b.digest]);
+        await s.putManifest('a/app', m1, 'v1', T);
+        await s.putManifest('a/app', m2, 'v2', T);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest, m2.digest]), []);
+        await s.recordPulls([
+          { repository: 'a/app', digest: m1.digest, count: 3, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+          { repository: 'a/app', digest: digestOf('unknown'), count: 9, lastPulled: T },
+          { repository: 'b/none', digest: m1.digest, count: 9, lastPulled: T },
+        ]);
+        await s.recordPulls([{ repository: 'a/app', digest: m1.digest, count: 2, lastPulled: T + 7 }]);
+        const counts = (await s.pullCounts('a/app', [m1.digest, m2.digest, digestOf('unknown')])).sort((x, y) => y.count - x.count);
+        assert.deepEqual(counts, [
+          { repository: 'a/app', digest: m1.digest, count: 5, lastPulled: T + 10 },
+          { repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 },
+        ]);
+        assert.deepEqual(await s.pullCounts('a/app', [m2.digest]), [{ repository: 'a/app', digest: m2.digest, count: 1, lastPulled: T + 5 }]);
+        assert.ok(await s.deleteManifest('a/app', m1.digest, T + 20));
+        await s.putManifest('a/app', m1, 'v1', T + 30);
+        assert.deepEqual(await s.pullCounts('a/app', [m1.digest]), [], 'a manifest pushed again starts from zero');
       });
     });
 

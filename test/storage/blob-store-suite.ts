@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
-import type { BlobStore, StoredObject } from '../../src/storage/blob-store.js';
+import type { BlobSource, BlobStore, StoredObject } from '../../src/storage/blob-store.js';
 
 const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -20,6 +20,8 @@ export interface StoreUnderTest {
   other: BlobStore;
   /** Bytes per part, for stores that have parts (sizes in the tests cross it); any size otherwise. */
   partSize: number;
+  /** Writes bytes where this store's importBlob can take them from (outside the store), for stores that have it. */
+  importSource?(data: Buffer): Promise<BlobSource>;
   cleanup(): Promise<void>;
 }
 
@@ -112,6 +114,37 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       assert.ok(!uploads.includes(a) && !uploads.includes(b), 'a committed upload is no longer an upload');
       await t.store.deleteBlob(keyA);
       await t.store.deleteBlob(keyB);
+    });
+
+    test('commitKey names, before storage is touched, the key commitUpload and writeBlob write (the commit claims it first: invariant 9)', async () => {
+      const data = randomBytes(1000);
+      const id = newId();
+      await t.store.createUpload(id);
+      await appendAll(t.store, id, 0, data);
+      const expected = t.store.commitKey(id, digestOf(data));
+      assert.equal(await t.store.commitUpload(id, data.length, digestOf(data)), expected);
+      await t.store.deleteBlob(expected);
+      if (t.store.writeBlob) {
+        const whole = newId();
+        assert.equal(await t.store.writeBlob(whole, digestOf(data), chunked(data), data.length, () => {}), t.store.commitKey(whole, digestOf(data)));
+        await t.store.deleteBlob(t.store.commitKey(whole, digestOf(data)));
+      }
+    });
+
+    test('a committed blob is as new as its commit, not as its last append (fsck judges age by it: invariant 9)', async () => {
+      const data = randomBytes(1000);
+      const id = newId();
+      await t.store.createUpload(id);
+      await appendAll(t.store, id, 0, data);
+      // Object stores keep whole seconds: wait past the next one.
+      await new Promise((r) => setTimeout(r, 1200));
+      const committing = Math.floor(Date.now() / 1000) * 1000;
+      const key = await t.store.commitUpload(id, data.length, digestOf(data));
+      const st = await t.store.statBlob(key);
+      assert.ok(st!.modifiedAt >= committing, `modified ${new Date(st!.modifiedAt).toISOString()}, committed from ${new Date(committing).toISOString()}`);
+      const listed = (await collect(t.store.listBlobs())).find((o) => o.key === key);
+      assert.ok(listed!.modifiedAt >= committing, 'as listed');
+      await t.store.deleteBlob(key);
     });
 
     test('appends at offsets, with pieces crossing part boundaries, on two instances', async () => {
@@ -303,6 +336,26 @@ export function blobStoreSuite(name: string, factory: StoreFactory): void {
       await assert.rejects(t.store.writeBlob(cut, `sha256:${'0'.repeat(64)}`, failingAfter(randomBytes(30_000), 8192), 70_000, () => {}));
       await assert.rejects(t.store.writeBlob(cut, `sha256:${'0'.repeat(64)}`, chunked(randomBytes(100)), 200, () => {}));
       assert.ok(!(await collect(t.store.listBlobs())).some((o) => o.key === cut), 'nothing stored for a failed body');
+    });
+
+    test('importBlob (optional): takes outside bytes as a blob under the upload key, leaves the source, refuses a missing one', async (c) => {
+      if (!t.store.importBlob || !t.importSource) return c.skip('store has no importBlob');
+      const data = randomBytes(70_000);
+      const source = await t.importSource(data);
+      const id = newId();
+      const imported = await t.store.importBlob(id, digestOf(data), source);
+      assert.ok(imported, 'the store takes its own kind of source');
+      assert.deepEqual(await readAll(await t.other.openBlob(imported.key)), data, 'another instance reads the imported bytes');
+      assert.equal((await t.store.statBlob(imported.key))?.size, data.length);
+      const again = await t.store.importBlob(newId(), digestOf(data), source);
+      assert.ok(again, 'the source is still there: it can be imported again');
+      assert.notEqual(again.key, imported.key, 'each import has a key of its own (invariant 3)');
+      await t.store.deleteBlob(again.key);
+      assert.deepEqual(await readAll(await t.store.openBlob(imported.key)), data, 'deleting one import leaves the other');
+      const other: BlobSource = source.kind === 'file' ? { kind: 's3', bucket: 'b', key: 'k', size: 1 } : { kind: 'file', path: '/nonexistent', size: 1 };
+      assert.equal(await t.store.importBlob(newId(), digestOf(data), other), undefined, 'a kind of source it cannot take: the caller streams');
+      const gone: BlobSource = source.kind === 'file' ? { ...source, path: `${source.path}.missing` } : { ...source, key: `${source.key}.missing` };
+      await assert.rejects(t.store.importBlob(newId(), digestOf(data), gone), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
     });
 
     test('presignBlob (optional): the URL serves the bytes without credentials', async (c) => {

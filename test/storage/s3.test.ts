@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { armPause } from '../../src/pause-points.js';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { MIN_PART_SIZE, S3BlobStore } from '../../src/storage/s3.js';
 import { s3SkipReason, s3TestEnv, uniquePrefix } from '../helpers/s3-env.js';
@@ -33,6 +35,12 @@ if (skip) {
       store,
       other,
       partSize: MIN_PART_SIZE,
+      importSource: async (data: Buffer) => {
+        // Under the prefix but outside what the store lists, as another registry's storage in the bucket would be (and removed with it).
+        const key = `${prefix}outside/${randomBytes(8).toString('hex')}/data`;
+        await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: data, ContentLength: data.length }));
+        return { kind: 's3' as const, bucket: store.bucket, key, size: data.length };
+      },
       cleanup: async () => {
         await store.deleteEverything();
         store.close();
@@ -77,6 +85,33 @@ if (skip) {
           assert.equal(await makeStore(store.prefix).commitUpload(id, size, `sha256:${'00'.repeat(32)}`), key);
           assert.equal((await store.statBlob(key))?.size, size);
         }
+      } finally {
+        await store.deleteEverything();
+        store.close();
+      }
+    });
+
+    test('copyBlobTo rejects when the object is deleted between two ranges (the pull fails, never ends short)', async () => {
+      const store = makeStore(uniquePrefix('storage-cut'));
+      try {
+        const id = `cut-${randomBytes(4).toString('hex')}`;
+        const data = randomBytes(17 * 1024 * 1024); // three 8 MiB ranges: the third is requested after the pause
+        await store.appendUpload(id, 0, chunked(data), () => {});
+        const key = await store.commitUpload(id, data.length, `sha256:${'00'.repeat(32)}`);
+        const pause = armPause('pull-between-ranges');
+        let received = 0;
+        const out = new Writable({
+          write(chunk: Buffer, _enc, done) {
+            received += chunk.length;
+            done();
+          },
+        });
+        const copying = store.copyBlobTo(key, { start: 0, end: data.length - 1 }, out, () => {});
+        await pause.reached;
+        await store.deleteBlob(key);
+        pause.resume();
+        await assert.rejects(copying, (e: Error) => /no object|NoSuchKey|not found|ENOENT/i.test(`${e.name} ${e.message} ${(e as NodeJS.ErrnoException).code}`));
+        assert.ok(received < data.length, `${received} of ${data.length} bytes were sent before the failure`);
       } finally {
         await store.deleteEverything();
         store.close();

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { parsePolicies } from '../../src/policy/config.js';
 import { Policies } from '../../src/policy/policies.js';
 import { decideRetention } from '../../src/policy/retention.js';
-import type { TagDetail } from '../../src/metadata/store.js';
+import type { RetentionTag } from '../../src/metadata/store.js';
 
 const H = 3_600_000;
 
@@ -42,7 +42,7 @@ describe('policies', () => {
 
   it('retention: a tag kept by any rule stays; the others go with every reason; referrers follow their subject', () => {
     const now = 100 * H;
-    const tag = (t: string, digest: string, pushedAgo: number, extra: Partial<TagDetail> = {}): TagDetail => ({ tag: t, digest, pushedAt: now - pushedAgo, ...extra });
+    const tag = (t: string, digest: string, pushedAgo: number, extra: Partial<RetentionTag> = {}): RetentionTag => ({ tag: t, digest, pushedAt: now - pushedAgo, ...extra });
     const tags = [
       tag('a', 'sha256:aa', 50 * H),
       tag('b', 'sha256:bb', 40 * H, { pulledAt: now - H }),

@@ -1,12 +1,20 @@
 /** GET, HEAD and DELETE /v2/<name>/blobs/<digest>. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../../storage/blob-store.js';
+import type { RemoteBlob } from '../../registry/pull-through.js';
+import { CACHE_HEADER } from './cache-header.js';
 import { RegistryError } from '../../registry/errors.js';
 import { parseDigest } from '../../registry/reference.js';
 import { sendBody } from '../stream-reply.js';
 import type { Handler } from './handler.js';
+import { eventContext } from '../event-context.js';
 
-export const headBlob: Handler = async ({ reply, registry, repository, reference }) => {
-  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+export const headBlob: Handler = async (rc) => {
+  const { reply, registry, repository, reference } = rc;
+  const blob = await registry.blobs.size(repository, parseDigest(reference));
+  if (blob.cache) reply.header(CACHE_HEADER, blob.cache);
+  // A HEAD that finds the blob is a pull, as the reference registry reports it.
+  if (registry.ctx.pullEvents) registry.blobs.pulled(repository, blob, eventContext(rc)!);
   reply
     .headers({
       'Content-Length': blob.size,
@@ -18,8 +26,13 @@ export const headBlob: Handler = async ({ reply, registry, repository, reference
     .send();
 };
 
-export const getBlob: Handler = async ({ req, reply, registry, repository, reference, access }) => {
-  const blob = await registry.blobs.stat(repository, parseDigest(reference));
+export const getBlob: Handler = async (rc) => {
+  const { req, reply, registry, repository, reference, access } = rc;
+  const found = await registry.blobs.find(repository, parseDigest(reference));
+  if (registry.ctx.pullEvents) registry.blobs.pulled(repository, 'remote' in found ? { digest: found.remote.digest, size: found.remote.size } : found.blob, eventContext(rc)!);
+  if ('remote' in found) return sendRemote(c(req, reply), found.remote, access !== undefined);
+  const blob = found.blob;
+  if (registry.ctx.pullThrough?.serves(repository)) reply.header(CACHE_HEADER, 'hit');
   const location = await registry.blobs.redirectUrl(blob);
   if (location) {
     // Existence was answered by metadata above; the bytes (and any Range) are the object store's.
@@ -42,8 +55,28 @@ export const getBlob: Handler = async ({ req, reply, registry, repository, refer
   await sendBody(req, reply, (out, opened) => registry.blobs.copyTo(blob, range, out, opened));
 };
 
-export const deleteBlob: Handler = async ({ reply, registry, repository, reference }) => {
-  await registry.blobs.delete(repository, parseDigest(reference));
+/**
+ * A blob being fetched from upstream, streamed as it arrives. A Range is
+ * ignored (HTTP allows it): the whole blob is sent, from the first byte
+ * upstream gave.
+ */
+async function sendRemote({ req, reply }: { req: FastifyRequest; reply: FastifyReply }, remote: RemoteBlob, authOn: boolean): Promise<void> {
+  reply
+    .code(200)
+    .header('Content-Type', 'application/octet-stream')
+    .header('Docker-Content-Digest', remote.digest)
+    .header('ETag', `"${remote.digest}"`)
+    .header('Cache-Control', authOn ? 'private, max-age=31536000' : 'max-age=31536000')
+    .header(CACHE_HEADER, 'miss');
+  if (remote.size !== undefined) reply.header('Content-Length', remote.size);
+  await sendBody(req, reply, (out, opened) => remote.copyTo(out, opened));
+}
+
+const c = (req: FastifyRequest, reply: FastifyReply) => ({ req, reply });
+
+export const deleteBlob: Handler = async (rc) => {
+  const { reply, registry, repository, reference } = rc;
+  await registry.blobs.delete(repository, parseDigest(reference), eventContext(rc));
   reply.code(202).header('Content-Length', 0).send();
 };
 

@@ -6,6 +6,7 @@ import { isValidRepositoryName, parseDigest } from '../../registry/reference.js'
 import { uploadRange } from '../../registry/uploads.js';
 import { hasBody, uploadBody } from '../request-body.js';
 import type { Handler, RequestContext } from './handler.js';
+import { eventContext } from '../event-context.js';
 
 /**
  * With auth on, upload sessions belong to who opened them ('' for anonymous):
@@ -47,18 +48,17 @@ export const startUpload: Handler = async (c) => {
   if (mount !== null) {
     const from = query.get('from') ?? undefined;
     const digest = parseDigest(mount);
-    // An invalid `from` cannot hold the blob, and one the caller may not pull
-    // must not reveal it: fall back to an upload, as for an unknown one.
-    const source = from !== undefined && (!isValidRepositoryName(from) || (access !== undefined && !access.canPull(from))) ? undefined : from;
+    // An invalid `from` cannot hold the blob: fall back to an upload, as for an
+    // unknown one. Which sources the caller may pull is the registry's check.
     const result =
-      from !== undefined && source === undefined
+      from !== undefined && !isValidRepositoryName(from)
         ? { mounted: false as const, upload: await registry.uploads.start(repository, caller) }
-        : await registry.uploads.mount(repository, digest, source, caller);
+        : await registry.uploads.mount(repository, digest, from, caller, access === undefined ? undefined : (r) => access.canPull(r), eventContext(c));
     if (result.mounted) return replyBlobCreated(reply, repository, result.blob.digest);
     return replyUpload(reply, repository, result.upload, 202);
   }
   if (digestParam !== null) {
-    const blob = await registry.uploads.monolithic(repository, parseDigest(digestParam), uploadBody(req.raw));
+    const blob = await registry.uploads.monolithic(repository, parseDigest(digestParam), uploadBody(req.raw), eventContext(c));
     return replyBlobCreated(reply, repository, blob.digest);
   }
   const upload = await registry.uploads.start(repository, caller);
@@ -86,7 +86,7 @@ export const putUpload: Handler = async (c) => {
   }
   const digest = parseDigest(digestParam);
   const body = hasBody(req.raw) ? uploadBody(req.raw) : undefined;
-  const blob = await registry.uploads.finish(repository, reference, digest, body, callerOf(c));
+  const blob = await registry.uploads.finish(repository, reference, digest, body, callerOf(c), eventContext(c));
   replyBlobCreated(reply, repository, blob.digest);
 };
 

@@ -152,6 +152,64 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 3,
+    description: 'commit claims and fsck orphan candidates',
+    sql: `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key text;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         text PRIMARY KEY,
+    first_seen  bigint NOT NULL,
+    last_seen   bigint NOT NULL
+  );
+  `,
+  },
+  {
+    version: 4,
+    description: 'manifest pull counts',
+    sql: `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  bigint PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        bigint NOT NULL,
+    last_pulled  bigint NOT NULL
+  );
+  `,
+  },
+  {
+    version: 5,
+    description: 'event outbox',
+    sql: `
+  -- The event outbox (src/events/): one row per event and endpoint, written in
+  -- the transaction of the change it reports; removed once delivered.
+  -- state 0 = pending, 1 = dead-lettered.
+  CREATE TABLE event_outbox (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint    text NOT NULL,
+    event_id    text NOT NULL,
+    created_at  bigint NOT NULL,
+    repository  text NOT NULL,
+    action      text NOT NULL,
+    payload     text NOT NULL,
+    state       smallint NOT NULL DEFAULT 0,
+    attempts    integer NOT NULL DEFAULT 0
+  );
+  CREATE INDEX event_outbox_by_endpoint ON event_outbox(endpoint, state, seq);
+  CREATE TABLE event_endpoints (
+    name         text PRIMARY KEY,
+    lease_owner  text,
+    lease_until  bigint NOT NULL DEFAULT 0,
+    retry_at     bigint NOT NULL DEFAULT 0,
+    failures     integer NOT NULL DEFAULT 0,
+    last_error   text
+  );
+  `,
+  },
+  {
+    version: 6,
     description: 'storage quotas (namespaces, members, usage kept by triggers); tag pull times',
     sql: `
   -- A namespace is the set of repositories a quota rule matches. Its usage counts each blob

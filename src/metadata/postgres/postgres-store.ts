@@ -69,19 +69,31 @@ import type {
   ReferrerDescriptor,
   UploadOwner,
   UploadRecord,
+  EventContext,
+  EventClaim,
+  EndpointEventStats,
+  OutboxEvent,
+  OutboxRow,
   WriteGuard,
   QuotaNamespace,
   QuotaUsage,
-  TagDetail,
+  RetentionTag,
   TagPull,
 } from '../store.js';
+import { manifestReferences, type OutboxOptions } from '../outbox.js';
+import * as outbox from './outbox.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toTagDetail, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
+import { CONSOLE_SQL } from './console-queries.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
 const DELETING = 1;
+/** What the reference registry reports as a blob's media type. */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 export interface PostgresStoreOptions {
   /** Connections in the pool (default 10, or `?pool=N` in the URL). */
@@ -95,6 +107,8 @@ export interface PostgresStoreOptions {
    * reasons about fixed times).
    */
   clock?: Clock;
+  /** Endpoints events are written for (src/events/); none: no event rows at all. */
+  outbox?: OutboxOptions;
 }
 
 export type Clock = 'database' | 'caller';
@@ -194,6 +208,11 @@ const SQL = {
     JOIN blobs b ON b.digest = l.digest
     WHERE r.name = $1 AND l.digest = $2 AND b.state = ${LIVE}
     FOR NO KEY UPDATE OF b`,
+  blobRepositories: `
+    SELECT r.name FROM repository_blobs l
+    JOIN repositories r ON r.id = l.repository_id
+    JOIN blobs b ON b.digest = l.digest
+    WHERE l.digest = $1 AND b.state = ${LIVE} LIMIT $2`,
   linkBlob: `
     INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, $2, coalesce($3::bigint, ${DB_NOW}))
     ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`,
@@ -220,10 +239,15 @@ const SQL = {
   createUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
     SELECT $1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4
     WHERE $5::int = 0 OR (SELECT count(*) FROM uploads WHERE owner = $4) < $5::int`,
-  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = $1`,
+  findUpload: `SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = $1`,
   uploadExists: `SELECT 1 FROM uploads WHERE id = $1`,
-  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = coalesce($2::bigint, ${DB_NOW}), hash_state = $3 WHERE id = $4 AND "offset" = $5`,
+  advanceUpload: `UPDATE uploads SET "offset" = $1, updated_at = coalesce($2::bigint, ${DB_NOW}), hash_state = $3 WHERE id = $4 AND "offset" = $5 AND committing_key IS NULL`,
   deleteUpload: `DELETE FROM uploads WHERE id = $1`,
+  claimUpload: `UPDATE uploads SET committing_key = $1, updated_at = coalesce($2::bigint, ${DB_NOW}) WHERE id = $3 AND "offset" = $4 AND committing_key IS NULL`,
+  createClaimedUpload: `INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key)
+    VALUES ($1, $2, 0, coalesce($3::bigint, ${DB_NOW}), coalesce($3::bigint, ${DB_NOW}), $4)`,
+  // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+  consumeUpload: `DELETE FROM uploads WHERE id = $1 AND (committing_key IS NULL OR committing_key = $2)`,
 
   insertBlob: `
     INSERT INTO blobs (digest, size, storage_key, state, last_seen) VALUES ($1, $2, $3, ${LIVE}, coalesce($4::bigint, ${DB_NOW}))
@@ -283,7 +307,7 @@ const SQL = {
   insertTag: `
     INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4)
     ON CONFLICT (repository_id, name) DO NOTHING RETURNING name`,
-  tagsOfManifest: `SELECT name FROM tags WHERE manifest_id = $1`,
+  tagNamesOfManifest: `SELECT name FROM tags WHERE manifest_id = $1`,
   tagExistsByName: `SELECT 1 FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2`,
   manifestIdOf: `SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2`,
   quotaBytes: `SELECT bytes FROM quota_namespaces WHERE name = $1`,
@@ -304,19 +328,19 @@ const SQL = {
     JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
     WHERE m.namespace = $1 GROUP BY m.namespace, l.digest, b.size`,
   sumQuotaBlobs: `UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = $1) WHERE name = $1`,
-  tagDetails: `
+  retentionTags: `
     SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
     FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
     LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
     WHERE r.name = $1 ORDER BY t.name`,
-  lockTagDetail: `
+  lockRetentionTag: `
     SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
     FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
     LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
     WHERE r.name = $1 AND t.name = $2 FOR UPDATE OF t`,
   deleteTagById: `DELETE FROM tags WHERE repository_id = $1 AND name = $2`,
   deleteTagPull: `DELETE FROM tag_pulls WHERE repository_id = $1 AND tag = $2`,
-  recordPulls: `
+  recordTagPulls: `
     INSERT INTO tag_pulls (repository_id, tag, pulled_at)
     SELECT t.repository_id, t.name, max(p.at) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(repository, tag, at)
     JOIN repositories r ON r.name = p.repository JOIN tags t ON t.repository_id = r.id AND t.name = p.tag
@@ -395,7 +419,12 @@ const SQL = {
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
   listBlobs: `
     SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
-  storageKeyKnown: `SELECT 1 FROM blobs WHERE storage_key = $1`,
+  storageKeyKnown: `SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
+  recordCandidate: `
+    INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES ($1, $2, $2)
+    ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`,
+  dropCandidate: `DELETE FROM fsck_candidates WHERE key = $1`,
+  pruneCandidates: `DELETE FROM fsck_candidates WHERE last_seen < $1`,
   forgetBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2`,
   deleteLinks: `DELETE FROM repository_blobs WHERE digest = $1`,
   recordRun: `
@@ -408,6 +437,7 @@ const SQL = {
       sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
     FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
   dbNow: `SELECT ${DB_NOW} AS now`,
+  ...CONSOLE_SQL,
 } as const;
 
 type Statement = keyof typeof SQL;
@@ -425,6 +455,8 @@ const STAMPS: Partial<Record<Statement, number>> = {
   enqueueBlobs: 1,
   createUpload: 2,
   advanceUpload: 1,
+  claimUpload: 1,
+  createClaimedUpload: 2,
   insertBlob: 3,
   replaceBlob: 3,
   manifestForStat: 2,
@@ -446,7 +478,7 @@ function stamped(name: Statement, values: unknown[], clock: Clock): unknown[] {
 }
 
 /** Runs named statements on one connection (inside a transaction, or the pool for single statements). */
-interface Exec {
+interface Exec extends outbox.RawExec {
   q<R extends QueryResultRow = Row>(name: Statement, values?: unknown[]): Promise<QueryResult<R>>;
 }
 
@@ -454,6 +486,7 @@ function execOn(client: PoolClient | pg.Pool, clock: Clock): Exec {
   return {
     q: <R extends QueryResultRow>(name: Statement, values: unknown[] = []) =>
       client.query<R>({ name: `berth_${name}`, text: SQL[name], values: stamped(name, values, clock) }),
+    raw: <R extends QueryResultRow>(name: string, text: string, values: unknown[] = []) => client.query<R>({ name, text, values }),
   };
 }
 
@@ -593,7 +626,8 @@ export class PostgresMetadataStore implements MetadataStore {
       throw describeConnectError(e, url);
     }
     const clock = options.clock ?? 'database';
-    return new PostgresMetadataStore(pool, new PoolRunner(pool, clock), clock);
+    const events = options.outbox && options.outbox.endpoints.length > 0 ? options.outbox : undefined;
+    return new PostgresMetadataStore(pool, new PoolRunner(pool, clock), clock, events);
   }
 
   private constructor(
@@ -601,7 +635,14 @@ export class PostgresMetadataStore implements MetadataStore {
     private readonly pool: pg.Pool | undefined,
     private readonly db: Runner,
     private readonly clock: Clock,
+    /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
+    private readonly events?: OutboxOptions,
   ) {}
+
+  /** Writes the event's outbox rows in the transaction `x` (nothing without an outbox). */
+  private async emit(x: Exec, event: OutboxEvent): Promise<void> {
+    if (this.events) await outbox.insertEvent(x, this.events, event);
+  }
 
   // Blobs --------------------------------------------------------------------
 
@@ -627,7 +668,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toBlob((await this.db.one('renewBlobInRepo', [repository, digest, now])).rows[0]);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.db.tx(async (x) => {
       // Locked (as a claim would) before anything acts on it: a blob GC has
       // marked is not mounted, and a mounted one has its grace renewed first.
@@ -639,11 +680,16 @@ export class PostgresMetadataStore implements MetadataStore {
       if (before) await quotaAfter(x, guard!, before);
       await x.q('touchBlob', [now, digest]);
       await x.q('enqueueBlob', [digest, now]);
+      await this.emit(x, { action: 'mount', kind: 'blob', repository, digest, size: Number(row.size), mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev });
       return toBlob({ ...row, last_seen: now });
     });
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return (await this.db.one<{ name: string }>('blobRepositories', [digest, limit])).rows.map((r) => r.name);
+  }
+
+  async unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean> {
     return this.db.tx(async (x) => {
       // putManifest share-locks the blob row before it checks links: after
       // this lock, a manifest pushed concurrently has committed (and the
@@ -651,7 +697,9 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('lockBlobRow', [digest]);
       const referencedBy = (await x.q('blobReferencedInRepo', [repository, digest])).rows[0]!.n as number;
       if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
-      return ((await x.q('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+      const unlinked = ((await x.q('unlinkBlob', [repository, digest])).rowCount ?? 0) > 0;
+      if (unlinked) await this.emit(x, { action: 'delete', kind: 'blob', repository, digest, ctx: ev });
+      return unlinked;
     });
   }
 
@@ -681,15 +729,26 @@ export class PostgresMetadataStore implements MetadataStore {
     return ((await this.db.one('deleteUpload', [id])).rowCount ?? 0) > 0;
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    if (!storable(id)) return false;
+    // Re-evaluated on the newest row version after a concurrent claim or append: one winner.
+    return ((await this.db.one('claimUpload', [storageKey, now, id, offset])).rowCount ?? 0) > 0;
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.db.one('createClaimedUpload', [id, repository, now, storageKey]);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    ev?: EventContext,
     guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
-      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('deleteUpload', [uploadId])).rowCount === 0)) {
+      if (uploadId !== undefined && (!storable(uploadId) || (await x.q('consumeUpload', [uploadId, blob.storageKey])).rowCount === 0)) {
         // Another request finished or cancelled this upload first.
         throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
       }
@@ -720,6 +779,7 @@ export class PostgresMetadataStore implements MetadataStore {
       await x.q('linkBlob', [repoId, blob.digest, now]);
       if (before) await quotaAfter(x, guard!, before);
       await x.q('enqueueBlob', [blob.digest, now]);
+      await this.emit(x, { action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev });
       return result;
     });
   }
@@ -744,7 +804,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toManifest(renewed ?? (await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
     if (m.artifactType !== undefined && !storable(m.artifactType)) {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
       throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
@@ -802,10 +862,11 @@ export class PostgresMetadataStore implements MetadataStore {
         await x.q('holdManifestById', [id]);
         if (previous !== undefined && previous !== id) await x.q('releaseIfOrphanById', [now, previous]);
       }
+      await this.emit(x, { action: 'push', kind: 'manifest', repository, digest: m.digest, mediaType: m.mediaType, size: m.size, tag, references: manifestReferences(m.body), ctx: ev });
     });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
       const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
       if (!row) return false;
@@ -814,17 +875,20 @@ export class PostgresMetadataStore implements MetadataStore {
       if (parents > 0) throw stillReferencedError('manifest', digest, parents);
       if (guard) {
         // After the lock too: a push tagging this manifest locks its row first (lockManifest).
-        for (const r of (await x.q('tagsOfManifest', [row.id])).rows) {
+        for (const r of (await x.q('tagNamesOfManifest', [row.id])).rows) {
           const refusal = guard.refuseTagChange?.(r.name as string, 'delete');
           if (refusal) throw refusal;
         }
       }
+      const tags = this.events ? await outbox.tagsOf(x, row.id as number) : [];
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
+      for (const tag of tags) await this.emit(x, { action: 'delete', repository, tag, ctx: ev });
+      await this.emit(x, { action: 'delete', kind: 'manifest', repository, digest, ctx: ev });
       return true;
     });
   }
 
-  async deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
       if (guard?.refuseTagChange?.(tag, 'delete')) {
         // An immutable tag is never deleted here: refused while it exists, unknown otherwise.
@@ -835,6 +899,7 @@ export class PostgresMetadataStore implements MetadataStore {
       const row = (await x.q('deleteTagByName', [repository, tag])).rows[0];
       if (!row) return false;
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      await this.emit(x, { action: 'delete', repository, tag, ctx: ev });
       return true;
     });
   }
@@ -884,6 +949,7 @@ export class PostgresMetadataStore implements MetadataStore {
         return undefined;
       }
       await deleteManifestRow(x, id, repoId, ref.digest, now);
+      await this.emit(x, { action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: Number(row.size) });
       return toManifest(row);
     }, 'caller');
   }
@@ -925,6 +991,7 @@ export class PostgresMetadataStore implements MetadataStore {
       }
       await x.q('markDeleting', [digest]);
       await dequeue();
+      await this.emit(x, { action: 'gc.delete', kind: 'blob', repository: '', digest, size: Number(row.size) });
       return { blob: toBlob(row), linksRemoved };
     });
   }
@@ -961,6 +1028,18 @@ export class PostgresMetadataStore implements MetadataStore {
     return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
   }
 
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return (await this.db.one('recordCandidate', [key, now])).rows[0]!.first_seen as number;
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.db.one('dropCandidate', [key]);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.db.one('pruneCandidates', [seenBefore]);
+  }
+
   async uploadExists(id: string): Promise<boolean> {
     if (!storable(id)) return false;
     return ((await this.db.one('uploadExists', [id])).rowCount ?? 0) > 0;
@@ -971,6 +1050,8 @@ export class PostgresMetadataStore implements MetadataStore {
       if ((await x.q('forgetBlob', [digest, storageKey])).rowCount === 0) return false;
       await x.q('deleteLinks', [digest]);
       await x.q('dequeueBlob', [digest]);
+      // Last: the repository event lock is held only from here to the commit.
+      await this.emit(x, { action: 'fsck.forget', kind: 'blob', repository: '', digest });
       return true;
     });
   }
@@ -994,32 +1075,33 @@ export class PostgresMetadataStore implements MetadataStore {
     return (await this.db.one('quotaUsage', [])).rows.map((r) => ({ namespace: r.name as string, bytes: Number(r.bytes) }));
   }
 
-  async listTagDetails(repository: string): Promise<TagDetail[]> {
-    return (await this.db.one('tagDetails', [repository])).rows.map(toTagDetail);
+  async listRetentionTags(repository: string): Promise<RetentionTag[]> {
+    return (await this.db.one('retentionTags', [repository])).rows.map(toRetentionTag);
   }
 
-  async deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean> {
     if (!storable(seen.tag)) return false;
     return this.db.tx(async (x) => {
       // Locked as a push moving the tag locks it (upsertTag): one of the two sees the other's commit.
-      const row = (await x.q('lockTagDetail', [repository, seen.tag])).rows[0];
+      const row = (await x.q('lockRetentionTag', [repository, seen.tag])).rows[0];
       if (!row) return false;
-      const current = toTagDetail(row);
+      const current = toRetentionTag(row);
       if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
       const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
       if (refusal) throw refusal;
       await x.q('deleteTagById', [row.repository_id, seen.tag]);
       await x.q('deleteTagPull', [row.repository_id, seen.tag]);
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      await this.emit(x, { action: 'retention.delete', repository, tag: seen.tag, digest: seen.digest });
       return true;
       // `now` is GC's pass time (this store's clock): what retention releases is due from then.
     }, 'caller');
   }
 
-  async recordPulls(pulls: TagPull[]): Promise<void> {
+  async recordTagPulls(pulls: TagPull[]): Promise<void> {
     const usable = pulls.filter((p) => storable(p.tag) && storable(p.repository));
     if (usable.length === 0) return;
-    await this.db.one('recordPulls', [usable.map((p) => p.repository), usable.map((p) => p.tag), usable.map((p) => p.at)]);
+    await this.db.one('recordTagPulls', [usable.map((p) => p.repository), usable.map((p) => p.tag), usable.map((p) => p.at)]);
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
@@ -1059,9 +1141,84 @@ export class PostgresMetadataStore implements MetadataStore {
     }
   }
 
+  async appendEvents(events: OutboxEvent[]): Promise<void> {
+    if (!this.events || events.length === 0) return;
+    // By repository: every writer takes repository event locks in this order, so two batches cannot deadlock.
+    const sorted = [...events].sort((a, b) => (a.repository < b.repository ? -1 : a.repository > b.repository ? 1 : 0));
+    await this.db.tx(async (x) => {
+      for (const e of sorted) await this.emit(x, e);
+    });
+  }
+
+  async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
+    if (!(await this.db.tx((x) => outbox.anyPending(x, endpoint)))) return [];
+    return this.db.tx((x) => outbox.claimEvents(x, endpoint, owner, now, claim));
+  }
+
+  async ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void> {
+    await this.db.tx((x) => outbox.ackEvents(x, endpoint, owner, seqs));
+  }
+
+  async failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void> {
+    await this.db.tx((x) => outbox.failEvents(x, endpoint, owner, seqs, retryAt, error));
+  }
+
+  async eventStats(_now: number): Promise<EndpointEventStats[]> {
+    return this.db.tx((x) => outbox.eventStats(x));
+  }
+
+  async replayEvents(endpoint: string, now: number): Promise<number> {
+    return this.db.tx((x) => outbox.replayEvents(x, endpoint, now));
+  }
+
   async now(): Promise<number> {
     if (this.clock === 'caller') return systemNow();
     return (await this.db.one('dbNow')).rows[0]!.now as number;
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (await this.db.one('repositorySummaries')).rows.map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (await this.db.one('listTagDetails', [repository, afterKey(last), limit + 1])).rows.map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    const [tags, parents] = await Promise.all([
+      this.db.one('tagsOfManifest', [repository, digest]),
+      this.db.one('parentsOfManifest', [repository, digest]),
+    ]);
+    return { tags: tags.rows.map((r) => r.name as string), parents: parents.rows.map((r) => r.digest as string) };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals((await this.db.one('storageTotals')).rows[0]!);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (await this.db.one('listRuns', [limit])).rows.map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    const values = [pulls.map((p) => p.repository), pulls.map((p) => p.digest), pulls.map((p) => p.count), pulls.map((p) => p.lastPulled)];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return void (await this.db.one('recordPulls', values));
+      } catch (e) {
+        // A manifest deleted between the join and the foreign-key check: once more, and the join leaves it out.
+        if ((e as { code?: string }).code !== '23503' || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (await this.db.one('pullCounts', [repository, digests])).rows.map(toPullCount);
   }
 
   async close(): Promise<void> {

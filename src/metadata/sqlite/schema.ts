@@ -129,6 +129,53 @@ export const MIGRATIONS: string[] = [
   CREATE INDEX uploads_by_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
   `
+  -- A commit claims its upload before storage is touched (one winner) and
+  -- names the key it writes, so fsck never takes that object for an orphan.
+  ALTER TABLE uploads ADD COLUMN committing_key TEXT;
+  CREATE INDEX uploads_by_committing_key ON uploads(committing_key) WHERE committing_key IS NOT NULL;
+  -- fsck's orphan candidates: removed only when a later run still finds them unknown.
+  -- key: 'blob:<storage key>' or 'upload:<upload id>'.
+  CREATE TABLE fsck_candidates (
+    key         TEXT PRIMARY KEY,
+    first_seen  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  `
+  -- Manifest GETs, counted in memory and added here in batches (src/console/pulls.ts); they go with their manifest.
+  CREATE TABLE manifest_pulls (
+    manifest_id  INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    count        INTEGER NOT NULL,
+    last_pulled  INTEGER NOT NULL
+  );
+  `,
+  `
+  -- The event outbox (src/events/): one row per event and endpoint, written in
+  -- the transaction of the change it reports; removed once delivered.
+  -- state 0 = pending, 1 = dead-lettered (too old or too many; an operator replays it).
+  CREATE TABLE event_outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint    TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    repository  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    state       INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX event_outbox_by_endpoint ON event_outbox(endpoint, state, seq);
+  -- Per endpoint: who is delivering (a lease, so two nodes never send one batch) and its backoff.
+  CREATE TABLE event_endpoints (
+    name         TEXT PRIMARY KEY,
+    lease_owner  TEXT,
+    lease_until  INTEGER NOT NULL DEFAULT 0,
+    retry_at     INTEGER NOT NULL DEFAULT 0,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+  ) WITHOUT ROWID;
+  `,
+  `
   -- Storage quotas (src/policy/): a namespace is the set of repositories a quota rule matches.
   -- Its usage counts each blob linked in any of them once, maintained by the triggers below in
   -- the transaction that links or unlinks (every path: commits, mounts, unlinks, GC, fsck).

@@ -25,18 +25,33 @@ import type {
   ManifestRef,
   UploadOwner,
   UploadRecord,
+  EventContext,
+  EventClaim,
+  EndpointEventStats,
+  OutboxEvent,
+  OutboxRow,
   WriteGuard,
   QuotaNamespace,
   QuotaUsage,
-  TagDetail,
+  RetentionTag,
   TagPull,
 } from '../store.js';
+import { manifestReferences, type OutboxOptions } from '../outbox.js';
+import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toTagDetail, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
+import { prepareConsoleQueries } from './console-queries.js';
+import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
+import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
 const LIVE = 0;
+
+export interface SqliteStoreOptions {
+  /** Endpoints events are written for (src/events/); none: no event rows at all. */
+  outbox?: OutboxOptions;
+}
 
 interface PendingWrite {
   fn: () => unknown;
@@ -62,7 +77,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private walSync: Promise<void> | undefined;
   private walSyncNext: Promise<void> | undefined;
 
-  constructor(file: string | Buffer) {
+  /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
+  private readonly outbox: SqliteOutbox | undefined;
+
+  constructor(file: string | Buffer, options: SqliteStoreOptions = {}) {
     if (typeof file === 'string' && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     if (typeof file === 'string') this.db.pragma('journal_mode = WAL');
@@ -89,6 +107,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('busy_timeout = 10000');
     migrate(this.db);
     this.stmt = prepareStatements(this.db);
+    this.outbox = options.outbox && options.outbox.endpoints.length > 0 ? new SqliteOutbox(this.db, options.outbox) : undefined;
   }
 
   // Blobs --------------------------------------------------------------------
@@ -122,7 +141,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, guard?: WriteGuard): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.write(() => {
         const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
         if (!row) return undefined;
@@ -132,16 +151,22 @@ export class SqliteMetadataStore implements MetadataStore {
         if (before) this.quotaAfter(guard!, before);
         this.stmt.touchBlob.run(now, digest);
         this.stmt.enqueueBlob.run(digest, now);
+        this.outbox?.insert({ action: 'mount', kind: 'blob', repository, digest, size: row.size as number, mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev }, now);
         return toBlob({ ...row, last_seen: now });
       });
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async blobRepositories(digest: string, limit: number): Promise<string[]> {
+    return this.stmt.blobRepositories.all(digest, limit) as string[];
+  }
+
+  async unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean> {
     return this.write(() => {
         const referencedBy = this.stmt.blobReferencedInRepo.get(repository, digest) as number;
         if (referencedBy > 0) throw stillReferencedError('blob', digest, referencedBy);
         const changed = this.stmt.unlinkBlob.run(repository, digest).changes > 0;
         if (changed) this.stmt.enqueueBlob.run(digest, 0);
+        if (changed) this.outbox?.insert({ action: 'delete', kind: 'blob', repository, digest, ctx: ev }, systemNow());
         return changed;
       });
   }
@@ -165,15 +190,26 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => this.stmt.deleteUpload.run(id).changes > 0, false);
   }
 
+  async claimUpload(id: string, offset: number, storageKey: string, now: number): Promise<boolean> {
+    // Not waiting for the sync: a claim lost on a power cut goes with
+    // everything after it in the WAL, the commit included.
+    return this.write(() => this.stmt.claimUpload.run(storageKey, now, id, offset).changes > 0, false);
+  }
+
+  async createClaimedUpload(id: string, repository: string, storageKey: string, now: number): Promise<void> {
+    await this.write(() => this.stmt.createClaimedUpload.run(id, repository, now, now, storageKey), false);
+  }
+
   async commitBlob(
     uploadId: string | undefined,
     repository: string,
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
+    ev?: EventContext,
     guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
-        if (uploadId !== undefined && this.stmt.deleteUpload.run(uploadId).changes === 0) {
+        if (uploadId !== undefined && this.stmt.consumeUpload.run(uploadId, blob.storageKey).changes === 0) {
           // Another request finished or cancelled this upload first.
           throw new RegistryError('BLOB_UPLOAD_UNKNOWN');
         }
@@ -193,6 +229,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.linkBlob.run(repoId, blob.digest, now);
         if (before) this.quotaAfter(guard!, before);
         this.stmt.enqueueBlob.run(blob.digest, now);
+        this.outbox?.insert({ action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev }, now);
         return result;
       });
   }
@@ -219,7 +256,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, guard?: WriteGuard): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
@@ -260,27 +297,31 @@ export class SqliteMetadataStore implements MetadataStore {
           this.stmt.holdManifestById.run(id);
           if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
         }
+        this.outbox?.insert({ action: 'push', kind: 'manifest', repository, digest: m.digest, mediaType: m.mediaType, size: m.size, tag, references: manifestReferences(m.body), ctx: ev }, now);
       });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
         const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
         if (parents > 0) throw stillReferencedError('manifest', digest, parents);
         if (guard) {
-          for (const tag of this.stmt.tagsOfManifest.all(row.id) as string[]) {
+          for (const tag of this.stmt.tagNamesOfManifest.all(row.id) as string[]) {
             const refusal = guard.refuseTagChange?.(tag, 'delete');
             if (refusal) throw refusal;
           }
         }
+        const tags = this.outbox?.tagsOf(row.id as number) ?? [];
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
+        for (const tag of tags) this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
+        this.outbox?.insert({ action: 'delete', kind: 'manifest', repository, digest, ctx: ev }, now);
         return true;
       });
   }
 
-  async deleteTag(repository: string, tag: string, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
         if (!row) return false;
@@ -288,6 +329,7 @@ export class SqliteMetadataStore implements MetadataStore {
         if (refusal) throw refusal;
         this.stmt.deleteTag.run(row.repository_id, tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
+        this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
         return true;
       });
   }
@@ -334,6 +376,7 @@ export class SqliteMetadataStore implements MetadataStore {
           return undefined;
         }
         this.deleteManifestRow(id, repoId, ref.digest, now);
+        this.outbox?.insert({ action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: row.size as number }, now);
         return toManifest(row);
       });
   }
@@ -360,6 +403,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         this.stmt.markDeleting.run(digest);
         this.stmt.dequeueBlob.run(digest);
+        this.outbox?.insert({ action: 'gc.delete', kind: 'blob', repository: '', digest, size: row.size as number }, systemNow());
         return { blob: toBlob(row), linksRemoved };
       });
   }
@@ -389,7 +433,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return this.stmt.storageKeyKnown.get(key) !== undefined;
+    return this.stmt.storageKeyKnown.get(key, key) !== undefined;
+  }
+
+  async recordOrphanCandidate(key: string, now: number): Promise<number> {
+    return this.write(() => (this.stmt.recordCandidate.get(key, now, now) as Row).first_seen as number, false);
+  }
+
+  async dropOrphanCandidate(key: string): Promise<void> {
+    await this.write(() => this.stmt.dropCandidate.run(key), false);
+  }
+
+  async pruneOrphanCandidates(seenBefore: number): Promise<void> {
+    await this.write(() => this.stmt.pruneCandidates.run(seenBefore), false);
   }
 
   async uploadExists(id: string): Promise<boolean> {
@@ -399,6 +455,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
     return this.write(() => {
         if (this.stmt.forgetBlob.run(digest, storageKey).changes === 0) return false;
+        this.outbox?.insert({ action: 'fsck.forget', kind: 'blob', repository: '', digest }, systemNow());
         this.stmt.deleteLinks.run(digest);
         this.stmt.dequeueBlob.run(digest);
         return true;
@@ -421,26 +478,27 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.stmt.quotaUsage.all() as Row[]).map((r) => ({ namespace: r.name as string, bytes: r.bytes as number }));
   }
 
-  async listTagDetails(repository: string): Promise<TagDetail[]> {
-    return (this.stmt.tagDetails.all(repository) as Row[]).map(toTagDetail);
+  async listRetentionTags(repository: string): Promise<RetentionTag[]> {
+    return (this.stmt.retentionTags.all(repository) as Row[]).map(toRetentionTag);
   }
 
-  async deleteTagIfUnchanged(repository: string, seen: TagDetail, now: number, guard?: WriteGuard): Promise<boolean> {
+  async deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
-        const row = this.stmt.tagDetail.get(repository, seen.tag) as Row | undefined;
+        const row = this.stmt.retentionTag.get(repository, seen.tag) as Row | undefined;
         if (!row) return false;
-        const current = toTagDetail(row);
+        const current = toRetentionTag(row);
         if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
         const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
         if (refusal) throw refusal;
         this.stmt.deleteTag.run(row.repository_id, seen.tag);
         this.stmt.deleteTagPull.run(row.repository_id, seen.tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
+        this.outbox?.insert({ action: 'retention.delete', repository, tag: seen.tag, digest: seen.digest }, now);
         return true;
       });
   }
 
-  async recordPulls(pulls: TagPull[]): Promise<void> {
+  async recordTagPulls(pulls: TagPull[]): Promise<void> {
     await this.write(() => {
         for (const p of pulls) this.stmt.recordPull.run(p.at, p.repository, p.tag);
       }, false);
@@ -453,6 +511,46 @@ export class SqliteMetadataStore implements MetadataStore {
   async runTotals(): Promise<LifecycleTotals[]> {
     return (this.stmt.runTotals.all() as Row[]).map(toRunTotals);
   }
+
+  async appendEvents(events: OutboxEvent[]): Promise<void> {
+    const outbox = this.outbox;
+    if (!outbox || events.length === 0) return;
+    const now = systemNow();
+    // Pulls change nothing: losing the last few on a power cut is acceptable, so no fsync wait.
+    await this.write(() => events.forEach((e) => outbox.insert(e, now)), false);
+  }
+
+  async claimEvents(endpoint: string, owner: string, now: number, claim: EventClaim): Promise<OutboxRow[] | undefined> {
+    const outbox = this.outboxFor();
+    if (!outbox.anyPending(endpoint)) return [];
+    return this.write(() => outbox.claim(endpoint, owner, now, claim), false);
+  }
+
+  async ackEvents(endpoint: string, owner: string, seqs: number[]): Promise<void> {
+    const outbox = this.outboxFor();
+    // Not waited for on disk: an ack lost on a power cut only means the events are sent again (at least once).
+    await this.write(() => outbox.ack(endpoint, owner, seqs), false);
+  }
+
+  async failEvents(endpoint: string, owner: string, seqs: number[], retryAt: number, error: string): Promise<void> {
+    const outbox = this.outboxFor();
+    await this.write(() => outbox.fail(endpoint, owner, seqs, retryAt, error), false);
+  }
+
+  async eventStats(_now: number): Promise<EndpointEventStats[]> {
+    return this.outboxFor().stats();
+  }
+
+  async replayEvents(endpoint: string, now: number): Promise<number> {
+    const outbox = this.outboxFor();
+    return this.write(() => outbox.replay(endpoint, now));
+  }
+
+  /** The outbox for delivery and admin calls, which work on any database (also one whose endpoints are gone from the config). */
+  private outboxFor(): SqliteOutbox {
+    return (this.adminOutbox ??= this.outbox ?? new SqliteOutbox(this.db, { endpoints: [] }));
+  }
+  private adminOutbox: SqliteOutbox | undefined;
 
   async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
     // An in-memory copy of a consistent snapshot: the dry run takes no write
@@ -471,6 +569,51 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async now(): Promise<number> {
     return systemNow();
+  }
+
+  // Console queries ----------------------------------------------------------
+
+  private consoleQueries: ReturnType<typeof prepareConsoleQueries> | undefined;
+  /** Prepared on first use: a server without the console does not pay for them. */
+  private get cq(): ReturnType<typeof prepareConsoleQueries> {
+    return (this.consoleQueries ??= prepareConsoleQueries(this.db));
+  }
+
+  async repositorySummaries(): Promise<RepositorySummary[]> {
+    return (this.cq.repositorySummaries.all() as Row[]).map(toRepositorySummary);
+  }
+
+  async listTagDetails(repository: string, last: string | undefined, limit: number): Promise<{ items: TagDetail[]; more: boolean }> {
+    const rows = (this.cq.listTagDetails.all(repository, last ?? '', limit + 1) as Row[]).map(toTagDetail);
+    return { items: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  async manifestUsage(repository: string, digest: string): Promise<ManifestUsage> {
+    return {
+      tags: this.cq.tagsOfManifest.all(repository, digest) as string[],
+      parents: this.cq.parentsOfManifest.all(repository, digest) as string[],
+    };
+  }
+
+  async storageTotals(): Promise<StorageTotals> {
+    return toStorageTotals(this.cq.storageTotals.get() as Row);
+  }
+
+  async listRuns(limit: number): Promise<LifecycleRunRecord[]> {
+    return (this.cq.listRuns.all(limit) as Row[]).map(toRun);
+  }
+
+  async recordPulls(pulls: PullCount[]): Promise<void> {
+    if (pulls.length === 0) return;
+    // Not durable: a power cut costs a few seconds of counts, and pulls never wait for a sync.
+    await this.write(() => {
+      for (const p of pulls) this.cq.recordPull.run(p.count, p.lastPulled, p.repository, p.digest);
+    }, false);
+  }
+
+  async pullCounts(repository: string, digests: string[]): Promise<PullCount[]> {
+    if (digests.length === 0) return [];
+    return (this.cq.pullCounts.all(repository, JSON.stringify(digests)) as Row[]).map(toPullCount);
   }
 
   async close(): Promise<void> {
@@ -555,7 +698,19 @@ export class SqliteMetadataStore implements MetadataStore {
       this.walSyncNext = undefined;
       return this.syncWal();
     }));
-    this.walHandle ??= open(this.walFile, 'r');
+    // The WAL file (and the database file beside it) exist only once their
+    // directory entries are durable: the directory is synced with the first
+    // WAL sync, before any commit is acknowledged.
+    this.walHandle ??= open(this.walFile, 'r').then(async (h) => {
+      try {
+        await this.syncDirectory(dirname(this.walFile!));
+      } catch (e) {
+        await h.close();
+        this.walHandle = undefined;
+        throw e;
+      }
+      return h;
+    });
     const sync = this.walHandle.then((h) => h.datasync());
     this.walSync = sync.finally(() => (this.walSync = undefined)).catch(() => {});
     return sync;
@@ -594,6 +749,16 @@ export class SqliteMetadataStore implements MetadataStore {
     this.stmt.sumQuotaBlobs.run(namespace, namespace);
   }
 
+  /** Makes a directory's entries durable (protected: tests observe it). */
+  protected async syncDirectory(dir: string): Promise<void> {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
   /** Must run inside a transaction. */
   private ensureRepository(name: string, now: number): number {
     const row = this.stmt.repositoryId.get(name) as Row | undefined;
@@ -622,18 +787,30 @@ export class SqliteMetadataStore implements MetadataStore {
 
 /** Applies pending migrations; refuses a schema newer than this code. Returns the versions before and after. */
 export function migrate(db: Database.Database): { from: number; to: number } {
+  const tooNew = (v: number) => new Error(`metadata schema version ${v} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`metadata schema version ${version} is newer than this Berth understands (${MIGRATIONS.length}); upgrade Berth`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (version > MIGRATIONS.length) throw tooNew(version);
+  // Each step reads the version inside its write transaction: another
+  // process starting on the same new database at the same moment may have
+  // applied the migration between our first read and our lock.
+  for (;;) {
+    const applied = db
+      .transaction(() => {
+        const v = db.pragma('user_version', { simple: true }) as number;
+        if (v > MIGRATIONS.length) throw tooNew(v);
+        if (v === MIGRATIONS.length) return false;
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) break;
   }
   return { from: version, to: MIGRATIONS.length };
 }
+
+/** What the reference registry reports as a blob's media type. */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 function prepareStatements(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
@@ -653,6 +830,11 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = r.id
       JOIN blobs b ON b.digest = l.digest
       WHERE r.name = ? AND l.digest = ? AND b.state = ${LIVE}`),
+    blobRepositories: p(`
+      SELECT r.name FROM repository_blobs l
+      JOIN repositories r ON r.id = l.repository_id
+      JOIN blobs b ON b.digest = l.digest
+      WHERE l.digest = ? AND b.state = ${LIVE} LIMIT ?`).pluck(),
     blobLinkedLive: p(`
       SELECT 1 FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
       WHERE l.repository_id = ? AND l.digest = ? AND b.state = ${LIVE}`),
@@ -686,9 +868,13 @@ function prepareStatements(db: Database.Database) {
 
     createUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, owner)
       SELECT ?, ?, 0, ?, ?, ? WHERE ? = 0 OR (SELECT count(*) FROM uploads WHERE owner = ?) < ?`),
-    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner FROM uploads WHERE id = ?`),
-    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ?`),
+    findUpload: p(`SELECT id, repository, "offset", created_at, updated_at, hash_state, owner, committing_key FROM uploads WHERE id = ?`),
+    advanceUpload: p(`UPDATE uploads SET "offset" = ?, updated_at = ?, hash_state = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
     deleteUpload: p(`DELETE FROM uploads WHERE id = ?`),
+    claimUpload: p(`UPDATE uploads SET committing_key = ?, updated_at = ? WHERE id = ? AND "offset" = ? AND committing_key IS NULL`),
+    createClaimedUpload: p(`INSERT INTO uploads (id, repository, "offset", created_at, updated_at, committing_key) VALUES (?, ?, 0, ?, ?, ?)`),
+    // Only the commit that claimed an upload (or, unclaimed, any) ends it as a blob.
+    consumeUpload: p(`DELETE FROM uploads WHERE id = ? AND (committing_key IS NULL OR committing_key = ?)`),
 
     manifestId: p(`SELECT id FROM manifests WHERE repository_id = ? AND digest = ?`),
     manifestIdByName: p(`
@@ -731,7 +917,7 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at`),
     deleteTag: p(`DELETE FROM tags WHERE repository_id = ? AND name = ?`),
-    tagsOfManifest: p(`SELECT name FROM tags WHERE manifest_id = ?`).pluck(),
+    tagNamesOfManifest: p(`SELECT name FROM tags WHERE manifest_id = ?`).pluck(),
     listTags: p(`
       SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
       WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`).pluck(),
@@ -766,7 +952,12 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyKnown: p(`SELECT 1 FROM blobs WHERE storage_key = ?`),
+    storageKeyKnown: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = ?) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = ?)`),
+    recordCandidate: p(`
+      INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES (?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`),
+    dropCandidate: p(`DELETE FROM fsck_candidates WHERE key = ?`),
+    pruneCandidates: p(`DELETE FROM fsck_candidates WHERE last_seen < ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
     quotaNamespaceNames: p(`SELECT name FROM quota_namespaces`).pluck(),
@@ -784,12 +975,12 @@ function prepareStatements(db: Database.Database) {
       JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
       WHERE m.namespace = ? GROUP BY m.namespace, l.digest, b.size`),
     sumQuotaBlobs: p(`UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = ?) WHERE name = ?`),
-    tagDetails: p(`
+    retentionTags: p(`
       SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
       FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
       LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
       WHERE r.name = ? ORDER BY t.name`),
-    tagDetail: p(`
+    retentionTag: p(`
       SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
       FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
       LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name

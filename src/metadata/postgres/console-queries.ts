@@ -1,0 +1,67 @@
+/**
+ * The console's read-only queries on PostgreSQL (src/console/), named like
+ * the store's other statements (prepared once per connection). Sums of
+ * bigint columns are numeric in PostgreSQL: cast back to bigint, which the
+ * pool parses as numbers.
+ */
+export const CONSOLE_SQL = {
+  repositorySummaries: `
+    SELECT r.name,
+      (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
+      coalesce(g.n, 0) AS manifests,
+      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
+        WHERE l.repository_id = r.id) AS bytes,
+      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
+        WHERE l.repository_id = r.id
+          AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = l.digest AND o.repository_id <> r.id)) AS unique_bytes,
+      coalesce((SELECT n.created_at FROM manifests n WHERE n.id = g.last), r.created_at) AS last_push
+    FROM repositories r
+    -- One pass over the manifests index: each repository's count and newest manifest (ids only grow).
+    LEFT JOIN (SELECT repository_id, count(*) AS n, max(id) AS last FROM manifests GROUP BY repository_id) g ON g.repository_id = r.id
+    ORDER BY r.name`,
+  listTagDetails: `
+    SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
+    FROM tags t
+    JOIN manifests m ON m.id = t.manifest_id
+    -- The repository's id first, so the page is read in order from the tag key and stops at the limit.
+    WHERE t.repository_id = (SELECT id FROM repositories WHERE name = $1) AND t.name > $2
+    ORDER BY t.name LIMIT $3`,
+  tagsOfManifest: `
+    SELECT t.name FROM repositories r
+    JOIN manifests m ON m.repository_id = r.id
+    JOIN tags t ON t.manifest_id = m.id
+    WHERE r.name = $1 AND m.digest = $2 ORDER BY t.name LIMIT 1000`,
+  parentsOfManifest: `
+    SELECT p.digest FROM repositories r
+    JOIN manifest_children c ON c.repository_id = r.id
+    JOIN manifests p ON p.id = c.manifest_id
+    WHERE r.name = $1 AND c.child_digest = $2 ORDER BY p.digest LIMIT 1000`,
+  storageTotals: `
+    SELECT
+      (SELECT count(*) FROM blobs WHERE state = 0) AS blobs,
+      (SELECT coalesce(sum(size), 0)::bigint FROM blobs WHERE state = 0) AS bytes,
+      (SELECT count(*) FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_blobs,
+      (SELECT coalesce(sum(size), 0)::bigint FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_bytes,
+      (SELECT count(*) FROM blobs WHERE state <> 0) AS deleting_blobs,
+      (SELECT count(*) FROM gc_blob_queue) AS queued_blobs,
+      (SELECT count(*) FROM manifests WHERE untagged_at IS NOT NULL) AS untagged_manifests,
+      (SELECT count(*) FROM uploads) AS uploads,
+      (SELECT coalesce(sum("offset"), 0)::bigint FROM uploads) AS upload_bytes`,
+  listRuns: `SELECT * FROM lifecycle_runs ORDER BY id DESC LIMIT $1`,
+  // One statement per batch; rows in (name, digest) order so that two nodes' flushes lock them in the same order.
+  recordPulls: `
+    INSERT INTO manifest_pulls (manifest_id, count, last_pulled)
+    SELECT m.id, v.count, v.last
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS v(name, digest, count, last)
+    JOIN repositories r ON r.name = v.name
+    JOIN manifests m ON m.repository_id = r.id AND m.digest = v.digest
+    ORDER BY v.name, v.digest
+    ON CONFLICT (manifest_id) DO UPDATE SET count = manifest_pulls.count + excluded.count,
+      last_pulled = GREATEST(manifest_pulls.last_pulled, excluded.last_pulled)`,
+  pullCounts: `
+    SELECT r.name, m.digest, p.count, p.last_pulled
+    FROM repositories r
+    JOIN manifests m ON m.repository_id = r.id
+    JOIN manifest_pulls p ON p.manifest_id = m.id
+    WHERE r.name = $1 AND m.digest = ANY($2::text[])`,
+} as const;
