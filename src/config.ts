@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { applySecurityFile, applySecurityOverrides, type SecurityConfig, type SecurityOverrides } from './auth/config.js';
 import { ConfigError, parseAddr, parseBoolean, parseDuration } from './config-values.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { parsePolicies, type PolicyRule } from './policy/config.js';
 import { DEFAULT_NOTIFICATIONS, notifyEndpoint, parseNotifications, type NotificationsConfig } from './events/config.js';
 import { checkPrefixes, mirrorFromFlag, parseMirrors, type UpstreamConfig } from './proxy/config.js';
 import { applyReferenceConfig, isReferenceConfig, type ReferenceConfigResult } from './reference-config.js';
@@ -60,6 +61,10 @@ export interface Config extends SecurityConfig {
   ui: boolean;
   gc: GcConfig;
   storage: StorageConfig;
+  /** Retention, quota and immutable-tag rules (src/policy/); reloaded from the config file on SIGHUP. */
+  policies: PolicyRule[];
+  /** The config file read, if any (a reload reads it again). */
+  configFile?: string;
   /** Upstream registries of the pull-through cache (`mirrors:`, `--proxy`); empty: none. */
   mirrors: UpstreamConfig[];
   /**
@@ -99,6 +104,7 @@ export const DEFAULT_CONFIG: Config = {
     uploadSessionsPerUser: 1000,
   },
   storage: { partSize: 16 * 1024 * 1024, redirect: false },
+  policies: [],
   mirrors: [],
 };
 
@@ -160,7 +166,10 @@ function applyLimitOverrides(config: Config, flags: ConfigOverrides, env: NodeJS
 export function loadConfig(flags: ConfigOverrides, env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = structuredClone(DEFAULT_CONFIG);
   const file = flags.config ?? env.BERTH_CONFIG;
-  if (file) applyFile(config, file, env);
+  if (file) {
+    applyFile(config, file, env);
+    config.configFile = resolve(file);
+  }
   if (env.BERTH_ADDR) config.addr = env.BERTH_ADDR;
   if (env.BERTH_DATA) config.data = env.BERTH_DATA;
   if (env.BERTH_METADATA) config.metadata = checkMetadata(env.BERTH_METADATA);
@@ -227,7 +236,7 @@ function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = proces
     config.reference = { ...applyReferenceConfig(config, d, file), file };
     return;
   }
-  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui', 'mirrors', 'notifications']);
+  const known = new Set(['addr', 'data', 'metadata', 'storage', 'log', 'deletes', 'readOnly', 'gc', 'auth', 'tls', 'proxy', 'limits', 'ui', 'mirrors', 'notifications', 'policies']);
   for (const key of Object.keys(d)) if (!known.has(key)) throw new ConfigError(`config file ${file}: unknown setting "${key}"`);
   if (d.addr !== undefined) config.addr = String(d.addr);
   if (d.data !== undefined) config.data = String(d.data);
@@ -261,6 +270,12 @@ function applyFile(config: Config, file: string, env: NodeJS.ProcessEnv = proces
     if (readonly !== undefined) config.readOnly = parseBoolean(readonly as string, 'storage.maintenance.readonly.enabled');
   }
   applySecurityFile(config, d);
+  try {
+    config.policies = parsePolicies(d.policies);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`config file ${file}: ${e.message}`);
+    throw e;
+  }
   if (d.notifications !== undefined && d.notifications !== null) parseNotifications(d.notifications, (config.notifications ??= structuredClone(DEFAULT_NOTIFICATIONS)));
   if (d.mirrors !== undefined && d.mirrors !== null) config.mirrors = parseMirrors(d.mirrors, env);
 }

@@ -31,6 +31,7 @@ export type PausePoint =
   // Lifecycle
   | 'gc-after-candidates' // GC listed candidates, claims not yet made
   | 'gc-after-claim' // GC marked a blob deleting, bytes not yet deleted
+  | 'retention-after-decision' // retention decided which tags of a repository go, none deleted yet
   | 'fsck-after-listing' // fsck listed objects, orphan check not yet made
   | 'fsck-before-remove'; // fsck decided an object is an orphan, not yet removed
 

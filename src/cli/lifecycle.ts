@@ -5,6 +5,7 @@ import { fsck } from '../fsck/fsck.js';
 import { GcService } from '../gc/service.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { DEFAULT_REGISTRY_OPTIONS } from '../registry/context.js';
+import { Policies } from '../policy/policies.js';
 import { formatBytes, statusLine } from './progress.js';
 
 export interface GcFlags extends ConfigOverrides {
@@ -26,7 +27,7 @@ export async function gcCommand(flags: GcFlags): Promise<number> {
   }
   const logger = cliLogger(flags.logLevel);
   const { metadata, storage } = await openBackends(config);
-  const gc = new GcService(metadata, storage, config.gc, DEFAULT_REGISTRY_OPTIONS.touchInterval, logger);
+  const gc = new GcService(metadata, storage, config.gc, DEFAULT_REGISTRY_OPTIONS.touchInterval, logger, { current: new Policies(config.policies) });
   const status = statusLine(flags.dryRun ? 'berth gc (dry run)' : 'berth gc', !flags.json && process.stderr.isTTY === true);
   try {
     const report = await gc.run('cli', {
@@ -45,6 +46,11 @@ export async function gcCommand(flags: GcFlags): Promise<number> {
           `${report.uploadsPurged} abandoned uploads; ${report.linksRemoved} repository links and ` +
           `${report.repositoriesRemoved} empty repositories removed, in ${(report.durationMs / 1000).toFixed(2)} s\n`,
       );
+      for (const r of report.retention ?? []) {
+        process.stdout.write(`retention rule ${r.rule} (${r.repositories.join(', ')}): ${verb} ${r.tags.length} tags, ${r.untagged.length} untagged manifests\n`);
+        for (const t of r.tags) process.stdout.write(`  tag ${t.repository}:${t.tag} (${t.digest}): ${t.reason}\n`);
+        for (const m of r.untagged) process.stdout.write(`  untagged ${m.repository}@${m.digest}: ${m.reason}\n`);
+      }
       for (const m of report.manifests ?? []) process.stdout.write(`manifest ${m}\n`);
       for (const b of report.blobs ?? []) process.stdout.write(`blob ${b}\n`);
     }

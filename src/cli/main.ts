@@ -10,6 +10,7 @@
  */
 import './thread-pool.js';
 import { Command, Option } from 'commander';
+import type { PolicyCheckFlags } from './policy.js';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config.js';
 import type { FsckFlags, GcFlags } from './lifecycle.js';
 import type { MigrateFlags } from './migrate.js';
@@ -86,6 +87,12 @@ variables, then flags. A config file looks like:
   #   endpoint: http://127.0.0.1:9000   # S3-compatible store (env AWS_ENDPOINT_URL_S3)
   #   partSize: 16MiB
   #   redirect: true   # blob GETs answer 307 to a pre-signed URL
+  policies:            # reloaded on SIGHUP; check with \`berth policy check FILE\`; docs/policies.md
+    - repositories: ["ci/**"]
+      retention: { keepLast: 10, keepTags: ["v*"], untaggedAfter: 7d, pulledWithin: 30d }
+    - repositories: ["team-a/**"]
+      quota: 50GiB
+      immutableTags: ["v*", "release-*"]
 
 Security (all off by default; see README "Securing Berth"):
 
@@ -130,8 +137,9 @@ key), never from flags. Without auth.token.key a signing key is generated in
 <data>/auth/.
 
 Endpoints: /v2/ (the registry API), /auth/token (token service, with auth),
-/healthz, /metrics, /admin/gc, /admin/events (and POST /admin/events/replay), /ui
-(the web console; its JSON API under /ui/api/).
+/healthz, /metrics, /admin/gc, /admin/events (and POST /admin/events/replay),
+/admin/policies (+ /reload), /admin/quotas, /admin/tags (an admin deletes an
+immutable tag), /ui (the web console; its JSON API under /ui/api/).
 
 Notifications (see docs/notifications.md): events are written to the metadata
 database with the change they report, and delivered from there:
@@ -259,6 +267,23 @@ lock, each in its own transaction. A schema newer than this Berth is refused.`,
   .action(async (opts: MigrateFlags) => {
     const { migrateCommand } = await import('./migrate.js');
     process.exitCode = await migrateCommand(opts);
+  });
+
+const policy = program.command('policy').description('retention, quota and immutable-tag policies');
+withCommonOptions(policy.command('check <file>'))
+  .description('validate the policies of a config file and show what each would match today (with --data or --metadata)')
+  .option('--json', 'print the result as JSON')
+  .addHelpText(
+    'after',
+    `
+Reads the policies: section of FILE (the file serve takes with --config) and
+checks it whole. Exit status 0 when valid, 2 with the reason when not. A
+running server reads the same section again on SIGHUP (or POST
+/admin/policies/reload); see docs/policies.md.`,
+  )
+  .action(async (file: string, opts: PolicyCheckFlags) => {
+    const { policyCheckCommand } = await import('./policy.js');
+    process.exitCode = await policyCheckCommand(file, opts);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

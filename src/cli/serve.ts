@@ -13,6 +13,9 @@ import { consoleRoutes } from '../console/routes.js';
 import { PullCounter } from '../console/pulls.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../registry/registry.js';
+import { LivePolicies } from '../policy/live-policies.js';
+import { syncQuotas } from '../policy/quota-sync.js';
+import { TagPullRecorder } from '../policy/pull-recorder.js';
 import { redactUrl } from '../metadata/postgres/url.js';
 import { EventDispatcher } from '../events/dispatcher.js';
 import { PullRecorder } from '../events/pull-recorder.js';
@@ -34,6 +37,16 @@ export async function serve(config: Config): Promise<void> {
   // Events (off without endpoints): the store wakes the dispatcher when it writes some.
   let wakeDispatcher = () => {};
   const { metadata, storage } = await openBackends(config, () => wakeDispatcher());
+  const policies = new LivePolicies(config.policies, config.configFile, (p) => syncQuotas(metadata, p));
+  await policies.start();
+  process.on('SIGHUP', () => {
+    void policies.reload().then((outcome) => {
+      if (outcome.ok) logger.warn({ rules: outcome.rules }, 'policies reloaded');
+      else if (config.configFile) logger.error({ error: outcome.error, rules: outcome.rules }, 'policies not reloaded: the previous ones stay in force');
+    });
+  });
+  // Pull times by tag, for "pulled within" retention (policy/); the console's pull counts are `pulls` below.
+  const tagPulls = new TagPullRecorder(metadata, policies, 5000, (e) => logger.error({ err: e }, 'recording pull times failed'));
   if (config.reference) await checkReferenceConfig(config, config.reference, metadata, logger);
   const endpoints = config.notifications?.endpoints ?? [];
   const pullEvents = pullsWanted(config.notifications) ? new PullRecorder(metadata, (err) => logger.warn({ err }, 'pull events not recorded')) : undefined;
@@ -47,16 +60,16 @@ export async function serve(config: Config): Promise<void> {
       redirectExpiry: redirectExpiry(config),
       uploadSessionsPerUser: config.limits.uploadSessionsPerUser,
     },
-    { log: logger, pullEvents: pullEvents?.record, events: endpoints.length > 0 },
+    { log: logger, pullEvents: pullEvents?.record, events: endpoints.length > 0, policies, tagPulls },
   );
   // Read-only mode stores nothing, fetched content included: cached repositories then serve what they hold.
   const cache = config.mirrors.length > 0 && !config.readOnly ? new PullThroughCache(registry, config.mirrors, { log: logger }) : undefined;
   if (cache) registry.ctx.pullThrough = cache;
   // Read-only: the background collector never starts, and the admin trigger only does dry runs.
   const gcConfig = config.readOnly ? { ...config.gc, enabled: false } : config.gc;
-  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger);
+  const gc = new GcService(metadata, storage, gcConfig, registry.ctx.options.touchInterval, logger, policies, () => tagPulls.flush());
   let dispatcher: EventDispatcher | undefined;
-  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, cache?.metrics, () => dispatcher);
+  const admin = adminRoutes(gc, metadata, security.adminCheck, security.metricsCheck, config.readOnly, cache?.metrics, () => dispatcher, policies);
   // Pulls are counted for the console only: without it the pull path does not pay even a map update.
   const pulls = config.ui ? new PullCounter(metadata, logger) : undefined;
   registry.ctx.pulls = pulls;
@@ -134,6 +147,7 @@ export async function serve(config: Config): Promise<void> {
     if (expiry) clearInterval(expiry);
     cache?.close();
     await gc.stop();
+    await tagPulls.flush().catch(() => {});
     await pullEvents?.close();
     await dispatcher?.stop();
     await pulls?.stop();

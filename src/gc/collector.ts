@@ -9,8 +9,11 @@
  * (invariant 3).
  */
 import { crashPoint } from '../crash-points.js';
+import { pausePoint } from '../pause-points.js';
 import type { Logger } from '../log.js';
 import type { BlobRecord, MetadataStore } from '../metadata/store.js';
+import type { Policies } from '../policy/policies.js';
+import { decideRetention, type RetentionVerdict } from '../policy/retention.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 export interface GcOptions {
@@ -33,6 +36,18 @@ export interface GcOptions {
   dryRun: boolean;
   /** Keep the digests of what was deleted in the report. */
   verbose: boolean;
+  /** The policies whose retention rules this pass applies (absent: none). */
+  policies?: Policies;
+}
+
+/** What one retention rule deleted (or, in a dry run, would delete), and why. */
+export interface RetentionReport {
+  /** Index of the rule in the policies list, and its repository patterns. */
+  rule: number;
+  repositories: string[];
+  tags: { repository: string; tag: string; digest: string; reason: string }[];
+  /** Untagged manifests deleted after the rule's untaggedAfter. */
+  untagged: { repository: string; digest: string; reason: string }[];
 }
 
 export interface GcReport {
@@ -47,12 +62,16 @@ export interface GcReport {
   /** With verbose: what was (or would be) deleted. */
   manifests?: string[];
   blobs?: string[];
+  /** With retention rules: what each deleted (or would delete) and why. */
+  retention?: RetentionReport[];
 }
 
 export type GcPhase = 'manifests' | 'blobs' | 'uploads';
 export type GcProgress = (phase: GcPhase, done: number) => void;
 
 const BATCH = 500;
+/** Untagged manifests a retention rule looks at per round (candidates of every repository, filtered). */
+const UNTAGGED_SCAN = 5000;
 const WAVE = 64;
 
 export async function collectGarbage(
@@ -107,10 +126,62 @@ class Sweep {
   ) {}
 
   async run(): Promise<void> {
+    if (this.o.policies?.hasRetention) await this.retention(this.o.policies);
     if (this.o.untagged) await this.manifests();
     await this.blobs();
     await this.uploads();
     this.report.repositoriesRemoved = await this.store.deleteEmptyRepositories();
+  }
+
+  /**
+   * Retention first: the tags it deletes release their manifests, which the
+   * manifest and blob phases then collect after their grace periods. Each
+   * deletion re-checks, in its transaction, that the tag is still as the
+   * decision saw it (deleteTagIfUnchanged).
+   */
+  private async retention(policies: Policies): Promise<void> {
+    const rules = policies.retentionRules();
+    const reports = rules.map((r): RetentionReport => ({ rule: r.index, repositories: r.repositories, tags: [], untagged: [] }));
+    this.report.retention = reports;
+    let last: string | undefined;
+    for (;;) {
+      const page = await this.store.listRepositories(last, BATCH);
+      for (const repository of page.items) {
+        const matching = rules.map((r, i) => ({ r, i })).filter(({ r }) => r.matches(repository));
+        if (matching.length === 0) continue;
+        const tags = await this.store.listRetentionTags(repository);
+        const verdicts = decideRetention(matching.map(({ r }) => r.retention), tags, this.now, (tag) => policies.isImmutable(repository, tag));
+        const guard = policies.writeGuard(repository);
+        if (verdicts.length > 0) await pausePoint('retention-after-decision');
+        const deleted = new Set<RetentionVerdict>();
+        await inWaves(verdicts, async (v) => {
+          if (await this.store.deleteTagIfUnchanged(repository, v.detail, this.now, guard)) deleted.add(v);
+        });
+        // Reported in the decision's order, whatever order the deletions finished in: a dry run and a run list alike.
+        for (const v of verdicts.filter((v) => deleted.has(v))) {
+          reports[matching[0]!.i]!.tags.push({ repository, tag: v.detail.tag, digest: v.detail.digest, reason: v.reason });
+        }
+      }
+      if (!page.more || page.items.length === 0) break;
+      last = page.items.at(-1);
+    }
+    for (const [i, r] of rules.entries()) {
+      const after = r.retention.untaggedAfter;
+      if (after === undefined) continue;
+      const cutoff = this.now - after;
+      for (;;) {
+        const candidates = (await this.store.listManifestCandidates(cutoff, UNTAGGED_SCAN)).filter((ref) => r.matches(ref.repository));
+        let any = false;
+        await inWaves(candidates, async (ref) => {
+          if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
+          any = true;
+          this.report.manifestsDeleted++;
+          this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
+          reports[i]!.untagged.push({ ...ref, reason: `untagged for more than ${Math.round(after / 1000)}s` });
+        });
+        if (!any) break;
+      }
+    }
   }
 
   private async manifests(): Promise<void> {

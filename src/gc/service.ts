@@ -7,6 +7,7 @@ import type { GcConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import type { LifecycleRun, MetadataStore } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { Policies } from '../policy/policies.js';
 import { collectGarbage, type GcProgress, type GcReport } from './collector.js';
 
 export type GcTrigger = LifecycleRun['trigger'];
@@ -30,6 +31,10 @@ export class GcService {
     private readonly config: GcConfig,
     private readonly touchInterval: number,
     private readonly logger: Logger,
+    /** The policies in force, read at each run (a reload applies to the next one). */
+    private readonly policies?: { current: Policies },
+    /** Runs before each collection (the server writes the pull times it holds). */
+    private readonly beforeRun: () => Promise<void> = async () => {},
   ) {}
 
   async run(trigger: GcTrigger, opts: GcRunOptions = {}): Promise<GcReport> {
@@ -44,6 +49,7 @@ export class GcService {
 
   private async runOnce(trigger: GcTrigger, opts: GcRunOptions): Promise<GcReport> {
     const startedAt = Date.now();
+    await this.beforeRun();
     const report = await collectGarbage(
       this.metadata,
       this.storage,
@@ -55,6 +61,7 @@ export class GcService {
         touchInterval: this.touchInterval,
         dryRun: opts.dryRun ?? false,
         verbose: opts.verbose ?? false,
+        policies: this.policies?.current,
       },
       this.logger.child({ trigger }),
       opts.progress,

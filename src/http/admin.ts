@@ -10,6 +10,8 @@ import { ConfigError, parseDuration } from '../config.js';
 import type { GcService } from '../gc/service.js';
 import type { LifecycleTotals, MetadataStore } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
+import type { LivePolicies } from '../policy/live-policies.js';
+import { isTag, parseRepositoryName } from '../registry/reference.js';
 import type { EventDispatcher } from '../events/dispatcher.js';
 import type { ProxyMetrics, UpstreamCounters } from '../proxy/metrics.js';
 
@@ -28,7 +30,7 @@ function param(query: unknown, name: string): string | undefined {
  * `adminCheck` guards /admin/* (without auth: loopback clients only; with
  * auth: admins), `metricsCheck` guards /metrics (undefined: public).
  */
-export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, readOnly = false, cache?: ProxyMetrics, events?: () => EventDispatcher | undefined) {
+export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: AdminCheck, metricsCheck?: AdminCheck, readOnly = false, cache?: ProxyMetrics, events?: () => EventDispatcher | undefined, policies?: LivePolicies) {
   // prom-client loads at the first scrape: a registry nobody scrapes does not
   // pay its memory (~10 MiB) or its event-loop and GC observers. The counters
   // are read from metadata, so they are whole from the first scrape on; the
@@ -54,6 +56,7 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
       const report = await gc.run('admin', { dryRun, verbose, grace });
       return reply.code(200).type('application/json').send(JSON.stringify(report));
     });
+    if (policies) policyRoutes(app, metadata, adminCheck, policies, readOnly);
     // GET /admin/events: per endpoint, events pending, failures in a row, dead-lettered.
     app.get('/admin/events', async (req, reply) => {
       await adminCheck(req);
@@ -73,15 +76,58 @@ export function adminRoutes(gc: GcService, metadata: MetadataStore, adminCheck: 
     });
     app.get('/metrics', async (req: FastifyRequest, reply) => {
       if (metricsCheck) await metricsCheck(req);
-      metrics ??= lifecycleMetrics(metadata, cache).then((r) => eventMetrics(r, metadata, events));
+      metrics ??= lifecycleMetrics(metadata, cache, policies).then((r) => eventMetrics(r, metadata, events));
       const registry = await metrics;
       return reply.code(200).type(registry.contentType).send(await registry.metrics());
     });
   };
 }
 
+/**
+ * GET /admin/policies: the rules in force, when they were loaded and from where.
+ * POST /admin/policies/reload: reads the config file again (as SIGHUP does).
+ * DELETE /admin/tags?repository=R&tag=T: deletes a tag whatever the
+ * immutability rules say: how an admin lifts immutability for one tag
+ * explicitly (the tag can then be pushed again, to any manifest).
+ */
+function policyRoutes(app: FastifyInstance, metadata: MetadataStore, adminCheck: AdminCheck, policies: LivePolicies, readOnly: boolean): void {
+  const listing = () => ({ source: policies.source ?? null, loadedAt: new Date(policies.loadedAt).toISOString(), policies: policies.current.rules });
+  app.get('/admin/policies', async (req, reply) => {
+    await adminCheck(req);
+    return reply.code(200).type('application/json').send(JSON.stringify(listing()));
+  });
+  app.post('/admin/policies/reload', async (req, reply) => {
+    await adminCheck(req);
+    const outcome = await policies.reload();
+    return reply.code(outcome.ok ? 200 : 409).type('application/json').send(JSON.stringify({ ...outcome, ...listing() }));
+  });
+  // GET /admin/quotas: each quota namespace's limit and usage (bytes), from metadata.
+  app.get('/admin/quotas', async (req, reply) => {
+    await adminCheck(req);
+    return reply.code(200).type('application/json').send(JSON.stringify({ quotas: await quotaReport(metadata, policies) }));
+  });
+  app.delete('/admin/tags', async (req, reply) => {
+    await adminCheck(req);
+    if (readOnly) throw new RegistryError('UNSUPPORTED', 'the registry is in read-only mode: tags cannot be deleted');
+    const repository = param(req.query, 'repository');
+    const tag = param(req.query, 'tag');
+    if (!repository || !tag) throw new RegistryError('UNSUPPORTED', 'repository and tag query parameters are required', { status: 400 });
+    parseRepositoryName(repository);
+    if (!isTag(tag)) throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { status: 400 });
+    const deleted = await metadata.deleteTag(repository, tag, await metadata.now());
+    if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { repository, tag } });
+    req.log.warn({ repository, tag, immutable: policies.current.isImmutable(repository, tag) }, 'admin deleted a tag');
+    return reply.code(202).send();
+  });
+}
+
+async function quotaReport(metadata: MetadataStore, policies: LivePolicies) {
+  const usage = new Map((await metadata.quotaUsage()).map((u) => [u.namespace, u.bytes]));
+  return policies.current.quotaNamespaces().map((n) => ({ namespace: n.name, quota: n.limit, usage: usage.get(n.name) ?? 0 }));
+}
+
 /** GC and fsck counters, read from metadata so they count the runs of every process. */
-async function lifecycleMetrics(metadata: MetadataStore, cache?: ProxyMetrics): Promise<MetricsRegistry> {
+async function lifecycleMetrics(metadata: MetadataStore, cache?: ProxyMetrics, policies?: LivePolicies): Promise<MetricsRegistry> {
   const { Counter, Gauge, Registry, collectDefaultMetrics } = await import('prom-client');
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'berth_' });
@@ -116,6 +162,28 @@ async function lifecycleMetrics(metadata: MetadataStore, cache?: ProxyMetrics): 
       for (const t of await read()) this.set({ kind: t.kind }, t.lastRunAt / 1000);
     },
   });
+  if (policies) {
+    new Gauge({
+      name: 'berth_quota_usage_bytes',
+      help: 'Bytes of the distinct blobs linked in a quota namespace',
+      labelNames: ['namespace'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const q of await quotaReport(metadata, policies)) this.set({ namespace: q.namespace }, q.usage);
+      },
+    });
+    new Gauge({
+      name: 'berth_quota_limit_bytes',
+      help: 'The quota of a namespace',
+      labelNames: ['namespace'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const n of policies.current.quotaNamespaces()) this.set({ namespace: n.name }, n.limit);
+      },
+    });
+  }
   if (cache) {
     // The pull-through cache's counters are this process's own (each node fetches for itself).
     const proxied = (name: string, help: string, pick: keyof UpstreamCounters) =>

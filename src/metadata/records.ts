@@ -176,3 +176,11 @@ export function toRun(row: Row): LifecycleRunRecord {
 export function toPullCount(row: Row): PullCount {
   return { repository: row.name as string, digest: row.digest as string, count: Number(row.count), lastPulled: Number(row.last_pulled) };
 }
+
+/** A tag row with its manifest's digest and subject and its pull time (retention, policy/). */
+export function toRetentionTag(r: Row): import('./store.js').RetentionTag {
+  const detail: import('./store.js').RetentionTag = { tag: r.name as string, digest: r.digest as string, pushedAt: Number(r.updated_at) };
+  if (r.pulled_at !== null && r.pulled_at !== undefined) detail.pulledAt = Number(r.pulled_at);
+  if (r.subject !== null && r.subject !== undefined) detail.subject = r.subject as string;
+  return detail;
+}

@@ -81,6 +81,63 @@ export interface Page {
   more: boolean;
 }
 
+/**
+ * Policy decisions (policy/) a write applies inside its transaction, where
+ * they cannot race the change they guard. Absent: no policy applies.
+ */
+export interface WriteGuard {
+  /**
+   * The error that refuses moving an existing tag to another manifest, or
+   * deleting it (directly, or with the manifest it points at); undefined
+   * when the tag may change.
+   */
+  refuseTagChange?(tag: string, action: 'move' | 'delete'): Error | undefined;
+  /**
+   * Storage quotas of the namespaces the repository belongs to. A write that
+   * links a blob (commitBlob, mountBlob) joins the repository to them, and
+   * is refused with `refuse(usage before, bytes added)` when it would take a
+   * namespace's usage over its limit; putManifest is refused while one is
+   * over (a quota lowered below its usage). Checked after the link, in its
+   * transaction, so concurrent pushes cannot both squeeze under a limit.
+   */
+  quotas?: QuotaCheck[];
+}
+
+export interface QuotaCheck {
+  namespace: string;
+  limit: number;
+  refuse(usage: number, adding: number): Error;
+}
+
+/** A quota namespace and the repositories it holds (by name) as of now. */
+export interface QuotaNamespace {
+  name: string;
+  repositories: string[];
+}
+
+export interface RetentionTag {
+  tag: string;
+  digest: string;
+  /** When the tag was last pushed (pointed at its manifest). */
+  pushedAt: number;
+  /** When it was last pulled (as recorded), or undefined. */
+  pulledAt?: number;
+  /** The subject of the tagged manifest, if it has one. */
+  subject?: string;
+}
+
+export interface TagPull {
+  repository: string;
+  tag: string;
+  at: number;
+}
+
+export interface QuotaUsage {
+  namespace: string;
+  /** Bytes of the distinct blobs linked in the namespace's repositories. */
+  bytes: number;
+}
+
 export type CommitBlobResult =
   | { outcome: 'already-present' }
   /** `replacedKey`: the object of a blob GC was deleting, which this one replaced; the caller removes it. */
@@ -108,7 +165,7 @@ export interface MetadataStore {
    * `from` is undefined). Renews the blob's grace period and that of its
    * link into `repository`, atomically with the check (invariant 5).
    */
-  mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined>;
+  mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined>;
   /**
    * Up to `limit` repositories the live blob is linked to, in no particular
    * order (none when it is not live): the candidate sources of a mount
@@ -154,7 +211,7 @@ export interface MetadataStore {
    * the replaced object is then the caller's to remove, since the record
    * that named it for GC is gone.
    */
-  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, ev?: EventContext): Promise<CommitBlobResult>;
+  commitBlob(uploadId: string | undefined, repository: string, blob: Omit<BlobRecord, 'lastSeen'>, now: number, ev?: EventContext, guard?: WriteGuard): Promise<CommitBlobResult>;
 
   // Manifests and tags -------------------------------------------------------
   findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
@@ -171,14 +228,17 @@ export interface MetadataStore {
    * same transaction that every referenced blob and child manifest is
    * present: MANIFEST_BLOB_UNKNOWN otherwise (invariant 2). Pushing a
    * manifest that is already there renews its grace period, like a new one.
+   * Moving an existing tag is refused with the guard's error when it says so.
    */
-  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void>;
+  putManifest(repository: string, manifest: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void>;
   /**
    * Deletes a manifest and every tag pointing at it; false when unknown.
-   * Refused (DENIED, 409) while an index of the repository references it.
+   * Refused (DENIED, 409) while an index of the repository references it,
+   * and with the guard's error when it refuses deleting one of those tags.
    */
-  deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean>;
-  deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean>;
+  /** Deletes a tag; false when unknown. Refused with the guard's error when it says so. */
+  deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean>;
   repositoryExists(repository: string): Promise<boolean>;
   /**
    * A value that changes whenever the repository's tags change (and differs
@@ -247,6 +307,29 @@ export interface MetadataStore {
    * so clients are told to upload it again (invariant 7).
    */
   forgetBlob(digest: string, storageKey: string): Promise<boolean>;
+
+  // Quotas -------------------------------------------------------------------
+  /**
+   * Makes the quota namespaces exactly these: creates the new ones, adds the
+   * given repositories to them (members are never removed here: a
+   * repository created by a push meanwhile joins on its own), recounts each
+   * one's usage, and drops namespaces not listed.
+   */
+  syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void>;
+  quotaUsage(): Promise<QuotaUsage[]>;
+
+  // Retention ----------------------------------------------------------------
+  /** Every tag of the repository, with what retention decides on. */
+  listRetentionTags(repository: string): Promise<RetentionTag[]>;
+  /**
+   * Deletes the tag only if it is still exactly as `seen` (same manifest,
+   * not pushed or pulled since): a decision taken before a concurrent push
+   * or tag never removes what that push made. Refused like deleteTag by the
+   * guard. False when the tag changed or is gone.
+   */
+  deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean>;
+  /** Records pull times by tag (in batches: one write for many pulls); a time never moves back. */
+  recordTagPulls(pulls: TagPull[]): Promise<void>;
 
   recordRun(run: LifecycleRun): Promise<void>;
 

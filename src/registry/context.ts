@@ -1,6 +1,6 @@
 /** What every registry operation is written against: the two ports, the options and a clock. */
 import type { Logger } from '../log.js';
-import type { MetadataStore, OutboxEvent } from '../metadata/store.js';
+import type { MetadataStore, OutboxEvent, WriteGuard } from '../metadata/store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { PullThrough } from './pull-through.js';
 
@@ -37,11 +37,24 @@ export const DEFAULT_REGISTRY_OPTIONS: RegistryOptions = {
   uploadSessionsPerUser: 1000,
 };
 
+/** What the registry asks the policies (policy/ answers; registry/ does not depend on it). */
+export interface PolicyDecisions {
+  /** What a tag write or delete in the repository must respect; undefined when nothing applies. */
+  writeGuard(repository: string): WriteGuard | undefined;
+}
+
 export interface RegistryContext {
   metadata: MetadataStore;
   storage: BlobStore;
   options: RegistryOptions;
   now(): number;
+  /**
+   * The policies in force (policy/), read at each operation so that a
+   * reload applies to the next request; absent: none configured.
+   */
+  policies?: { current: PolicyDecisions };
+  /** Where pulls by tag are reported (for "pulled within" retention); absent: not recorded. */
+  tagPulls?: { record(repository: string, tag: string): void };
   /** Where drift found on the request path is reported (absent: not reported). */
   log?: Pick<Logger, 'warn'>;
   /**

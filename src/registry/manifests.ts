@@ -48,6 +48,7 @@ export class Manifests {
       reference.kind === 'tag' ? reference.tag : undefined,
       this.ctx.now(),
       ev,
+      this.ctx.policies?.current.writeGuard(repository),
     );
     return { digest, subject: parsed.subject };
   }
@@ -78,6 +79,7 @@ export class Manifests {
 
   private async negotiate(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord & { cache?: CacheOutcome }> {
     const manifest = await this.find(repository, reference);
+    if (reference.kind === 'tag') this.ctx.tagPulls?.record(repository, reference.tag);
     const accepted = acceptedTypes(accept);
     if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
     if (reference.kind === 'tag' && manifestKind(manifest.mediaType) === 'index') {
@@ -97,10 +99,11 @@ export class Manifests {
   async delete(repository: string, reference: ManifestReference, ev?: EventContext): Promise<void> {
     if (!this.ctx.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', 'deletes are disabled');
     const now = this.ctx.now();
+    const guard = this.ctx.policies?.current.writeGuard(repository);
     const deleted =
       reference.kind === 'tag'
-        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, ev)
-        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, ev);
+        ? await this.ctx.metadata.deleteTag(repository, reference.tag, now, ev, guard)
+        : await this.ctx.metadata.deleteManifest(repository, reference.digest.value, now, ev, guard);
     if (!deleted) throw new RegistryError('MANIFEST_UNKNOWN');
   }
 

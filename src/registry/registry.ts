@@ -19,9 +19,9 @@ export class Registry {
     metadata: MetadataStore,
     storage: BlobStore,
     options: Partial<RegistryOptions> = {},
-    { now = systemNow, log, pullEvents, events }: Pick<Partial<RegistryContext>, 'now' | 'log' | 'pullEvents' | 'events'> = {},
+    { now = systemNow, log, pullEvents, events, policies, tagPulls }: Pick<Partial<RegistryContext>, 'now' | 'log' | 'pullEvents' | 'events' | 'policies' | 'tagPulls'> = {},
   ) {
-    this.ctx = { metadata, storage, options: { ...DEFAULT_REGISTRY_OPTIONS, ...options }, now, log, pullEvents, events };
+    this.ctx = { metadata, storage, options: { ...DEFAULT_REGISTRY_OPTIONS, ...options }, now, log, pullEvents, events, policies, tagPulls };
     this.blobs = new Blobs(this.ctx);
     this.uploads = new Uploads(this.ctx);
     this.manifests = new Manifests(this.ctx);

@@ -104,7 +104,7 @@ export class Uploads {
       else if (!canPull(from)) source = undefined;
       if (source === undefined) return { mounted: false, upload: await this.start(repository, caller) };
     }
-    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now(), ev);
+    const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now(), ev, this.ctx.policies?.current.writeGuard(repository));
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
   }
@@ -129,6 +129,7 @@ export class Uploads {
         body.stream.resume();
         throw beingCommitted(upload);
       }
+      await this.checkRoom(repository, upload.offset + (body.length ?? 0), body);
       const { offset, hashState } = await this.appendBody(upload, body);
       return { ...upload, offset, hashState };
     });
@@ -302,6 +303,25 @@ export class Uploads {
   }
 
   /** Appends a request body at the upload's offset and records the new offset. */
+  /**
+   * A chunk that would take the upload past what its quota namespaces have
+   * left is refused before its bytes are stored: the earliest point a push
+   * over quota can be told. Advisory (usage may change before the commit,
+   * which checks exactly); costs nothing without a quota.
+   */
+  private async checkRoom(repository: string, size: number, body: UploadBody): Promise<void> {
+    const quotas = this.ctx.policies?.current.writeGuard(repository)?.quotas;
+    if (!quotas) return;
+    const usage = new Map((await this.ctx.metadata.quotaUsage()).map((u) => [u.namespace, u.bytes]));
+    for (const q of quotas) {
+      const used = usage.get(q.namespace) ?? 0;
+      if (used + size > q.limit) {
+        body.stream.resume(); // drain what the client sends; it is refused
+        throw q.refuse(used, size);
+      }
+    }
+  }
+
   private async appendBody(upload: UploadRecord, body: UploadBody): Promise<Appended> {
     if (body.range && body.range.start !== upload.offset) {
       body.stream.resume(); // drain what the client sends; it is refused
@@ -440,7 +460,7 @@ export class Uploads {
   /** Records stored bytes as a blob in metadata (the second half of a commit), ending the claimed upload. */
   private async record(id: string, repository: string, digest: Digest, size: number, key: string): Promise<BlobRecord> {
     const now = this.ctx.now();
-    const result: CommitBlobResult = await this.ctx.metadata.commitBlob(id, repository, { digest: digest.value, size, storageKey: key }, now, this.eventContexts.get(id));
+    const result: CommitBlobResult = await this.ctx.metadata.commitBlob(id, repository, { digest: digest.value, size, storageKey: key }, now, this.eventContexts.get(id), this.ctx.policies?.current.writeGuard(repository));
     crashPoint('commit-after-metadata');
     // Already stored: keep the one copy (content is addressed, stored once).
     if (result.outcome === 'already-present') await this.ctx.storage.deleteBlob(key);

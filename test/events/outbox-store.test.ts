@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { PostgresMetadataStore } from '../../src/metadata/postgres/postgres-store.js';
 import type { OutboxOptions } from '../../src/metadata/outbox.js';
-import type { MetadataStore, NewManifest } from '../../src/metadata/store.js';
+import type { MetadataStore, NewManifest, WriteGuard } from '../../src/metadata/store.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
 import { digestOf } from '../metadata/store-suite.js';
 
@@ -79,6 +79,28 @@ function suite(name: string, setup: () => Promise<{ open: Open; cleanup: () => P
       const blob = digestOf(`blob-${name}-quiet`);
       await store.commitBlob(undefined, 'o/q', { digest: blob, size: 1, storageKey: `k-${blob}` }, now);
       assert.ok(!(await store.eventStats(now)).some((s) => s.pending > 0 && s.endpoint === 'quiet'));
+    });
+
+    it('policies: a write a guard refuses writes no event; a retention delete writes retention.delete', async (t) => {
+      const store = await open(t, { endpoints: [{ name: 'pol', accepts: () => true }] });
+      if (!store) return;
+      const now = await store.now();
+      const blob = digestOf(`blob-${name}-pol`);
+      await store.commitBlob(undefined, 'o/p', { digest: blob, size: 1, storageKey: `k-${blob}` }, now);
+      const m1 = manifestOf(`m-${name}-pol-1`, [blob]);
+      const m2 = manifestOf(`m-${name}-pol-2`, [blob]);
+      await store.putManifest('o/p', m1, 'v1', now);
+      const before = (await store.claimEvents('pol', 'x', (await store.now()) + 100, CLAIM))!;
+      await store.ackEvents('pol', 'x', before.map((r) => r.seq));
+      const immutable: WriteGuard = { refuseTagChange: (tag) => (tag === 'v1' ? new Error(`tag ${tag} is immutable`) : undefined) };
+      await assert.rejects(store.putManifest('o/p', m2, 'v1', now, { actor: 'alice' }, immutable), /immutable/);
+      await assert.rejects(store.deleteTag('o/p', 'v1', now, { actor: 'alice' }, immutable), /immutable/);
+      await assert.rejects(store.deleteManifest('o/p', m1.digest, now, { actor: 'alice' }, immutable), /immutable/);
+      assert.deepEqual(await store.claimEvents('pol', 'x', (await store.now()) + 200, CLAIM), [], 'refused writes leave no event');
+      const [seen] = await store.listRetentionTags('o/p');
+      assert.equal(await store.deleteTagIfUnchanged('o/p', seen!, await store.now()), true);
+      const events = (await store.claimEvents('pol', 'x', (await store.now()) + 300, CLAIM))!;
+      assert.deepEqual(events.map((r) => [r.event.action, r.event.repository, r.event.tag, r.event.digest]), [['retention.delete', 'o/p', 'v1', m1.digest]]);
     });
 
     it('the lease: a second owner gets nothing until the first acks, or its lease runs out (a crash)', async (t) => {

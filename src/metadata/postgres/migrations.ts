@@ -208,6 +208,72 @@ export const MIGRATIONS: Migration[] = [
   );
   `,
   },
+  {
+    version: 6,
+    description: 'storage quotas (namespaces, members, usage kept by triggers); tag pull times',
+    sql: `
+  -- A namespace is the set of repositories a quota rule matches. Its usage counts each blob
+  -- linked in any of them once, maintained by the triggers below in the transaction that links
+  -- or unlinks (every path: commits, mounts, unlinks, GC, fsck). The namespace row is locked
+  -- first, so concurrent pushes into one namespace add up exactly, one after the other.
+  CREATE TABLE quota_namespaces (
+    name   text COLLATE "C" PRIMARY KEY,
+    bytes  bigint NOT NULL DEFAULT 0
+  );
+  CREATE TABLE quota_members (
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    namespace      text COLLATE "C" NOT NULL REFERENCES quota_namespaces(name) ON DELETE CASCADE,
+    PRIMARY KEY (repository_id, namespace)
+  );
+  CREATE INDEX quota_members_by_namespace ON quota_members(namespace);
+  CREATE TABLE quota_blobs (
+    namespace  text COLLATE "C" NOT NULL REFERENCES quota_namespaces(name) ON DELETE CASCADE,
+    digest     text COLLATE "C" NOT NULL,
+    size       bigint NOT NULL,
+    links      bigint NOT NULL,
+    PRIMARY KEY (namespace, digest)
+  );
+  CREATE INDEX quota_blobs_by_digest ON quota_blobs(digest);
+
+  CREATE FUNCTION berth_quota_link() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE ns text; n bigint; sz bigint;
+  BEGIN
+    FOR ns IN SELECT namespace FROM quota_members WHERE repository_id = NEW.repository_id ORDER BY namespace LOOP
+      PERFORM 1 FROM quota_namespaces WHERE name = ns FOR UPDATE;
+      SELECT size INTO sz FROM blobs WHERE digest = NEW.digest;
+      INSERT INTO quota_blobs AS q (namespace, digest, size, links) VALUES (ns, NEW.digest, coalesce(sz, 0), 1)
+      ON CONFLICT (namespace, digest) DO UPDATE SET links = q.links + 1 RETURNING q.links INTO n;
+      IF n = 1 THEN UPDATE quota_namespaces SET bytes = bytes + coalesce(sz, 0) WHERE name = ns; END IF;
+    END LOOP;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER quota_link AFTER INSERT ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_quota_link();
+
+  CREATE FUNCTION berth_quota_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE ns text; n bigint; sz bigint;
+  BEGIN
+    FOR ns IN SELECT namespace FROM quota_members WHERE repository_id = OLD.repository_id ORDER BY namespace LOOP
+      PERFORM 1 FROM quota_namespaces WHERE name = ns FOR UPDATE;
+      UPDATE quota_blobs SET links = links - 1 WHERE namespace = ns AND digest = OLD.digest RETURNING links, size INTO n, sz;
+      IF n IS NOT NULL AND n <= 0 THEN
+        DELETE FROM quota_blobs WHERE namespace = ns AND digest = OLD.digest;
+        UPDATE quota_namespaces SET bytes = bytes - sz WHERE name = ns;
+      END IF;
+    END LOOP;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER quota_unlink AFTER DELETE ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_quota_unlink();
+
+  -- Retention's "pulled within": when a tag was last pulled, written in batches by the servers.
+  -- A table of its own, so that recording a pull does not count as a change of the tags.
+  CREATE TABLE tag_pulls (
+    repository_id  bigint NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    tag            text COLLATE "C" NOT NULL,
+    pulled_at      bigint NOT NULL,
+    PRIMARY KEY (repository_id, tag)
+  );
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

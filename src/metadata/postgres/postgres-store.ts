@@ -74,11 +74,16 @@ import type {
   EndpointEventStats,
   OutboxEvent,
   OutboxRow,
+  WriteGuard,
+  QuotaNamespace,
+  QuotaUsage,
+  RetentionTag,
+  TagPull,
 } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import * as outbox from './outbox.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 import { CONSOLE_SQL } from './console-queries.js';
@@ -302,6 +307,45 @@ const SQL = {
   insertTag: `
     INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES ($1, $2, $3, $4)
     ON CONFLICT (repository_id, name) DO NOTHING RETURNING name`,
+  tagNamesOfManifest: `SELECT name FROM tags WHERE manifest_id = $1`,
+  tagExistsByName: `SELECT 1 FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.name = $2`,
+  manifestIdOf: `SELECT id FROM manifests WHERE repository_id = $1 AND digest = $2`,
+  quotaBytes: `SELECT bytes FROM quota_namespaces WHERE name = $1`,
+  lockQuotaBytes: `SELECT bytes FROM quota_namespaces WHERE name = $1 FOR UPDATE`,
+  insertQuotaNamespace: `INSERT INTO quota_namespaces (name) VALUES ($1) ON CONFLICT DO NOTHING`,
+  insertQuotaMember: `INSERT INTO quota_members (repository_id, namespace) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
+  insertQuotaMembersByName: `
+    INSERT INTO quota_members (repository_id, namespace) SELECT id, $1 FROM repositories WHERE name = ANY($2::text[])
+    ON CONFLICT DO NOTHING`,
+  repositoryHasLinks: `SELECT 1 FROM repository_blobs WHERE repository_id = $1 LIMIT 1`,
+  quotaNamespaceNames: `SELECT name FROM quota_namespaces`,
+  deleteQuotaNamespace: `DELETE FROM quota_namespaces WHERE name = $1`,
+  quotaUsage: `SELECT name, bytes FROM quota_namespaces ORDER BY name`,
+  clearQuotaBlobs: `DELETE FROM quota_blobs WHERE namespace = $1`,
+  fillQuotaBlobs: `
+    INSERT INTO quota_blobs (namespace, digest, size, links)
+    SELECT m.namespace, l.digest, b.size, count(*) FROM quota_members m
+    JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
+    WHERE m.namespace = $1 GROUP BY m.namespace, l.digest, b.size`,
+  sumQuotaBlobs: `UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = $1) WHERE name = $1`,
+  retentionTags: `
+    SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+    FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+    WHERE r.name = $1 ORDER BY t.name`,
+  lockRetentionTag: `
+    SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+    FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+    LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+    WHERE r.name = $1 AND t.name = $2 FOR UPDATE OF t`,
+  deleteTagById: `DELETE FROM tags WHERE repository_id = $1 AND name = $2`,
+  deleteTagPull: `DELETE FROM tag_pulls WHERE repository_id = $1 AND tag = $2`,
+  recordTagPulls: `
+    INSERT INTO tag_pulls (repository_id, tag, pulled_at)
+    SELECT t.repository_id, t.name, max(p.at) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(repository, tag, at)
+    JOIN repositories r ON r.name = p.repository JOIN tags t ON t.repository_id = r.id AND t.name = p.tag
+    GROUP BY t.repository_id, t.name
+    ON CONFLICT (repository_id, tag) DO UPDATE SET pulled_at = greatest(tag_pulls.pulled_at, excluded.pulled_at)`,
   deleteTagByName: `
     DELETE FROM tags t USING repositories r
     WHERE r.id = t.repository_id AND r.name = $1 AND t.name = $2
@@ -624,14 +668,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return toBlob((await this.db.one('renewBlobInRepo', [repository, digest, now])).rows[0]);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.db.tx(async (x) => {
       // Locked (as a claim would) before anything acts on it: a blob GC has
       // marked is not mounted, and a mounted one has its grace renewed first.
       const row = (from === undefined ? await x.q('lockLiveBlob', [digest]) : await x.q('lockLiveBlobInRepo', [from, digest])).rows[0];
       if (!row) return undefined;
       const repoId = await ensureRepository(x, repository, now);
+      const before = await quotaBefore(x, guard, repoId);
       await x.q('linkBlob', [repoId, digest, now]);
+      if (before) await quotaAfter(x, guard!, before);
       await x.q('touchBlob', [now, digest]);
       await x.q('enqueueBlob', [digest, now]);
       await this.emit(x, { action: 'mount', kind: 'blob', repository, digest, size: Number(row.size), mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev });
@@ -699,6 +745,7 @@ export class PostgresMetadataStore implements MetadataStore {
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
     ev?: EventContext,
+    guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.db.tx(async (x): Promise<CommitBlobResult> => {
       if (uploadId !== undefined && (!storable(uploadId) || (await x.q('consumeUpload', [uploadId, blob.storageKey])).rowCount === 0)) {
@@ -727,7 +774,10 @@ export class PostgresMetadataStore implements MetadataStore {
         }
         break;
       }
+      // After the blob row's lock, as GC takes them (blob, then the namespace in the unlink trigger).
+      const before = await quotaBefore(x, guard, repoId);
       await x.q('linkBlob', [repoId, blob.digest, now]);
+      if (before) await quotaAfter(x, guard!, before);
       await x.q('enqueueBlob', [blob.digest, now]);
       await this.emit(x, { action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev });
       return result;
@@ -754,7 +804,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return toManifest(renewed ?? (await this.db.one('findManifestByDigest', [repository, digest])).rows[0]);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
     if (m.artifactType !== undefined && !storable(m.artifactType)) {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
       throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
@@ -779,6 +829,12 @@ export class PostgresMetadataStore implements MetadataStore {
         const missing = m.children.filter((d) => !present.has(d));
         if (missing.length > 0) throw unknownChildrenError([...new Set(missing)]);
       }
+      if (guard?.quotas && (await x.q('manifestIdOf', [repoId, m.digest])).rows.length === 0) {
+        for (const q of guard.quotas) {
+          const usage = Number((await x.q('quotaBytes', [q.namespace])).rows[0]?.bytes ?? 0);
+          if (usage > q.limit) throw q.refuse(usage, 0);
+        }
+      }
       let id: number | undefined;
       for (;;) {
         id = (await x.q('lockManifest', [repoId, m.digest])).rows[0]?.id as number | undefined;
@@ -802,7 +858,7 @@ export class PostgresMetadataStore implements MetadataStore {
         break;
       }
       if (tag !== undefined) {
-        const previous = await upsertTag(x, repoId, tag, id, now);
+        const previous = await upsertTag(x, repoId, tag, id, now, guard);
         await x.q('holdManifestById', [id]);
         if (previous !== undefined && previous !== id) await x.q('releaseIfOrphanById', [now, previous]);
       }
@@ -810,13 +866,20 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
       const row = (await x.q('lockManifestByName', [repository, digest])).rows[0];
       if (!row) return false;
       // After the lock: an index pushed concurrently (it locks its children) has committed, and is counted.
       const parents = (await x.q('parentCount', [row.repository_id, digest])).rows[0]!.n as number;
       if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+      if (guard) {
+        // After the lock too: a push tagging this manifest locks its row first (lockManifest).
+        for (const r of (await x.q('tagNamesOfManifest', [row.id])).rows) {
+          const refusal = guard.refuseTagChange?.(r.name as string, 'delete');
+          if (refusal) throw refusal;
+        }
+      }
       const tags = this.events ? await outbox.tagsOf(x, row.id as number) : [];
       await deleteManifestRow(x, row.id as number, row.repository_id as number, digest, now);
       for (const tag of tags) await this.emit(x, { action: 'delete', repository, tag, ctx: ev });
@@ -825,8 +888,14 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
-  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.db.tx(async (x) => {
+      if (guard?.refuseTagChange?.(tag, 'delete')) {
+        // An immutable tag is never deleted here: refused while it exists, unknown otherwise.
+        const exists = (await x.q('tagExistsByName', [repository, tag])).rows.length > 0;
+        if (exists) throw guard.refuseTagChange(tag, 'delete')!;
+        return false;
+      }
       const row = (await x.q('deleteTagByName', [repository, tag])).rows[0];
       if (!row) return false;
       await x.q('releaseIfOrphanById', [now, row.manifest_id]);
@@ -987,6 +1056,54 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void> {
+    const keep = new Set(namespaces.map((n) => n.name));
+    for (const r of (await this.db.one('quotaNamespaceNames', [])).rows) {
+      if (!keep.has(r.name as string)) await this.db.one('deleteQuotaNamespace', [r.name]);
+    }
+    for (const n of namespaces) {
+      await this.db.tx(async (x) => {
+        await x.q('insertQuotaNamespace', [n.name]);
+        await x.q('lockQuotaBytes', [n.name]);
+        await x.q('insertQuotaMembersByName', [n.name, n.repositories]);
+        await recountQuota(x, n.name);
+      });
+    }
+  }
+
+  async quotaUsage(): Promise<QuotaUsage[]> {
+    return (await this.db.one('quotaUsage', [])).rows.map((r) => ({ namespace: r.name as string, bytes: Number(r.bytes) }));
+  }
+
+  async listRetentionTags(repository: string): Promise<RetentionTag[]> {
+    return (await this.db.one('retentionTags', [repository])).rows.map(toRetentionTag);
+  }
+
+  async deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean> {
+    if (!storable(seen.tag)) return false;
+    return this.db.tx(async (x) => {
+      // Locked as a push moving the tag locks it (upsertTag): one of the two sees the other's commit.
+      const row = (await x.q('lockRetentionTag', [repository, seen.tag])).rows[0];
+      if (!row) return false;
+      const current = toRetentionTag(row);
+      if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+      const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
+      if (refusal) throw refusal;
+      await x.q('deleteTagById', [row.repository_id, seen.tag]);
+      await x.q('deleteTagPull', [row.repository_id, seen.tag]);
+      await x.q('releaseIfOrphanById', [now, row.manifest_id]);
+      await this.emit(x, { action: 'retention.delete', repository, tag: seen.tag, digest: seen.digest });
+      return true;
+      // `now` is GC's pass time (this store's clock): what retention releases is due from then.
+    }, 'caller');
+  }
+
+  async recordTagPulls(pulls: TagPull[]): Promise<void> {
+    const usable = pulls.filter((p) => storable(p.tag) && storable(p.repository));
+    if (usable.length === 0) return;
+    await this.db.one('recordTagPulls', [usable.map((p) => p.repository), usable.map((p) => p.tag), usable.map((p) => p.at)]);
+  }
+
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.db.one('recordRun', runValues(run));
   }
@@ -1123,10 +1240,52 @@ async function ensureRepository(x: Exec, name: string, now: number): Promise<num
 }
 
 /** Points the tag at the manifest; returns the manifest it pointed at before, if any. */
-async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number): Promise<number | undefined> {
+/**
+ * Joins the repository to its quota namespaces and reads their usage with
+ * the namespace rows locked, before a link: concurrent links into one
+ * namespace then count one after the other. Undefined when no quota applies.
+ */
+async function quotaBefore(x: Exec, guard: WriteGuard | undefined, repoId: number): Promise<number[] | undefined> {
+  if (!guard?.quotas || guard.quotas.length === 0) return undefined;
+  const quotas = [...guard.quotas].sort((a, b) => (a.namespace < b.namespace ? -1 : 1));
+  const usage = new Map<string, number>();
+  for (const q of quotas) {
+    await x.q('insertQuotaNamespace', [q.namespace]);
+    await x.q('lockQuotaBytes', [q.namespace]);
+    // A repository joining with links already (created before the quota) is counted in whole.
+    if ((await x.q('insertQuotaMember', [repoId, q.namespace])).rows.length > 0 && (await x.q('repositoryHasLinks', [repoId])).rows.length > 0) {
+      await recountQuota(x, q.namespace);
+    }
+    usage.set(q.namespace, Number((await x.q('quotaBytes', [q.namespace])).rows[0]!.bytes));
+  }
+  return guard.quotas.map((q) => usage.get(q.namespace)!);
+}
+
+/** After the link (the trigger counted it): refuses what took a namespace over its limit. */
+async function quotaAfter(x: Exec, guard: WriteGuard, before: number[]): Promise<void> {
+  for (const [i, q] of guard.quotas!.entries()) {
+    const after = Number((await x.q('quotaBytes', [q.namespace])).rows[0]!.bytes);
+    if (after > before[i]! && after > q.limit) throw q.refuse(before[i]!, after - before[i]!);
+  }
+}
+
+/** Counts a namespace's usage again from its members' links (its row locked first). */
+async function recountQuota(x: Exec, namespace: string): Promise<void> {
+  await x.q('lockQuotaBytes', [namespace]);
+  await x.q('clearQuotaBlobs', [namespace]);
+  await x.q('fillQuotaBlobs', [namespace]);
+  await x.q('sumQuotaBlobs', [namespace]);
+}
+
+async function upsertTag(x: Exec, repoId: number, tag: string, manifestId: number, now: number, guard?: WriteGuard): Promise<number | undefined> {
   for (;;) {
     const current = (await x.q('lockTag', [repoId, tag])).rows[0];
     if (current) {
+      // Checked under the tag's lock: a push racing to create the tag is seen here.
+      if (guard && current.manifest_id !== manifestId) {
+        const refusal = guard.refuseTagChange?.(tag, 'move');
+        if (refusal) throw refusal;
+      }
       await x.q('updateTag', [repoId, tag, manifestId, now]);
       return current.manifest_id as number;
     }

@@ -175,4 +175,59 @@ export const MIGRATIONS: string[] = [
     last_error   TEXT
   ) WITHOUT ROWID;
   `,
+  `
+  -- Storage quotas (src/policy/): a namespace is the set of repositories a quota rule matches.
+  -- Its usage counts each blob linked in any of them once, maintained by the triggers below in
+  -- the transaction that links or unlinks (every path: commits, mounts, unlinks, GC, fsck).
+  CREATE TABLE quota_namespaces (
+    name   TEXT PRIMARY KEY,
+    bytes  INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TABLE quota_members (
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    namespace      TEXT NOT NULL REFERENCES quota_namespaces(name) ON DELETE CASCADE,
+    PRIMARY KEY (repository_id, namespace)
+  ) WITHOUT ROWID;
+  CREATE INDEX quota_members_by_namespace ON quota_members(namespace);
+  -- Each blob of a namespace once, with how many of its repositories link it.
+  CREATE TABLE quota_blobs (
+    namespace  TEXT NOT NULL REFERENCES quota_namespaces(name) ON DELETE CASCADE,
+    digest     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    links      INTEGER NOT NULL,
+    PRIMARY KEY (namespace, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX quota_blobs_by_digest ON quota_blobs(digest);
+
+  CREATE TRIGGER quota_link AFTER INSERT ON repository_blobs
+  WHEN EXISTS (SELECT 1 FROM quota_members WHERE repository_id = NEW.repository_id)
+  BEGIN
+    UPDATE quota_namespaces SET bytes = bytes + (SELECT size FROM blobs WHERE digest = NEW.digest)
+    WHERE name IN (SELECT m.namespace FROM quota_members m WHERE m.repository_id = NEW.repository_id
+                   AND NOT EXISTS (SELECT 1 FROM quota_blobs q WHERE q.namespace = m.namespace AND q.digest = NEW.digest));
+    INSERT INTO quota_blobs (namespace, digest, size, links)
+    SELECT m.namespace, NEW.digest, (SELECT size FROM blobs WHERE digest = NEW.digest), 1
+    FROM quota_members m WHERE m.repository_id = NEW.repository_id
+    ON CONFLICT (namespace, digest) DO UPDATE SET links = links + 1;
+  END;
+
+  CREATE TRIGGER quota_unlink AFTER DELETE ON repository_blobs
+  WHEN EXISTS (SELECT 1 FROM quota_members WHERE repository_id = OLD.repository_id)
+  BEGIN
+    UPDATE quota_blobs SET links = links - 1
+    WHERE digest = OLD.digest AND namespace IN (SELECT namespace FROM quota_members WHERE repository_id = OLD.repository_id);
+    UPDATE quota_namespaces SET bytes = bytes - (SELECT q.size FROM quota_blobs q WHERE q.namespace = quota_namespaces.name AND q.digest = OLD.digest)
+    WHERE name IN (SELECT namespace FROM quota_blobs WHERE digest = OLD.digest AND links <= 0);
+    DELETE FROM quota_blobs WHERE digest = OLD.digest AND links <= 0;
+  END;
+
+  -- Retention's "pulled within": when a tag was last pulled, written in batches by the server.
+  -- A table of its own, so that recording a pull does not count as a change of the tags.
+  CREATE TABLE tag_pulls (
+    repository_id  INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    tag            TEXT NOT NULL,
+    pulled_at      INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, tag)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -30,11 +30,16 @@ import type {
   EndpointEventStats,
   OutboxEvent,
   OutboxRow,
+  WriteGuard,
+  QuotaNamespace,
+  QuotaUsage,
+  RetentionTag,
+  TagPull,
 } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
 import { prepareConsoleQueries } from './console-queries.js';
@@ -136,12 +141,14 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext): Promise<BlobRecord | undefined> {
+  async mountBlob(repository: string, digest: string, from: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<BlobRecord | undefined> {
     return this.write(() => {
         const row = (from === undefined ? this.stmt.findBlob.get(digest) : this.stmt.findBlobInRepo.get(from, digest)) as Row | undefined;
         if (!row) return undefined;
         const repoId = this.ensureRepository(repository, now);
+        const before = this.quotaBefore(guard, repoId);
         this.stmt.linkBlob.run(repoId, digest, now);
+        if (before) this.quotaAfter(guard!, before);
         this.stmt.touchBlob.run(now, digest);
         this.stmt.enqueueBlob.run(digest, now);
         this.outbox?.insert({ action: 'mount', kind: 'blob', repository, digest, size: row.size as number, mediaType: BLOB_MEDIA_TYPE, fromRepository: from, ctx: ev }, now);
@@ -199,6 +206,7 @@ export class SqliteMetadataStore implements MetadataStore {
     blob: Omit<BlobRecord, 'lastSeen'>,
     now: number,
     ev?: EventContext,
+    guard?: WriteGuard,
   ): Promise<CommitBlobResult> {
     return this.write((): CommitBlobResult => {
         if (uploadId !== undefined && this.stmt.consumeUpload.run(uploadId, blob.storageKey).changes === 0) {
@@ -217,7 +225,9 @@ export class SqliteMetadataStore implements MetadataStore {
           // GC deletes by the key it marked, so it cannot remove this one.
           this.stmt.upsertBlob.run(blob.digest, blob.size, blob.storageKey, now);
         }
+        const before = this.quotaBefore(guard, repoId);
         this.stmt.linkBlob.run(repoId, blob.digest, now);
+        if (before) this.quotaAfter(guard!, before);
         this.stmt.enqueueBlob.run(blob.digest, now);
         this.outbox?.insert({ action: 'push', kind: 'blob', repository, digest: blob.digest, size: blob.size, mediaType: BLOB_MEDIA_TYPE, ctx: ev }, now);
         return result;
@@ -246,7 +256,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }, false);
   }
 
-  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext): Promise<void> {
+  async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
     await this.write(() => {
         const repoId = this.ensureRepository(repository, now);
         const missingBlobs = m.blobs.filter((d) => !this.stmt.blobLinkedLive.get(repoId, d));
@@ -254,6 +264,12 @@ export class SqliteMetadataStore implements MetadataStore {
         const missingChildren = m.children.filter((d) => !this.stmt.manifestId.get(repoId, d));
         if (missingChildren.length > 0) throw unknownChildrenError(missingChildren);
         let id = (this.stmt.manifestId.get(repoId, m.digest) as Row | undefined)?.id as number | undefined;
+        if (id === undefined && guard?.quotas) {
+          for (const q of guard.quotas) {
+            const usage = this.quotaUsageOf(q.namespace);
+            if (usage > q.limit) throw q.refuse(usage, 0);
+          }
+        }
         if (id === undefined) {
           const held = tag !== undefined || this.stmt.hasParent.get(repoId, m.digest) !== undefined;
           id = Number(
@@ -273,6 +289,10 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         if (tag !== undefined) {
           const previous = this.stmt.tagTarget.get(repoId, tag) as Row | undefined;
+          if (guard && previous && previous.manifest_id !== id) {
+            const refusal = guard.refuseTagChange?.(tag, 'move');
+            if (refusal) throw refusal;
+          }
           this.stmt.upsertTag.run(repoId, tag, id, now);
           this.stmt.holdManifestById.run(id);
           if (previous && previous.manifest_id !== id) this.releaseIfOrphan(previous.manifest_id as number, now);
@@ -281,12 +301,18 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
-  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.manifestIdByName.get(repository, digest) as Row | undefined;
         if (!row) return false;
         const parents = this.stmt.parentCount.get(row.repository_id, digest) as number;
         if (parents > 0) throw stillReferencedError('manifest', digest, parents);
+        if (guard) {
+          for (const tag of this.stmt.tagNamesOfManifest.all(row.id) as string[]) {
+            const refusal = guard.refuseTagChange?.(tag, 'delete');
+            if (refusal) throw refusal;
+          }
+        }
         const tags = this.outbox?.tagsOf(row.id as number) ?? [];
         this.deleteManifestRow(row.id as number, row.repository_id as number, digest, now);
         for (const tag of tags) this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
@@ -295,10 +321,12 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
-  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, now: number, ev?: EventContext, guard?: WriteGuard): Promise<boolean> {
     return this.write(() => {
         const row = this.stmt.tagTargetByName.get(repository, tag) as Row | undefined;
         if (!row) return false;
+        const refusal = guard?.refuseTagChange?.(tag, 'delete');
+        if (refusal) throw refusal;
         this.stmt.deleteTag.run(row.repository_id, tag);
         this.releaseIfOrphan(row.manifest_id as number, now);
         this.outbox?.insert({ action: 'delete', repository, tag, ctx: ev }, now);
@@ -432,6 +460,48 @@ export class SqliteMetadataStore implements MetadataStore {
         this.stmt.dequeueBlob.run(digest);
         return true;
       });
+  }
+
+  async syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void> {
+    await this.write(() => {
+        const keep = new Set(namespaces.map((n) => n.name));
+        for (const name of this.stmt.quotaNamespaceNames.all() as string[]) if (!keep.has(name)) this.stmt.deleteQuotaNamespace.run(name);
+        for (const n of namespaces) {
+          this.stmt.insertQuotaNamespace.run(n.name);
+          for (const repository of n.repositories) this.stmt.insertQuotaMemberByName.run(n.name, repository);
+          this.recountQuota(n.name);
+        }
+      });
+  }
+
+  async quotaUsage(): Promise<QuotaUsage[]> {
+    return (this.stmt.quotaUsage.all() as Row[]).map((r) => ({ namespace: r.name as string, bytes: r.bytes as number }));
+  }
+
+  async listRetentionTags(repository: string): Promise<RetentionTag[]> {
+    return (this.stmt.retentionTags.all(repository) as Row[]).map(toRetentionTag);
+  }
+
+  async deleteTagIfUnchanged(repository: string, seen: RetentionTag, now: number, guard?: WriteGuard): Promise<boolean> {
+    return this.write(() => {
+        const row = this.stmt.retentionTag.get(repository, seen.tag) as Row | undefined;
+        if (!row) return false;
+        const current = toRetentionTag(row);
+        if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+        const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
+        if (refusal) throw refusal;
+        this.stmt.deleteTag.run(row.repository_id, seen.tag);
+        this.stmt.deleteTagPull.run(row.repository_id, seen.tag);
+        this.releaseIfOrphan(row.manifest_id as number, now);
+        this.outbox?.insert({ action: 'retention.delete', repository, tag: seen.tag, digest: seen.digest }, now);
+        return true;
+      });
+  }
+
+  async recordTagPulls(pulls: TagPull[]): Promise<void> {
+    await this.write(() => {
+        for (const p of pulls) this.stmt.recordPull.run(p.at, p.repository, p.tag);
+      }, false);
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
@@ -646,6 +716,39 @@ export class SqliteMetadataStore implements MetadataStore {
     return sync;
   }
 
+  /**
+   * Joins the repository to its quota namespaces and reads their usage,
+   * before a link. Inside a transaction. Undefined when no quota applies.
+   */
+  private quotaBefore(guard: WriteGuard | undefined, repoId: number): number[] | undefined {
+    if (!guard?.quotas || guard.quotas.length === 0) return undefined;
+    return guard.quotas.map((q) => {
+      this.stmt.insertQuotaNamespace.run(q.namespace);
+      // A repository joining with links already (created before the quota) is counted in whole.
+      if (this.stmt.insertQuotaMember.run(repoId, q.namespace).changes > 0 && this.stmt.repositoryHasLinks.get(repoId)) this.recountQuota(q.namespace);
+      return this.quotaUsageOf(q.namespace);
+    });
+  }
+
+  /** After the link (the triggers counted it): refuses what took a namespace over its limit. */
+  private quotaAfter(guard: WriteGuard, before: number[]): void {
+    guard.quotas!.forEach((q, i) => {
+      const after = this.quotaUsageOf(q.namespace);
+      if (after > before[i]! && after > q.limit) throw q.refuse(before[i]!, after - before[i]!);
+    });
+  }
+
+  private quotaUsageOf(namespace: string): number {
+    return (this.stmt.quotaBytes.get(namespace) as number | undefined) ?? 0;
+  }
+
+  /** Counts a namespace's usage again from its members' links. Inside a transaction. */
+  private recountQuota(namespace: string): void {
+    this.stmt.clearQuotaBlobs.run(namespace);
+    this.stmt.fillQuotaBlobs.run(namespace);
+    this.stmt.sumQuotaBlobs.run(namespace, namespace);
+  }
+
   /** Makes a directory's entries durable (protected: tests observe it). */
   protected async syncDirectory(dir: string): Promise<void> {
     const d = await open(dir, 'r');
@@ -814,6 +917,7 @@ function prepareStatements(db: Database.Database) {
       INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at`),
     deleteTag: p(`DELETE FROM tags WHERE repository_id = ? AND name = ?`),
+    tagNamesOfManifest: p(`SELECT name FROM tags WHERE manifest_id = ?`).pluck(),
     listTags: p(`
       SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
       WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?`).pluck(),
@@ -856,6 +960,36 @@ function prepareStatements(db: Database.Database) {
     pruneCandidates: p(`DELETE FROM fsck_candidates WHERE last_seen < ?`),
     forgetBlob: p(`DELETE FROM blobs WHERE digest = ? AND storage_key = ?`),
     deleteLinks: p(`DELETE FROM repository_blobs WHERE digest = ?`),
+    quotaNamespaceNames: p(`SELECT name FROM quota_namespaces`).pluck(),
+    deleteQuotaNamespace: p(`DELETE FROM quota_namespaces WHERE name = ?`),
+    insertQuotaNamespace: p(`INSERT OR IGNORE INTO quota_namespaces (name) VALUES (?)`),
+    insertQuotaMember: p(`INSERT OR IGNORE INTO quota_members (repository_id, namespace) VALUES (?, ?)`),
+    insertQuotaMemberByName: p(`INSERT OR IGNORE INTO quota_members (repository_id, namespace) SELECT id, ? FROM repositories WHERE name = ?`),
+    repositoryHasLinks: p(`SELECT 1 FROM repository_blobs WHERE repository_id = ? LIMIT 1`),
+    quotaBytes: p(`SELECT bytes FROM quota_namespaces WHERE name = ?`).pluck(),
+    quotaUsage: p(`SELECT name, bytes FROM quota_namespaces ORDER BY name`),
+    clearQuotaBlobs: p(`DELETE FROM quota_blobs WHERE namespace = ?`),
+    fillQuotaBlobs: p(`
+      INSERT INTO quota_blobs (namespace, digest, size, links)
+      SELECT m.namespace, l.digest, b.size, count(*) FROM quota_members m
+      JOIN repository_blobs l ON l.repository_id = m.repository_id JOIN blobs b ON b.digest = l.digest
+      WHERE m.namespace = ? GROUP BY m.namespace, l.digest, b.size`),
+    sumQuotaBlobs: p(`UPDATE quota_namespaces SET bytes = (SELECT coalesce(sum(size), 0) FROM quota_blobs WHERE namespace = ?) WHERE name = ?`),
+    retentionTags: p(`
+      SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+      FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+      LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+      WHERE r.name = ? ORDER BY t.name`),
+    retentionTag: p(`
+      SELECT t.repository_id, t.name, t.manifest_id, t.updated_at, m.digest, m.subject, tp.pulled_at
+      FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
+      LEFT JOIN tag_pulls tp ON tp.repository_id = t.repository_id AND tp.tag = t.name
+      WHERE r.name = ? AND t.name = ?`),
+    deleteTagPull: p(`DELETE FROM tag_pulls WHERE repository_id = ? AND tag = ?`),
+    recordPull: p(`
+      INSERT INTO tag_pulls (repository_id, tag, pulled_at) SELECT r.id, t.name, ? FROM repositories r
+      JOIN tags t ON t.repository_id = r.id WHERE r.name = ? AND t.name = ?
+      ON CONFLICT (repository_id, tag) DO UPDATE SET pulled_at = max(pulled_at, excluded.pulled_at)`),
     recordRun: p(`
       INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
         bytes_reclaimed, uploads_purged, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
