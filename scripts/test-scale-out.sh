@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The API, lifecycle, end-to-end, import, HTTP fuzz, console and events suites a second time, with
+# The API, lifecycle, end-to-end, import, HTTP fuzz, console, events and policy suites a second time, with
 # every test server on PostgreSQL metadata and S3 storage (part of `npm test`).
 # Needs S3_ENDPOINT & co. (npm test gets them from .ci/setup-services.sh,
 # which starts the project's S3 store, scripts/s3/start.sh) and PostgreSQL on
@@ -19,4 +19,4 @@ fi
 
 echo "test-scale-out: API, lifecycle, e2e and fuzz suites on PostgreSQL + S3 ($S3_ENDPOINT)" >&2
 BERTH_TEST_METADATA=postgres BERTH_TEST_STORAGE=s3 exec node --test --test-concurrency=2 --test-timeout=180000 \
-  $(find dist/test/api dist/test/lifecycle dist/test/e2e dist/test/fuzz dist/test/import dist/test/console dist/test/events -name '*.test.js' | sort)
+  $(find dist/test/api dist/test/lifecycle dist/test/e2e dist/test/fuzz dist/test/import dist/test/console dist/test/events dist/test/policy -name '*.test.js' | sort)
