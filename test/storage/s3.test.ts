@@ -110,7 +110,10 @@ if (skip) {
         await pause.reached;
         await store.deleteBlob(key);
         pause.resume();
-        await assert.rejects(copying, (e: Error) => /no object|NoSuchKey|not found|ENOENT/i.test(`${e.name} ${e.message} ${(e as NodeJS.ErrnoException).code}`));
+        // How it fails depends on timing: the next range's GET finds no object, or
+        // the read-ahead already streaming it is cut off by the store ("aborted").
+        // Either way the copy must reject, so the client's transfer fails.
+        await assert.rejects(copying, (e: Error) => /no object|NoSuchKey|not found|ENOENT|aborted|premature|socket/i.test(`${e.name} ${e.message} ${(e as NodeJS.ErrnoException).code}`));
         assert.ok(received < data.length, `${received} of ${data.length} bytes were sent before the failure`);
       } finally {
         await store.deleteEverything();
