@@ -1,7 +1,7 @@
 /** The progress bar of `berth import` on a terminal: repositories, manifests, blobs, bytes and an ETA. */
 import cliProgress from 'cli-progress';
 import type { ImportProgress } from '../import/importer.js';
-import { formatBytes } from './progress.js';
+import { formatBytes } from '../format-bytes.js';
 
 export interface ImportBar {
   update(p: ImportProgress): void;

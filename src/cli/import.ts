@@ -6,7 +6,7 @@ import type { ImportReport } from '../import/report.js';
 import { openReferenceStorage } from '../import/open.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { importProgressBar } from './import-progress.js';
-import { formatBytes } from './progress.js';
+import { formatBytes } from '../format-bytes.js';
 
 export interface ImportFlags extends ConfigOverrides {
   verify?: boolean;

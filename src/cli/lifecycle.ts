@@ -6,7 +6,8 @@ import { GcService } from '../gc/service.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { DEFAULT_REGISTRY_OPTIONS } from '../registry/context.js';
 import { Policies } from '../policy/policies.js';
-import { formatBytes, statusLine } from './progress.js';
+import { formatBytes } from '../format-bytes.js';
+import { statusLine } from './progress.js';
 
 export interface GcFlags extends ConfigOverrides {
   dryRun?: boolean;

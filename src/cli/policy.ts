@@ -3,7 +3,7 @@ import { openMetadata } from '../backends.js';
 import { DEFAULT_CONFIG, type Config } from '../config.js';
 import type { MetadataStore } from '../metadata/store.js';
 import { readPolicyFile, type PolicyRule } from '../policy/config.js';
-import { formatBytes } from '../policy/policies.js';
+import { formatBytes } from '../format-bytes.js';
 import { compilePattern } from '../repository-pattern.js';
 import { duration } from '../policy/retention.js';
 

@@ -9,6 +9,7 @@ import type { QuotaCheck, WriteGuard } from '../metadata/store.js';
 import { RegistryError } from '../registry/errors.js';
 import { compilePattern } from '../repository-pattern.js';
 import type { PolicyRule, RetentionRule } from './config.js';
+import { formatBytes } from '../format-bytes.js';
 
 interface CompiledRule {
   index: number;
@@ -30,17 +31,6 @@ export function immutableTagError(repository: string, tag: string, action: 'move
   );
 }
 
-/** 1536 → "1.5 KiB". */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${Number(v.toFixed(2))} ${units[i]}`;
-}
 
 /**
  * A push over quota: DENIED (403), the spec's code for a refused
