@@ -18,5 +18,6 @@ if [ -z "${S3_ENDPOINT:-${AWS_ENDPOINT_URL_S3:-}}" ]; then
 fi
 
 echo "test-scale-out: API, lifecycle, e2e and fuzz suites on PostgreSQL + S3 ($S3_ENDPOINT)" >&2
-BERTH_TEST_METADATA=postgres BERTH_TEST_STORAGE=s3 exec node --test --test-concurrency=2 --test-timeout=180000 \
+# The console file seeds 10,000 tags through PostgreSQL + S3: minutes on 2 cores, so a longer per-file limit.
+BERTH_TEST_METADATA=postgres BERTH_TEST_STORAGE=s3 exec node --test --test-concurrency=2 --test-timeout=480000 \
   $(find dist/test/api dist/test/lifecycle dist/test/e2e dist/test/fuzz dist/test/import dist/test/console dist/test/events dist/test/policy -name '*.test.js' | sort)
