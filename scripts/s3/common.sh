@@ -31,7 +31,8 @@ s3_pid_of() {
   local pid cmd
   pid=$(cat "$(s3_pidfile "$1")" 2>/dev/null) || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  # (2>/dev/null first: a redirection that fails reports before later ones apply)
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   case $1 in
     memcached) [[ $cmd == *memcached*" -p $(s3_port_of memcached) "* ]] || return 1 ;;
     *) [[ $cmd == *"swift-node.py serve $s3_state/etc $1"* ]] || return 1 ;;

@@ -17,6 +17,10 @@ import sys
 
 
 def build_rings(etc, ports):
+    # Reading an existing ring validates swift.conf, which Swift looks for in
+    # /etc/swift unless told otherwise (a restart from a kept state directory).
+    from swift.common import utils
+    utils.set_swift_dir(etc)
     from swift.common.ring import RingBuilder
 
     for kind, port in zip(('object', 'container', 'account'), ports):
