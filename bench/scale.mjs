@@ -7,6 +7,7 @@ import './lib/scale-threadpool.mjs';
 //   node bench/scale.mjs load    --store sqlite --images 100000
 //   node bench/scale.mjs measure --store sqlite --images 100000
 //   node bench/scale.mjs run     --store sqlite --sizes 10000,100000,1000000
+//   node bench/scale.mjs table a.json b.json   # saved results side by side
 //   node bench/scale.mjs --help
 //
 // Progress goes to stderr; tables (markdown) and JSON go to stdout.
@@ -23,6 +24,7 @@ const HELP = `usage: node bench/scale.mjs <load|measure|run> [options]
   load      grow the dataset to --images images (resumable: run again to continue)
   measure   measure Berth on the dataset as it is (--images must match what is loaded)
   run       for each of --sizes: load up to it, then measure; prints the table
+  table F…  the table of results saved with --json (several files: side by side)
 
   --store sqlite|postgres   metadata store (default sqlite); blobs always on the filesystem
   --images N                dataset size for load / measure
@@ -64,6 +66,13 @@ const { values: opt, positionals } = parseArgs({
   },
 });
 const command = positionals[0];
+if (command === 'table') {
+  // Renders saved --json results side by side: node bench/scale.mjs table a.json b.json ...
+  const { table } = await import('./lib/scale-measure.mjs');
+  const results = positionals.slice(1).flatMap((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+  process.stdout.write(table(results) + '\n');
+  process.exit(0);
+}
 if (opt.help || !['load', 'measure', 'run'].includes(command)) {
   process.stdout.write(HELP);
   process.exit(opt.help ? 0 : 2);
@@ -106,7 +115,7 @@ async function loadTo(images) {
   if (images < 64) throw new Error('--images: at least 64 (the shared layers are committed by the first 64 images)');
   log(`loading ${dir} up to ${images} images, ${int('big-repos')} × ${int('big-tags')} tags`);
   const r = await load({ repoRoot, dir, images, bigRepos: int('big-repos'), bigTags: int('big-tags'), concurrency: int('concurrency'), durability: opt.durability, log, progress });
-  log(`loaded ${r.images} images in ${r.seconds.toFixed(1)} s (${r.rate.toFixed(0)} images/s; ${JSON.stringify(r.loader)})`);
+  log(`loaded ${r.images} images in ${r.imagesSeconds.toFixed(1)} s (${r.rate.toFixed(0)} images/s), ${r.seconds.toFixed(1)} s in all (${JSON.stringify(r.loader)})`);
   return r;
 }
 

@@ -72,8 +72,9 @@ export async function openStores(repoRoot, state, dataDir) {
 
 /**
  * Loads the dataset in `dir` up to `images` images and `bigRepos`
- * repositories of `bigTags` tags. Returns { images, seconds, rate } for the
- * images loaded by this call.
+ * repositories of `bigTags` tags. Returns { images, seconds, imagesSeconds,
+ * rate } for the images loaded by this call (the rate over the images'
+ * phase, without the many-tag repositories).
  *
  * `durability`: 'chunk' (default) writes a chunk's blob files without a sync
  * each, then syncs the file system once (`sync -f`) before any of their
@@ -90,6 +91,7 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
   const loader = new Loader(storage, metadata, dataDir, durability);
   const started = Date.now();
   const startImages = state.images;
+  let imagesSeconds = 0;
   try {
     // Images first: the shared pool's blobs are committed by images 0..POOL-1
     // (in their repositories), so those go alone before any image mounts them.
@@ -107,6 +109,7 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
       writeState(dir, state);
       progress?.(`images ${to}/${images}`, to - startImages, started);
     }
+    imagesSeconds = (Date.now() - started) / 1000;
     state.bigTags ??= [];
     for (let k = 0; k < bigRepos; k++) {
       const repo = bigRepository(k);
@@ -133,7 +136,7 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
   }
   const seconds = (Date.now() - started) / 1000;
   const loaded = state.images - startImages;
-  return { images: loaded, seconds, rate: loaded / seconds, loader: { ...loader.counts, seconds: Object.fromEntries(Object.entries(loader.seconds).map(([k, v]) => [k, Number(v.toFixed(1))])) } };
+  return { images: loaded, seconds, imagesSeconds, rate: imagesSeconds > 0 ? loaded / imagesSeconds : NaN, loader: { ...loader.counts, seconds: Object.fromEntries(Object.entries(loader.seconds).map(([k, v]) => [k, Number(v.toFixed(1))])) } };
 }
 
 class Loader {

@@ -248,6 +248,8 @@ async function gitCommit(repoRoot) {
 
 const f1 = (x) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(1));
 const f0 = (x) => (x === undefined || Number.isNaN(x) ? '–' : Math.round(x).toLocaleString('en-US'));
+/** A GC pass: the process's wall time, and in brackets the pass's own durationMs (without Node's start-up and store opening). */
+const gcs = (g) => (g ? `${f1(g.seconds)} (${g.report ? f1(g.report.durationMs / 1000) : '–'})` : '–');
 const size = (n) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 
 /** Markdown: one row per figure, one column per measured dataset. */
@@ -276,14 +278,15 @@ export function table(results) {
   rows.push(
     ['push through the API (images/s, 16 in flight)', (r) => f0(r.push?.imagesPerSecond)],
     ['push p99 per image (ms)', (r) => f1(r.push?.p99ms)],
-    ['GC first pass, default grace (s)', (r) => f1(r.gc?.firstDefaultGrace?.seconds)],
-    ['GC first pass, grace 0, dry run (s)', (r) => f1(r.gc?.firstDryRun?.seconds)],
-    ['GC first pass, grace 0 (s)', (r) => f1(r.gc?.first?.seconds)],
+    ['GC passes below: process wall s (the pass\'s own durationMs, s)', () => ''],
+    ['GC first pass, default grace (s)', (r) => gcs(r.gc?.firstDefaultGrace)],
+    ['GC first pass, grace 0, dry run (s)', (r) => gcs(r.gc?.firstDryRun)],
+    ['GC first pass, grace 0 (s)', (r) => gcs(r.gc?.first)],
     ['GC first pass, grace 0: peak RSS (MiB)', (r) => f0(r.gc?.first?.peakRssMiB)],
     ['GC first pass, dry run: peak RSS (MiB)', (r) => f0(r.gc?.firstDryRun?.peakRssMiB)],
     ['GC steady state, deleted images (--push-images)', (r) => f0(r.push?.images)],
-    ['GC steady state, those deleted images, dry run (s)', (r) => f1(r.gc?.steadyDryRun?.seconds)],
-    ['GC steady state, those deleted images (s)', (r) => f1(r.gc?.steady?.seconds)],
+    ['GC steady state, those deleted images, dry run (s)', (r) => gcs(r.gc?.steadyDryRun)],
+    ['GC steady state, those deleted images (s)', (r) => gcs(r.gc?.steady)],
     ['GC steady state: blobs deleted', (r) => f0(r.gc?.steady?.report?.blobsDeleted)],
     ['GC steady state: peak RSS (MiB)', (r) => f0(r.gc?.steady?.peakRssMiB)],
     ['fsck --quick (s)', (r) => f1(r.fsck?.seconds)],
