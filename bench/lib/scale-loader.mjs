@@ -116,7 +116,7 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
       const imgs = Array.from({ length: TAGGED_IMAGES }, (_, j) => ({ ...makeImage(`tags-${k}/${j}`, j % POOL), repository: repo, tag: bigTag(j) }));
       while ((state.bigTags[k] ?? 0) < bigTags) {
         const from = state.bigTags[k] ?? 0;
-        const to = Math.min(bigTags, from + CHUNK * 4);
+        const to = Math.min(bigTags, from + CHUNK);
         const wasCareful = state.inProgress === true;
         state.inProgress = true;
         writeState(dir, state);

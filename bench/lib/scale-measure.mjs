@@ -128,6 +128,28 @@ export async function measure({ repoRoot, dir, state, opt, log, loadResult }) {
   log(`${state.store} ${N}: metadata ${(r.metadataBytesPerImage).toFixed(0)} B/image`);
 
   // ------------------------------------------------------------ serve: startup and memory
+  // First on an empty data directory (SQLite): the start-up cost that does
+  // not depend on the registry's size (Node and module loading, which a busy
+  // machine stretches), to read the dataset's figure against.
+  {
+    const emptyDir = path.join(tmp, 'empty');
+    fs.mkdirSync(emptyDir);
+    const p = await freePort();
+    const empty = new ServerProcess({
+      name: 'berth (empty)',
+      command: process.execPath,
+      args: [...nodeFlags(main), main, 'serve', '--addr', `127.0.0.1:${p}`, '--log-level', 'warn', '--data', emptyDir],
+      cwd: repoRoot,
+      env: berthEnv(),
+      port: p,
+      dataDir: emptyDir,
+      logFile: path.join(tmp, 'empty.log'),
+    });
+    const te = performance.now();
+    await empty.start({ timeoutMs: 120_000 });
+    r.startupEmptySeconds = (performance.now() - te) / 1000;
+    await empty.stop();
+  }
   const port = await freePort();
   const server = new ServerProcess({
     name: 'berth',
@@ -258,6 +280,7 @@ export function table(results) {
     ['load rate (bulk loader, images/s)', (r) => f0(r.load?.imagesPerSecond)],
     ['metadata bytes per image', (r) => f0(r.metadataBytesPerImage)],
     ['serve startup (s, process start → /v2/ answers)', (r) => r.startupSeconds.toFixed(2)],
+    ['serve startup, empty registry, same machine state (s)', (r) => r.startupEmptySeconds?.toFixed(2) ?? '–'],
     ['serve RSS after start (MiB)', (r) => f0(r.serveRssAfterStartMiB)],
     ['serve RSS after reads (MiB)', (r) => f0(r.serveRssAfterReadsMiB)],
     ['serve peak RSS, whole run (MiB)', (r) => f0(r.servePeakRssMiB)],
