@@ -251,7 +251,7 @@ export function applyReferenceConfig(config: Config, doc: Doc, file: string): Re
     map('notifications.events.includereferences', 'notifications (manifest events always carry references)');
   }
 
-  const proxyTtl = applyProxy(config, get, str, map, file);
+  const proxyTtl = applyProxy(config, { get, str, map, note: (key, why) => note.set(key, why) }, file);
 
   for (const [key, value] of leaves(doc)) {
     const entry: KeyMapping = { key, value: show(key, value) };
@@ -272,6 +272,15 @@ export function applyReferenceConfig(config: Config, doc: Doc, file: string): Re
   return { mappings, ignored: mappings.filter((m) => m.berth === undefined), referenceRoot };
 }
 
+/** Reading the reference document, and recording what each key became. */
+interface ReferenceDoc {
+  get(path: string): unknown;
+  str(path: string): string | undefined;
+  map(key: string, berth: string, why?: string): void;
+  /** A note on a key that stays ignored. */
+  note(key: string, why: string): void;
+}
+
 /** The reference's cache expiry when `proxy.ttl` is not set (distribution 2.x hard-codes it; 3.x defaults to it). */
 const REFERENCE_PROXY_TTL = 168 * 3_600_000;
 
@@ -286,17 +295,16 @@ const TTL_NOTE =
  * Returns the `(not set)` line for `proxy.ttl` when the reference's default
  * was applied, so `berth config check` shows it.
  */
-function applyProxy(
-  config: Config,
-  get: (path: string) => unknown,
-  str: (path: string) => string | undefined,
-  map: (key: string, berth: string, why?: string) => void,
-  file: string,
-): KeyMapping | undefined {
+function applyProxy(config: Config, doc: ReferenceDoc, file: string): KeyMapping | undefined {
+  const { get, str, map } = doc;
   const section = get('proxy');
   if (section === undefined || section === null) return undefined;
   const remote = str('proxy.remoteurl');
-  if (!remote) throw new ConfigError(`${file}: proxy needs remoteurl`);
+  if (!remote) {
+    // As the reference: a proxy section without remoteurl makes no cache.
+    for (const [key] of leaves(section, 'proxy')) doc.note(key, 'no proxy.remoteurl: the reference is no cache without it, and neither is Berth');
+    return undefined;
+  }
   const username = str('proxy.username');
   // Inline in the reference's file, as the operator already keeps it: used as is, shown nowhere (SECRET_KEYS).
   const password = str('proxy.password');

@@ -187,6 +187,11 @@ proxy:
     const never = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://mirror.example.com\n  ttl: 0s\n') }, {});
     assert.equal(never.mirrors[0]?.expireAfter, 0);
 
+    // No remoteurl: no cache, in the reference as in Berth; the keys are named as ignored.
+    const hosted = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  username: me\n') }, {});
+    assert.deepEqual(hosted.mirrors, []);
+    assert.deepEqual(hosted.reference?.ignored.filter((m) => m.key.startsWith('proxy')).map((m) => [m.key, m.note]), [['proxy.username', 'no proxy.remoteurl: the reference is no cache without it, and neither is Berth']]);
+
     // The flag still replaces the file's default mirror.
     const flag = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://mirror.example.com\n'), proxy: 'https://other.example.com' }, {});
     assert.deepEqual(flag.mirrors.map((m) => m.url), ['https://other.example.com']);
@@ -194,7 +199,6 @@ proxy:
     for (const [text, message] of [
       ['version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: ftp://x\n', /proxy.remoteurl: invalid mirror URL/],
       ['version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://x.example.com\n  password: p\n', /proxy.password needs proxy.username/],
-      ['version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  username: me\n', /proxy needs remoteurl/],
     ] as const) {
       assert.throws(() => loadConfig({ config: file(text) }, {}), (e: Error) => e instanceof ConfigError && message.test(e.message));
     }
