@@ -10,6 +10,7 @@ import type { Config } from './config.js';
 import { ConfigError, parseBoolean, parseDuration, parseSize } from './config.js';
 import { defaultAuth } from './auth/config.js';
 import { DEFAULT_NOTIFICATIONS, parseNotifications } from './events/config.js';
+import { upstream } from './proxy/config.js';
 
 export interface KeyMapping {
   /** Dotted path of the key in the reference file. */
@@ -82,7 +83,7 @@ const IGNORED: [string, string][] = [
   ['auth.token.autoredirect', 'the realm is used as given'],
   ['auth.token.jwks', 'give the issuer\'s JWKS as auth.token.trusted[].jwks in a Berth config file'],
   ['auth.token.signingalgorithms', 'Berth accepts the asymmetric algorithms of the key it is given'],
-  ['proxy', 'pull-through caching is not supported yet: this Berth would serve as a hosted registry'],
+  ['proxy.exec', 'credential helpers are not run: give proxy.username and proxy.password, or use mirrors[].passwordFile in a Berth config file'],
   ['redis', 'Berth uses no Redis'],
   ['health', 'Berth serves /healthz'],
   ['reporting', 'no error reporting services'],
@@ -250,6 +251,8 @@ export function applyReferenceConfig(config: Config, doc: Doc, file: string): Re
     map('notifications.events.includereferences', 'notifications (manifest events always carry references)');
   }
 
+  const proxyTtl = applyProxy(config, { get, str, map, note: (key, why) => note.set(key, why) }, file);
+
   for (const [key, value] of leaves(doc)) {
     const entry: KeyMapping = { key, value: show(key, value) };
     const exact = mapped.get(key);
@@ -264,8 +267,69 @@ export function applyReferenceConfig(config: Config, doc: Doc, file: string): Re
     }
     mappings.push(entry);
   }
+  if (proxyTtl) mappings.push(proxyTtl);
   if (deletes === undefined) mappings.push({ key: 'storage.delete.enabled', value: '(not set)', berth: 'deletes false', note: "the reference's default" });
   return { mappings, ignored: mappings.filter((m) => m.berth === undefined), referenceRoot };
+}
+
+/** Reading the reference document, and recording what each key became. */
+interface ReferenceDoc {
+  get(path: string): unknown;
+  str(path: string): string | undefined;
+  map(key: string, berth: string, why?: string): void;
+  /** A note on a key that stays ignored. */
+  note(key: string, why: string): void;
+}
+
+/** The reference's cache expiry when `proxy.ttl` is not set (distribution 2.x hard-codes it; 3.x defaults to it). */
+const REFERENCE_PROXY_TTL = 168 * 3_600_000;
+
+const TTL_NOTE =
+  'the reference deletes cached content ttl after it was cached, even while it is pulled; ' +
+  'Berth untags a cached tag not pulled for this long, then GC collects what only it held after gc.manifestGrace/gc.blobGrace, ' +
+  'so content in use is never evicted and fetched again';
+
+/**
+ * `proxy`: the reference in proxy mode caches one upstream for every name,
+ * which is Berth's default mirror (src/proxy/, docs/pull-through-cache.md).
+ * Returns the `(not set)` line for `proxy.ttl` when the reference's default
+ * was applied, so `berth config check` shows it.
+ */
+function applyProxy(config: Config, doc: ReferenceDoc, file: string): KeyMapping | undefined {
+  const { get, str, map } = doc;
+  const section = get('proxy');
+  if (section === undefined || section === null) return undefined;
+  const remote = str('proxy.remoteurl');
+  if (!remote) {
+    // As the reference: a proxy section without remoteurl makes no cache.
+    for (const [key] of leaves(section, 'proxy')) doc.note(key, 'no proxy.remoteurl: the reference is no cache without it, and neither is Berth');
+    return undefined;
+  }
+  const username = str('proxy.username');
+  // Inline in the reference's file, as the operator already keeps it: used as is, shown nowhere (SECRET_KEYS).
+  const password = str('proxy.password');
+  if (password !== undefined && username === undefined) throw new ConfigError(`${file}: proxy.password needs proxy.username`);
+  const ttl = get('proxy.ttl');
+  const expireAfter = ttl === undefined || ttl === null ? REFERENCE_PROXY_TTL : parseGoDuration(ttl as string, 'proxy.ttl');
+  let mirror;
+  try {
+    mirror = upstream(remote, { ...(username !== undefined ? { username, password: password ?? '' } : {}), expireAfter });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`${file}: proxy.remoteurl: ${e.message}`);
+    throw e;
+  }
+  config.mirrors = [mirror];
+  map(
+    'proxy.remoteurl',
+    `mirrors[0].url ${mirror.url} (the default mirror: every name is cached from it; pushes are refused)`,
+    `a cached tag is re-checked upstream after mirrors[].tagTtl (${mirror.tagTtl / 60_000}m), where the reference asks upstream on every pull by tag`,
+  );
+  if (username !== undefined) map('proxy.username', 'mirrors[0].username');
+  if (password !== undefined) map('proxy.password', 'mirrors[0] password (inline; a Berth config file would use passwordFile)');
+  const berthTtl = `mirrors[0].expireAfter ${expireAfter === 0 ? '0 (never)' : `${expireAfter / 3_600_000}h`}`;
+  if (ttl === undefined || ttl === null) return { key: 'proxy.ttl', value: '(not set)', berth: berthTtl, note: `the reference's default, 168h; ${TTL_NOTE}` };
+  map('proxy.ttl', berthTtl, expireAfter === 0 ? 'no expiry, in both' : TTL_NOTE);
+  return undefined;
 }
 
 /** Go durations as the reference writes them: 168h, 24h0m0s, 90m, 10s. */

@@ -41,6 +41,8 @@ function toEvent(row: OutboxRow, source: Source): EnvelopeEvent {
   if (url) target.url = url;
   if (e.tag) target.tag = e.tag;
   if (e.references && e.references.length > 0) target.references = e.references;
+  // Berth's own: what fsck found (fsck.drift), e.g. missing, corrupt, orphan-blob.
+  if (e.problem) target.problem = e.problem;
   const req = e.ctx?.request;
   return {
     id: row.id,

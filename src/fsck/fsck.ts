@@ -16,8 +16,11 @@ import { digestStream } from '../registry/digester.js';
 import { parseDigest } from '../registry/reference.js';
 import type { Logger } from '../log.js';
 import { pausePoint } from '../pause-points.js';
-import type { MetadataStore } from '../metadata/store.js';
+import type { FsckDrift, MetadataStore } from '../metadata/store.js';
 import { digestOfKey, type BlobStore } from '../storage/blob-store.js';
+
+/** Unrepaired problems per fsck.drift transaction. */
+const DRIFT_BATCH = 100;
 
 export type ProblemKind = 'missing' | 'corrupt' | 'size-mismatch' | 'orphan-blob' | 'orphan-upload';
 
@@ -61,9 +64,21 @@ export async function fsck(
 ): Promise<FsckReport> {
   const started = Date.now();
   const report: FsckReport = { blobsChecked: 0, bytesChecked: 0, objectsScanned: 0, problems: [], durationMs: 0 };
-  const found = (p: Problem) => {
+  // Drift left unrepaired is reported as fsck.drift events (a repaired blob is fsck.forget already),
+  // written in batches: one small transaction per DRIFT_BATCH problems, never one per object checked.
+  let drift: FsckDrift[] = [];
+  const flushDrift = async () => {
+    if (drift.length === 0) return;
+    const batch = drift;
+    drift = [];
+    await metadata.recordFsckDrift(batch);
+  };
+  const found = async (p: Problem) => {
     report.problems.push(p);
     logger.warn({ fsck: p.kind, digest: p.digest, key: p.key, repaired: p.repaired }, 'fsck problem');
+    if (p.repaired) return;
+    drift.push({ problem: p.kind, ...(p.digest ? { digest: p.digest } : {}), ...(p.size !== undefined ? { size: p.size } : {}) });
+    if (drift.length >= DRIFT_BATCH) await flushDrift();
   };
 
   // Metadata → storage: every live blob has its bytes, intact.
@@ -90,7 +105,7 @@ export async function fsck(
         if (kind !== 'missing') await storage.quarantineBlob(blob.storageKey);
         repaired = await metadata.forgetBlob(blob.digest, blob.storageKey);
       }
-      found({ kind, digest: blob.digest, key: blob.storageKey, size: blob.size, repaired });
+      await found({ kind, digest: blob.digest, key: blob.storageKey, size: blob.size, repaired });
     }
   }
 
@@ -119,7 +134,7 @@ export async function fsck(
       await storage.deleteBlob(object.key);
       await metadata.dropOrphanCandidate(candidate);
     }
-    found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: remove, unknownSince: since });
+    await found({ kind: 'orphan-blob', digest, key: object.key, size: object.size, repaired: remove, unknownSince: since });
   }
   for await (const object of storage.listUploads()) {
     report.objectsScanned++;
@@ -130,8 +145,9 @@ export async function fsck(
       await storage.deleteUpload(object.key);
       await metadata.dropOrphanCandidate(candidate);
     }
-    found({ kind: 'orphan-upload', key: object.key, size: object.size, repaired: remove, unknownSince: since });
+    await found({ kind: 'orphan-upload', key: object.key, size: object.size, repaired: remove, unknownSince: since });
   }
+  await flushDrift();
   // Candidates this complete run did not find unknown again start over.
   await metadata.pruneOrphanCandidates(runStarted);
 

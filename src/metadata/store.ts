@@ -332,6 +332,13 @@ export interface MetadataStore {
   recordTagPulls(pulls: TagPull[]): Promise<void>;
 
   recordRun(run: LifecycleRun): Promise<void>;
+  /**
+   * What fsck found and did not repair, as one `fsck.drift` event each,
+   * written in one transaction (durable, like every event but pulls: fsck
+   * may run as its own process, and a serving node delivers them later).
+   * Nothing without an outbox.
+   */
+  recordFsckDrift(drift: FsckDrift[]): Promise<void>;
 
   // Event outbox (events/) ----------------------------------------------------
   // With an outbox configured (the store's `outbox` option), the methods that
@@ -430,6 +437,13 @@ export interface EventContext {
 }
 
 /** What one event reports (the target of the reference registry's envelope, plus its request). */
+/** A problem fsck found: its kind (missing, corrupt, size-mismatch, orphan-blob, orphan-upload) and the blob it is about. */
+export interface FsckDrift {
+  problem: string;
+  digest?: string;
+  size?: number;
+}
+
 export interface OutboxEvent {
   action: string;
   repository: string;
@@ -441,6 +455,8 @@ export interface OutboxEvent {
   references?: { mediaType: string; digest: string; size: number }[];
   /** 'blob' or 'manifest': how the target's url is built. */
   kind?: 'blob' | 'manifest';
+  /** fsck.drift: what fsck found (FsckDrift.problem). */
+  problem?: string;
   ctx?: EventContext;
 }
 

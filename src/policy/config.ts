@@ -7,11 +7,12 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { ConfigError, parseDuration, parseSize } from '../config.js';
+import { checkKeepTag } from './keep-tags.js';
 
 export interface RetentionRule {
   /** Keep the N most recently pushed tags of each repository. */
   keepLast?: number;
-  /** Keep tags matching any of these patterns. */
+  /** Keep tags matching any of these: patterns, `semver` (any semantic version) or `semver:RANGE` (src/policy/keep-tags.ts). */
   keepTags?: string[];
   /** Keep tags pushed within this long, ms. */
   pushedWithin?: number;
@@ -55,7 +56,10 @@ function parseRetention(value: unknown, what: string): RetentionRule {
     if (!Number.isInteger(r.keepLast) || (r.keepLast as number) < 0) throw new ConfigError(`${what}.keepLast must be a whole number`);
     out.keepLast = r.keepLast as number;
   }
-  if (r.keepTags !== undefined) out.keepTags = patterns(r.keepTags, `${what}.keepTags`);
+  if (r.keepTags !== undefined) {
+    out.keepTags = patterns(r.keepTags, `${what}.keepTags`);
+    for (const entry of out.keepTags) checkKeepTag(entry, `${what}.keepTags`);
+  }
   for (const key of ['pushedWithin', 'pulledWithin', 'untaggedAfter'] as const) {
     if (r[key] !== undefined) out[key] = parseDuration(r[key] as string, `${what}.${key}`);
   }

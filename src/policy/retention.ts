@@ -6,8 +6,8 @@
  * is never undone by a decision taken before it.
  */
 import type { RetentionTag } from '../metadata/store.js';
-import { compilePattern } from '../repository-pattern.js';
 import type { RetentionRule } from './config.js';
+import { compileKeepTags } from './keep-tags.js';
 
 export interface RetentionVerdict {
   detail: RetentionTag;
@@ -48,7 +48,7 @@ export function duration(ms: number): string {
 /**
  * The tags that none of `rules` keeps. A tag is kept when any rule keeps it
  * (one of the keepLast most recently pushed, pushed or pulled within the
- * duration, matching a keepTags pattern), when `immutable` says so, or when
+ * duration, matching a keepTags pattern or semantic version form), when `immutable` says so, or when
  * it names a referrer (a signature, an SBOM) of a manifest a kept tag names:
  * referrers follow their subject, never outliving it nor going before it.
  */
@@ -59,7 +59,7 @@ export function decideRetention(rules: RetentionRule[], tags: RetentionTag[], no
   const images = tags.filter((t) => subjectOf(t) === undefined);
   const byPush = [...images].sort((a, b) => b.pushedAt - a.pushedAt || (a.tag < b.tag ? -1 : 1));
   const rank = new Map(byPush.map((t, i) => [t.tag, i]));
-  const compiled = deciding.map((r) => ({ rule: r, keepTags: (r.keepTags ?? []).map(compilePattern) }));
+  const compiled = deciding.map((r) => ({ rule: r, keepTags: r.keepTags === undefined ? undefined : compileKeepTags(r.keepTags) }));
 
   const kept = new Set<string>();
   const doomed: RetentionVerdict[] = [];
@@ -83,9 +83,9 @@ export function decideRetention(rules: RetentionRule[], tags: RetentionTag[], no
         if (t.pulledAt !== undefined && now - t.pulledAt <= rule.pulledWithin) keep = true;
         else why.push(t.pulledAt === undefined ? `never pulled (keeps pulled within ${duration(rule.pulledWithin)})` : `pulled ${ago(now - t.pulledAt)} ago (keeps ${duration(rule.pulledWithin)})`);
       }
-      if (rule.keepTags !== undefined) {
-        if (keepTags.some((p) => p.test(t.tag))) keep = true;
-        else why.push(`matches none of ${rule.keepTags.join(', ')}`);
+      if (keepTags !== undefined) {
+        if (keepTags.keeps(t.tag)) keep = true;
+        else why.push(...keepTags.whyNot(t.tag));
       }
     }
     if (keep) kept.add(t.tag);

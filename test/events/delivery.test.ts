@@ -13,9 +13,11 @@ import { pauseControl } from '../helpers/pause.js';
 import { berth } from '../helpers/berth-cli.js';
 import { authDir, basic, writeHtpasswd } from '../helpers/auth.js';
 import { ReferenceTree } from '../helpers/reference-tree.js';
+import { blobFiles, overwriteBlob } from '../helpers/data-dir.js';
 import { makeImage, RegistryClient } from '../helpers/registry-client.js';
-import { makeDataDir, startServer, TEST_METADATA, type TestServer } from '../helpers/server.js';
+import { makeDataDir, startServer, TEST_METADATA, testStore, type TestServer } from '../helpers/server.js';
 import { verify } from '../../src/events/signing.js';
+import { digestOfKey } from '../../src/storage/blob-store.js';
 import { eventsReport, notificationsConfig, until } from './support.js';
 
 const servers: TestServer[] = [];
@@ -193,6 +195,42 @@ describe('notifications: delivery', () => {
     const gcEvents = events.filter((e) => e.action === 'gc.delete');
     assert.deepEqual(gcEvents.find((e) => e.target.repository === 'gc/app')?.target.digest, image.digest);
     assert.deepEqual(new Set(gcEvents.filter((e) => !e.target.repository).map((e) => e.target.digest)), new Set([image.config.digest, image.layers[0]!.digest]));
+  });
+
+  it('berth fsck as its own process writes one fsck.drift per problem it does not repair (missing, size mismatch, orphan), and fsck.forget when it repairs', async () => {
+    const r = await receiver();
+    const config = notificationsConfig({ url: r.url, ignore: { actions: ['pull'] } });
+    const s = await serve(['--config', config]);
+    const image = makeImage({ layers: 2 });
+    await new RegistryClient(s.url).pushImage('fsck/app', image, 'v1');
+    // Drift behind Berth's back: a layer's bytes gone, the config's bytes cut short, an object no metadata names.
+    const missing = image.layers[0]!.digest;
+    const [layerKey] = await blobFiles(s, missing);
+    await testStore(s.dataDir).deleteBlob(layerKey!);
+    const [configKey] = await blobFiles(s, image.config.digest);
+    await overwriteBlob(s.dataDir, configKey!, Buffer.from('short'));
+    const orphanKey = `${layerKey!}-orphan0`; // beside the layer's (on disk: a key naming the layer's digest; on S3 none)
+    await overwriteBlob(s.dataDir, orphanKey, Buffer.from('nobody names me'));
+
+    const check = await berth(['fsck', '--config', config, '--data', s.dataDir, '--min-age', '0', '--quick', '--json']);
+    assert.equal(check.code, 1, check.stderr);
+    const drift = (await r.waitFor('three fsck.drift events', (ev) => ev.filter((e) => e.action === 'fsck.drift').length >= 3)).filter((e) => e.action === 'fsck.drift');
+    assert.deepEqual(
+      drift.map((e) => [e.target.problem, e.target.digest, e.target.repository]).sort(),
+      [
+        ['missing', missing, undefined],
+        ['orphan-blob', digestOfKey(orphanKey), undefined],
+        ['size-mismatch', image.config.digest, undefined],
+      ].sort(),
+    );
+    assert.equal(new Set(drift.map((e) => e.id)).size, 3, 'one event per problem');
+
+    // Repairing: the two blobs are forgotten (fsck.forget), the orphan removed on this second look; no new drift.
+    const repair = await berth(['fsck', '--config', config, '--data', s.dataDir, '--min-age', '0', '--quick', '--repair', '--json']);
+    assert.equal(repair.code, 1, repair.stderr);
+    const after = await r.waitFor('two fsck.forget events', (ev) => ev.filter((e) => e.action === 'fsck.forget').length >= 2);
+    assert.deepEqual(new Set(after.filter((e) => e.action === 'fsck.forget').map((e) => e.target.digest)), new Set([missing, image.config.digest]));
+    assert.equal(after.filter((e) => e.action === 'fsck.drift').length, 3, 'what was repaired is no drift');
   });
 
   it('berth import writes no events: it copies history, it pushes nothing new', async () => {

@@ -103,6 +103,27 @@ function suite(name: string, setup: () => Promise<{ open: Open; cleanup: () => P
       assert.deepEqual(events.map((r) => [r.event.action, r.event.repository, r.event.tag, r.event.digest]), [['retention.delete', 'o/p', 'v1', m1.digest]]);
     });
 
+    it('fsck drift: one fsck.drift event per problem, in one transaction; none without an outbox', async (t) => {
+      const store = await open(t, { endpoints: [{ name: 'drift', accepts: () => true }] });
+      if (!store) return;
+      const quiet = (await open(t))!;
+      const blob = digestOf(`blob-${name}-drift`);
+      await quiet.recordFsckDrift([{ problem: 'missing', digest: blob, size: 3 }]);
+      await store.recordFsckDrift([]);
+      await store.recordFsckDrift([
+        { problem: 'missing', digest: blob, size: 3 },
+        { problem: 'orphan-upload', size: 7 },
+      ]);
+      const events = (await store.claimEvents('drift', 'x', (await store.now()) + 100, CLAIM))!;
+      assert.deepEqual(
+        events.map((r) => r.event),
+        [
+          { action: 'fsck.drift', repository: '', problem: 'missing', digest: blob, size: 3 },
+          { action: 'fsck.drift', repository: '', problem: 'orphan-upload', size: 7 },
+        ],
+      );
+    });
+
     it('the lease: a second owner gets nothing until the first acks, or its lease runs out (a crash)', async (t) => {
       const a = await open(t, { endpoints: [{ name: 'lease', accepts: () => true }] });
       if (!a) return;

@@ -59,4 +59,33 @@ describe('policies', () => {
     assert.match(verdicts[1]!.reason, /follows its subject sha256:aa/);
     assert.deepEqual(decideRetention([{ untaggedAfter: H }], tags, now, () => false), [], 'a rule with only untaggedAfter deletes no tag');
   });
+
+  it('retention keepTags: "semver" keeps any semantic version (optional leading v), "semver:RANGE" those in the range; reasons name the form', () => {
+    const now = 100 * H;
+    const tags = ['v1.2.3', '2.0.0', '2.5.1', 'v3.0.0', '2.1.0-rc.1', 'latest', '1.2', 'v1.2.3.4'].map((t, i): RetentionTag => ({ tag: t, digest: `sha256:${i}`, pushedAt: now - (i + 1) * H }));
+    const dropped = (keepTags: string[]) => decideRetention([parsePolicies([{ repositories: ['**'], retention: { keepTags } }])[0]!.retention!], tags, now, () => false);
+
+    const any = dropped(['semver']);
+    assert.deepEqual(any.map((v) => v.detail.tag), ['latest', '1.2', 'v1.2.3.4']);
+    assert.equal(any[0]!.reason, 'not a semantic version (keepTags semver)');
+
+    const range = dropped(['semver:>=2.0.0 <3']);
+    assert.deepEqual(range.map((v) => v.detail.tag), ['v1.2.3', 'v3.0.0', '2.1.0-rc.1', 'latest', '1.2', 'v1.2.3.4'], 'a prerelease satisfies a range as in npm: only when the range names one');
+    assert.equal(range[0]!.reason, 'version 1.2.3 outside semver:>=2.0.0 <3');
+    assert.equal(range[3]!.reason, 'not a semantic version (keepTags semver:>=2.0.0 <3)');
+
+    const mixed = dropped(['release-*', 'semver:^2.1.0-0']);
+    assert.deepEqual(mixed.map((v) => v.detail.tag), ['v1.2.3', '2.0.0', 'v3.0.0', 'latest', '1.2', 'v1.2.3.4']);
+    assert.equal(mixed[0]!.reason, 'matches none of release-*; version 1.2.3 outside semver:^2.1.0-0');
+  });
+
+  it('keepTags semver forms are checked when the file is read: a bad range is a clear error', () => {
+    assert.deepEqual(parsePolicies([{ repositories: ['ci/**'], retention: { keepTags: ['semver', 'semver:>=2.0.0 <3', 'v*'] } }])[0]!.retention, { keepTags: ['semver', 'semver:>=2.0.0 <3', 'v*'] });
+    for (const [entry, message] of [
+      ['semver:>=banana', /policies\[0\]\.retention\.keepTags: "semver:>=banana" is not a valid semantic version range/],
+      ['semver:', /policies\[0\]\.retention\.keepTags: "semver:" names no range/],
+    ] as const) {
+      assert.throws(() => parsePolicies([{ repositories: ['ci/**'], retention: { keepTags: [entry] } }]), (e: Error) => message.test(e.message), entry);
+    }
+  });
 });

@@ -148,6 +148,62 @@ auth:
     assert.deepEqual(basic.auth?.rules.map((r) => r.actions), [['pull', 'push', 'delete']]);
   });
 
+  it('maps proxy (pull-through cache) to a default mirror: remoteurl, credentials (redacted), ttl as expireAfter', () => {
+    const config = loadConfig(
+      {
+        config: file(`version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: me
+  password: hub-token-123
+  ttl: 72h
+`),
+      },
+      {},
+    );
+    assert.equal(config.mirrors.length, 1);
+    const [mirror] = config.mirrors;
+    assert.equal(mirror?.url, 'https://registry-1.docker.io');
+    assert.equal(mirror?.prefix, '', 'the default mirror: every name, as the reference in proxy mode');
+    assert.equal(mirror?.libraryPrefix, true);
+    assert.equal(mirror?.username, 'me');
+    assert.equal(mirror?.password, 'hub-token-123');
+    assert.equal(mirror?.expireAfter, 72 * 3_600_000);
+    assert.deepEqual(config.reference?.ignored, []);
+    const password = config.reference?.mappings.find((m) => m.key === 'proxy.password');
+    assert.equal(password?.value, '(secret)');
+    assert.ok(!JSON.stringify(config.reference?.mappings).includes('hub-token-123'), 'the password is shown nowhere');
+    assert.match(config.reference?.mappings.find((m) => m.key === 'proxy.ttl')?.note ?? '', /not pulled/, 'the note says how the semantics differ');
+
+    // No ttl: the reference's default (168h); ttl 0: no expiry, in both.
+    const byDefault = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://mirror.example.com\n') }, {});
+    assert.equal(byDefault.mirrors[0]?.expireAfter, 168 * 3_600_000);
+    assert.equal(byDefault.mirrors[0]?.username, undefined, 'anonymous without credentials');
+    assert.equal(byDefault.mirrors[0]?.libraryPrefix, false);
+    assert.deepEqual(byDefault.reference?.mappings.find((m) => m.key === 'proxy.ttl')?.value, '(not set)');
+    const never = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://mirror.example.com\n  ttl: 0s\n') }, {});
+    assert.equal(never.mirrors[0]?.expireAfter, 0);
+
+    // No remoteurl: no cache, in the reference as in Berth; the keys are named as ignored.
+    const hosted = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  username: me\n') }, {});
+    assert.deepEqual(hosted.mirrors, []);
+    assert.deepEqual(hosted.reference?.ignored.filter((m) => m.key.startsWith('proxy')).map((m) => [m.key, m.note]), [['proxy.username', 'no proxy.remoteurl: the reference is no cache without it, and neither is Berth']]);
+
+    // The flag still replaces the file's default mirror.
+    const flag = loadConfig({ config: file('version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://mirror.example.com\n'), proxy: 'https://other.example.com' }, {});
+    assert.deepEqual(flag.mirrors.map((m) => m.url), ['https://other.example.com']);
+
+    for (const [text, message] of [
+      ['version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: ftp://x\n', /proxy.remoteurl: invalid mirror URL/],
+      ['version: 0.1\nstorage:\n  filesystem: {}\nproxy:\n  remoteurl: https://x.example.com\n  password: p\n', /proxy.password needs proxy.username/],
+    ] as const) {
+      assert.throws(() => loadConfig({ config: file(text) }, {}), (e: Error) => e instanceof ConfigError && message.test(e.message));
+    }
+  });
+
   it('refuses what it cannot honour safely: other storage drivers, other auth schemes, unknown versions', () => {
     for (const [text, message] of [
       ['version: 0.1\nstorage:\n  azure:\n    accountname: a\n', /storage driver "azure" is not supported/],

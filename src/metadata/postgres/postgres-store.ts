@@ -59,6 +59,7 @@ import { RegistryError } from '../../registry/errors.js';
 import type {
   BlobRecord,
   CommitBlobResult,
+  FsckDrift,
   LifecycleRun,
   LifecycleTotals,
   ManifestRecord,
@@ -1106,6 +1107,13 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.db.one('recordRun', runValues(run));
+  }
+
+  async recordFsckDrift(drift: FsckDrift[]): Promise<void> {
+    if (!this.events || drift.length === 0) return;
+    await this.db.tx(async (x) => {
+      for (const d of drift) await this.emit(x, { action: 'fsck.drift', repository: '', ...d });
+    });
   }
 
   async runTotals(): Promise<LifecycleTotals[]> {

@@ -20,6 +20,7 @@ import type {
   NewManifest,
   Page,
   ReferrerDescriptor,
+  FsckDrift,
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
@@ -506,6 +507,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async recordRun(run: LifecycleRun): Promise<void> {
     await this.write(() => this.stmt.recordRun.run(...runValues(run)));
+  }
+
+  async recordFsckDrift(drift: FsckDrift[]): Promise<void> {
+    const outbox = this.outbox;
+    if (!outbox || drift.length === 0) return;
+    const now = systemNow();
+    await this.write(() => drift.forEach((d) => outbox.insert({ action: 'fsck.drift', repository: '', ...d }, now)));
   }
 
   async runTotals(): Promise<LifecycleTotals[]> {
