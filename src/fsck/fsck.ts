@@ -112,6 +112,9 @@ export async function fsck(
     await pausePoint('fsck-after-listing');
     if (await metadata.storageKeyKnown(object.key)) continue;
     if (!oldEnough(object.modifiedAt)) continue;
+    // Unknown now, but maybe because GC finished deleting it since the
+    // listing (its record goes only after its bytes): not drift if it is gone.
+    if (!(await storage.statBlob(object.key))) continue;
     const candidate = `blob:${object.key}`;
     const { since, remove } = await removable(candidate);
     await pausePoint('fsck-before-remove');
