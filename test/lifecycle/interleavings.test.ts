@@ -14,8 +14,11 @@
  * about for the grace. Invariant 9: fsck removes nothing metadata names or
  * a commit is about to name.
  *
- * GC runs with `--grace 1ms`: its cutoff is then 1 ms + the touch interval
- * (1 s) in the past, so fixtures older than ~1.1 s are garbage to it.
+ * GC runs with `--grace 0` (everything unreferenced is garbage at once)
+ * where a request only has to lose the race, and with `--grace 1ms` where a
+ * HEAD must renew what it answers about: a renewal is due only for what was
+ * last seen a touch interval (1 s) ago, and that GC's cutoff is then 1 ms +
+ * the touch interval in the past, so fixtures are made ~1.1 s old first.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -86,8 +89,8 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
   }
 
   /** `berth gc` as a separate process (started, not awaited: it may be held). */
-  function gc(dataDir: string, pause?: PauseControl): Promise<GcReport> {
-    return berth(['gc', '--data', dataDir, '--grace', '1ms', '--verbose', '--json'], pause?.env).then((r) => parsed<GcReport>(r, 'gc'));
+  function gc(dataDir: string, opts: { grace?: string; pause?: PauseControl } = {}): Promise<GcReport> {
+    return berth(['gc', '--data', dataDir, '--grace', opts.grace ?? '0', '--verbose', '--json'], opts.pause?.env).then((r) => parsed<GcReport>(r, 'gc'));
   }
 
   function fsck(dataDir: string, opts: { repair?: boolean; pause?: PauseControl } = {}): Promise<FsckProblem[]> {
@@ -125,7 +128,6 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const { client, dataDir } = await serve(pause);
     const b = randomBlob(2000);
     await client.pushBlob('mnt/src', b);
-    await sleep(PAST_GRACE_MS);
     const mounting = mount(client, 'mnt/dst', b.digest, 'mnt/src');
     await pause.reached('mount-before-link');
     assert.deepEqual((await gc(dataDir)).blobs, [b.digest], 'GC deleted the source blob while the mount was held');
@@ -152,7 +154,6 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const { server, client, dataDir } = await serve(pause);
     const image = makeImage({ layers: 1 });
     for (const b of [image.config, ...image.layers]) await client.pushBlob('mput/app', b);
-    await sleep(PAST_GRACE_MS);
     const putting = client.putManifest('mput/app', 'v1', image.manifest, image.mediaType);
     await pause.reached('manifest-before-put');
     const report = await gc(dataDir);
@@ -175,7 +176,6 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const b = makeImage({ layers: 1 });
     await client.pushImage('mput/multi', a);
     await client.pushImage('mput/multi', b);
-    await sleep(PAST_GRACE_MS);
     const index = makeIndex([a, b]);
     const putting = held.putManifest('mput/multi', 'multi', index.manifest, OCI_INDEX);
     await pause.reached('manifest-before-put');
@@ -192,7 +192,6 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const held = await armedNode(dataDir, pause);
     const b = randomBlob(3000);
     await client.pushBlob('reup/app', b);
-    await sleep(PAST_GRACE_MS);
     const [oldKey] = await blobFiles(server, b.digest);
     const again = held.pushBlob('reup/app', b).catch((e: Error) => e);
     await pause.reached('commit-after-storage');
@@ -219,7 +218,7 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     for (const b of [headed, mounted, untouched, image.config, ...image.layers]) await client.pushBlob('cand/app', b);
     await sleep(PAST_GRACE_MS);
     const pause = arm('gc-after-candidates');
-    const run = gc(dataDir, pause);
+    const run = gc(dataDir, { grace: '1ms', pause });
     await pause.reached('gc-after-candidates');
     assert.equal(await head(client, 'cand/app', headed.digest), 200);
     const m = await mount(client, 'cand/other', mounted.digest, 'cand/app');
@@ -245,7 +244,7 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     for (const im of [headed, tagged, child, untouched]) await client.pushImage('mcand/app', im!);
     await sleep(PAST_GRACE_MS);
     const pause = arm('gc-after-manifest-candidates');
-    const run = gc(dataDir, pause);
+    const run = gc(dataDir, { grace: '1ms', pause });
     await pause.reached('gc-after-manifest-candidates');
     const h = await client.fetch(`/v2/mcand/app/manifests/${headed!.digest}`, { method: 'HEAD', headers: { Accept: headed!.mediaType } });
     assert.equal(h.status, 200);
@@ -266,10 +265,9 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const { server, client, dataDir } = await serve();
     const b = randomBlob(4000);
     await client.pushBlob('claim/app', b);
-    await sleep(PAST_GRACE_MS);
     const [oldKey] = await blobFiles(server, b.digest);
     const pause = arm('gc-after-claim');
-    const run = gc(dataDir, pause);
+    const run = gc(dataDir, { pause });
     await pause.reached('gc-after-claim');
     // Marked deleting, bytes still stored: nobody is told it exists.
     assert.deepEqual(await blobFiles(server, b.digest), [oldKey], 'the claimed bytes are still there');
@@ -306,7 +304,6 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     const { server, client, dataDir } = await serve();
     const listed = randomBlob(1500);
     await client.pushBlob('fsck/app', listed);
-    await sleep(PAST_GRACE_MS);
     const pause = arm('fsck-after-listing');
     const checking = fsck(dataDir, { repair: true, pause });
     await pause.reached('fsck-after-listing');
