@@ -33,6 +33,7 @@ export type PausePoint =
   | 'gc-after-candidates' // GC listed blob candidates, claims not yet made
   | 'gc-after-claim' // GC marked a blob deleting, bytes not yet deleted
   | 'retention-after-decision' // retention decided which tags of a repository go, none deleted yet
+  | 'fsck-after-records' // fsck listed a page of blob records, their bytes not yet looked at
   | 'fsck-after-listing' // fsck listed objects, orphan check not yet made
   | 'fsck-before-remove'; // fsck decided an object is an orphan, not yet removed
 

@@ -318,6 +318,22 @@ describe('request steps × lifecycle steps, forced (invariants 2, 3, 5, 9)', () 
     assert.deepEqual(await fsck(dataDir, { repair: true }), []);
     await assertImagePulls(client, 'fsck/app', 'v1', image);
     assert.equal((await blobKeys(server)).length, 3);
+  });
+
+  it('fsck held after listing blob records × GC deletes one of them: not reported missing, nothing forgotten (fsck-after-records)', async () => {
+    const { client, dataDir } = await serve();
+    const gone = randomBlob(1200);
+    const kept = makeImage({ layers: 1 });
+    await client.pushBlob('fsck/records', gone);
+    await client.pushImage('fsck/records', kept, 'v1');
+    const pause = arm('fsck-after-records');
+    const checking = fsck(dataDir, { repair: true, pause });
+    await pause.reached('fsck-after-records');
+    assert.deepEqual((await gc(dataDir)).blobs, [gone.digest], 'GC deleted a blob fsck had listed');
+    pause.resume('fsck-after-records');
+    assert.deepEqual(await checking, [], 'GC\'s deletion is not drift');
+    assert.equal(await head(client, 'fsck/records', gone.digest), 404);
+    await assertImagePulls(client, 'fsck/records', 'v1', kept);
     await assertFsckClean(dataDir);
   });
 
