@@ -58,7 +58,9 @@ export function pausePoint(point: PausePoint): Promise<void> | undefined {
   writeFileSync(join(envDir, `${point}.paused`), String(process.pid));
   return new Promise((resolve) => {
     const poll = setInterval(() => {
-      if (!existsSync(join(envDir, `${point}.resume`))) return;
+      // Released too when the directory is gone: a test that failed while
+      // holding this process cleaned up and will never resume it.
+      if (existsSync(envDir) && !existsSync(join(envDir, `${point}.resume`))) return;
       clearInterval(poll);
       resolve();
     }, 5);
