@@ -20,7 +20,7 @@ import { join } from 'node:path';
 export type PausePoint =
   // Request path
   | 'stat-after-read' // HEAD/GET of a blob (or a manifest by digest): read as live, renewal due, not yet made
-  | 'mount-before-link' // mount: source blob found, link not yet written
+  | 'mount-before-link' // mount: source decided (with auth, found among the repositories the caller may pull), link not yet written
   | 'commit-before-storage' // upload verified, storage commit not yet started
   | 'commit-after-storage' // bytes under their blob key, metadata not yet committed
   | 'commit-after-metadata' // blob committed in metadata, 201 not yet sent
@@ -29,9 +29,11 @@ export type PausePoint =
   | 'events-before-send' // events: a batch claimed (its changes committed), not yet sent
   | 'pull-through-after-miss' // cached repository: blob not found locally, no fetch joined or started yet
   // Lifecycle
-  | 'gc-after-candidates' // GC listed candidates, claims not yet made
+  | 'gc-after-manifest-candidates' // GC listed untagged manifests to delete, none deleted yet
+  | 'gc-after-candidates' // GC listed blob candidates, claims not yet made
   | 'gc-after-claim' // GC marked a blob deleting, bytes not yet deleted
   | 'retention-after-decision' // retention decided which tags of a repository go, none deleted yet
+  | 'fsck-after-records' // fsck listed a page of blob records, their bytes not yet looked at
   | 'fsck-after-listing' // fsck listed objects, orphan check not yet made
   | 'fsck-before-remove'; // fsck decided an object is an orphan, not yet removed
 
@@ -56,7 +58,9 @@ export function pausePoint(point: PausePoint): Promise<void> | undefined {
   writeFileSync(join(envDir, `${point}.paused`), String(process.pid));
   return new Promise((resolve) => {
     const poll = setInterval(() => {
-      if (!existsSync(join(envDir, `${point}.resume`))) return;
+      // Released too when the directory is gone: a test that failed while
+      // holding this process cleaned up and will never resume it.
+      if (existsSync(envDir) && !existsSync(join(envDir, `${point}.resume`))) return;
       clearInterval(poll);
       resolve();
     }, 5);

@@ -85,6 +85,7 @@ export async function fsck(
   for (let after = ''; ; ) {
     const page = await metadata.listBlobs(after, 500);
     if (page.length === 0) break;
+    await pausePoint('fsck-after-records');
     for (const blob of page) {
       after = blob.digest;
       report.blobsChecked++;
@@ -100,6 +101,9 @@ export async function fsck(
         if (actual !== digest.hex) kind = 'corrupt';
       }
       if (!kind) continue;
+      // Bytes gone because GC deleted the blob (or an upload replaced it)
+      // since the listing: the record that named them is gone too, not drift.
+      if (kind === 'missing' && (await metadata.findAnyBlob(blob.digest))?.storageKey !== blob.storageKey) continue;
       let repaired = false;
       if (options.repair) {
         if (kind !== 'missing') await storage.quarantineBlob(blob.storageKey);
@@ -127,6 +131,9 @@ export async function fsck(
     await pausePoint('fsck-after-listing');
     if (await metadata.storageKeyKnown(object.key)) continue;
     if (!oldEnough(object.modifiedAt)) continue;
+    // Unknown now, but maybe because GC finished deleting it since the
+    // listing (its record goes only after its bytes): not drift if it is gone.
+    if (!(await storage.statBlob(object.key))) continue;
     const candidate = `blob:${object.key}`;
     const { since, remove } = await removable(candidate);
     await pausePoint('fsck-before-remove');

@@ -190,6 +190,7 @@ class Sweep {
     // repeat until a pass finds nothing more.
     for (;;) {
       const candidates = await this.store.listManifestCandidates(cutoff, BATCH);
+      if (candidates.length > 0) await pausePoint('gc-after-manifest-candidates');
       let any = false;
       await inWaves(candidates, async (ref) => {
         if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
@@ -211,12 +212,14 @@ class Sweep {
       const candidates = (await this.store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
       if (candidates.length === 0) return;
       for (const d of candidates) examined.add(d);
+      await pausePoint('gc-after-candidates');
       await inWaves(candidates, async (digest) => {
         const { blob, linksRemoved } = await this.store.claimBlobIfGarbage(digest, cutoff);
         this.report.linksRemoved += linksRemoved;
         if (!blob) return;
         if (!this.deleteBytes) return this.counted(blob);
         crashPoint('gc-after-mark');
+        await pausePoint('gc-after-claim');
         // Delete now, by the key this claim marked; deleteMarked() is the
         // backstop for claims a crashed collector left behind.
         await this.deleteClaimed(blob);

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { EventContext, ManifestRecord } from '../metadata/store.js';
 import { manifestReferences } from '../metadata/outbox.js';
+import { pausePoint } from '../pause-points.js';
 import type { RegistryContext } from './context.js';
 import { RegistryError } from './errors.js';
 import { parseManifest } from './manifest.js';
@@ -32,6 +33,7 @@ export class Manifests {
       });
     }
     const parsed = parseManifest(body, contentType);
+    await pausePoint('manifest-before-put');
     await this.ctx.metadata.putManifest(
       repository,
       {

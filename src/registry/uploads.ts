@@ -104,6 +104,7 @@ export class Uploads {
       else if (!canPull(from)) source = undefined;
       if (source === undefined) return { mounted: false, upload: await this.start(repository, caller) };
     }
+    await pausePoint('mount-before-link');
     const blob = await this.ctx.metadata.mountBlob(repository, digest.value, source, this.ctx.now(), ev, this.ctx.policies?.current.writeGuard(repository));
     if (blob) return { mounted: true, blob };
     return { mounted: false, upload: await this.start(repository, caller) };
