@@ -20,6 +20,7 @@ import { audit } from '../audit/audit-log.js';
 import { auditResponse } from './audit-events.js';
 import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
+import { lazyRequestLogger } from './request-logger.js';
 import { matchRoute, originForm, type RouteName } from './routes.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
@@ -66,6 +67,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     ...(trustedProxies ? { trustProxy: trustedProxies } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLogger,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
