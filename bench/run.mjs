@@ -248,6 +248,7 @@ const WORKLOADS = [
     figures: [
       { id: 'head', label: `HEAD blob, ${cfg.connections} connections (ab -k -i)`, unit: 'req/s', target: 10 },
       { id: 'head-p99', label: '  HEAD blob p99 latency', unit: 'ms', lowerIsBetter: true },
+      { id: 'head-cpu', label: '  HEAD blob server CPU per request', unit: 'µs', lowerIsBetter: true },
     ],
     async measure(server, ctx) {
       const seed = ctx.seed.get(server.name);
@@ -257,7 +258,7 @@ const WORKLOADS = [
       if (res.status !== 200) throw new Error(`HEAD blob: HTTP ${res.status}`);
       if (Number(res.headers['content-length']) !== layer.size) throw new Error(`HEAD blob: Content-Length ${res.headers['content-length']}, expected ${layer.size}`);
       const w = await ab(server, ctx, url, { method: 'HEAD' });
-      return { head: w.rps, 'head-p99': w.p99 };
+      return { head: w.rps, 'head-p99': w.p99, 'head-cpu': w.cpuUs };
     },
   },
   ...['tag', 'digest'].map((by) => ({
@@ -267,6 +268,7 @@ const WORKLOADS = [
     figures: [
       { id: `manifest-${by}`, label: `GET manifest by ${by} (wrk, Accept)`, unit: 'req/s', target: 10 },
       { id: `manifest-${by}-p99`, label: `  GET manifest by ${by} p99 latency`, unit: 'ms', lowerIsBetter: true },
+      { id: `manifest-${by}-cpu`, label: `  GET manifest by ${by} server CPU per request`, unit: 'µs', lowerIsBetter: true },
     ],
     async measure(server, ctx) {
       const seed = ctx.seed.get(server.name);
@@ -278,7 +280,7 @@ const WORKLOADS = [
       if (sha256(res.body) !== seed.digest) throw new Error('GET manifest: body does not match the pushed manifest');
       if ((res.headers['content-type'] ?? '').split(';')[0] !== seed.mediaType) throw new Error(`GET manifest: Content-Type ${res.headers['content-type']}, expected ${seed.mediaType}`);
       const w = await wrk(server, ctx, url, { headers });
-      return { [`manifest-${by}`]: w.rps, [`manifest-${by}-p99`]: w.p99 };
+      return { [`manifest-${by}`]: w.rps, [`manifest-${by}-p99`]: w.p99, [`manifest-${by}-cpu`]: w.cpuUs };
     },
   })),
   {
@@ -359,7 +361,9 @@ async function verifyBlob(server, repo, blob) {
 async function wrk(server, ctx, url, o = {}) {
   const common = { ...o, connections: cfg.connections, threads: cfg.wrkThreads, tmpDir: ctx.tmp, cpus: cfg.pin?.load };
   if (cfg.warmupS > 0) await runWrk(url, { ...common, durationS: cfg.warmupS });
+  const t0 = server.cpuTicks();
   const w = await runWrk(url, { ...common, durationS: cfg.durationS });
+  w.cpuUs = cpuPerRequest(server.cpuTicks() - t0, w.requests);
   if (w.non2xx > 0) throw new Error(`wrk: ${w.non2xx} of ${w.requests} responses were not 2xx/3xx`);
   if (w.socketErrors) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: wrk ${w.socketErrors}`);
   return w;
@@ -368,11 +372,22 @@ async function wrk(server, ctx, url, o = {}) {
 async function ab(server, ctx, url, o = {}) {
   const common = { ...o, connections: cfg.connections, cpus: cfg.pin?.load };
   if (cfg.warmupS > 0) await runAb(url, { ...common, durationS: cfg.warmupS });
+  const t0 = server.cpuTicks();
   const a = await runAb(url, { ...common, durationS: cfg.durationS });
+  a.cpuUs = cpuPerRequest(server.cpuTicks() - t0, a.requests);
   if (a.non2xx > 0) throw new Error(`ab: ${a.non2xx} of ${a.requests} responses were not 2xx`);
   if (a.failed > 0) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: ab reports ${a.failed} failed requests of ${a.requests}`);
   if (a.keepAlive < a.requests * 0.99) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: only ${a.keepAlive} of ${a.requests} requests reused a connection (HTTP/1.0 keep-alive)`);
   return a;
+}
+
+/**
+ * Server CPU time per request, in µs: what the server itself spent, which
+ * other processes on the machine change much less than they change req/s.
+ */
+function cpuPerRequest(ticks, requests) {
+  const hz = 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s on Linux
+  return requests > 0 ? (ticks / hz / requests) * 1e6 : NaN;
 }
 
 function fmt(v) {
@@ -774,8 +789,8 @@ async function main() {
     lines.push(
       `Against the measured ceiling (a bare node:http server with fixed answers of the same shape, same Node, same client; target: Berth ≥ ${CEILING_TARGET * 100}% of it):`,
       '',
-      '| workload | unit | berth | reference | ceiling | berth % of ceiling | reference % of ceiling | met? |',
-      '|---|---|--:|--:|--:|--:|--:|---|',
+      '| workload | unit | berth | reference | ceiling | berth % of ceiling | reference % of ceiling | met? | server CPU µs/request: berth / ceiling | ceiling CPU ÷ berth CPU |',
+      '|---|---|--:|--:|--:|--:|--:|---|--:|--:|',
     );
     for (const f of ceilingFigures) {
       const v = (name) => (errors[f.id]?.[name] ? NaN : median(results[f.id]?.[name] ?? []));
@@ -786,15 +801,18 @@ async function main() {
       if (met === 'NO') unmet++;
       summary[f.id].ceiling = c;
       summary[f.id].shareOfCeiling = share;
-      lines.push(`| ${f.label.trim()} | ${f.unit} | ${fmt(b)} | ${fmt(r)} | ${fmt(c)} | ${pct(b)} | ${pct(r)} | ${met} |`);
+      const cpu = (name) => median(results[`${f.id}-cpu`]?.[name] ?? []);
+      const [bc, cc] = [cpu('berth'), cpu('ceiling')];
+      const cpuShare = Number.isFinite(bc) && Number.isFinite(cc) && bc > 0 ? `${((cc / bc) * 100).toFixed(0)}%` : '—';
+      lines.push(`| ${f.label.trim()} | ${f.unit} | ${fmt(b)} | ${fmt(r)} | ${fmt(c)} | ${pct(b)} | ${pct(r)} | ${met} | ${fmt(bc)} / ${fmt(cc)} | ${cpuShare} |`);
     }
     lines.push('');
   }
   // How much each server's figure moved from round to round.
   if (cfg.rounds > 1) {
-    lines.push('Spread over the rounds (throughput figures; CV = standard deviation / mean):', '', '| workload | server | min | median | max | CV |', '|---|---|--:|--:|--:|--:|');
+    lines.push('Spread over the rounds (throughput and CPU-per-request figures; CV = standard deviation / mean):', '', '| workload | server | min | median | max | CV |', '|---|---|--:|--:|--:|--:|');
     for (const f of figures) {
-      if (f.id === 'peak-rss' || f.lowerIsBetter) continue;
+      if (f.id === 'peak-rss' || (f.lowerIsBetter && !f.id.endsWith('-cpu'))) continue;
       for (const s of servers) {
         const xs = results[f.id]?.[s.name] ?? [];
         if (xs.length < 2) continue;

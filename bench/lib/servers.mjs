@@ -214,6 +214,22 @@ export class ServerProcess {
     this.hwmKb = Math.max(this.hwmKb, readKb(this.child.pid, 'VmHWM'));
   }
 
+  /** CPU time (user + system, clock ticks) used so far by the server's process tree. */
+  cpuTicks() {
+    if (!this.child || this.exited) return 0;
+    let ticks = 0;
+    for (const pid of processTree(this.child.pid)) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const x = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(x[11]) + Number(x[12]);
+      } catch {
+        /* gone */
+      }
+    }
+    return ticks;
+  }
+
   /** Peak resident memory in MiB: the larger of the kernel's VmHWM and our polled tree sum. */
   peakRssMiB() {
     return Math.max(this.peakRssKb, this.hwmKb) / 1024;
