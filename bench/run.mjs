@@ -43,7 +43,7 @@ const { values: opt } = parseArgs({
     'chunk-mib': { type: 'string' },
     quick: { type: 'boolean', default: false },
     servers: { type: 'string', default: 'berth,reference,ceiling' },
-    pin: { type: 'string', default: 'auto' },
+    pin: { type: 'string', default: 'off' },
     warmup: { type: 'string' },
     storage: { type: 'string', default: 'fs' },
     metadata: { type: 'string', default: 'sqlite' },
@@ -76,9 +76,10 @@ if (opt.help) {
   --quick                 small sizes, short wrk runs, 1 round: a smoke run
   --servers LIST          berth,reference,ceiling (default all three; ceiling: a bare node:http
                           server with fixed answers, measured on the HEAD and manifest workloads only)
-  --pin auto|off|S/L      run the servers under \`taskset -c S\` and wrk/ab under \`taskset -c L\`
-                          (CPU lists). auto (default): on 2+ CPUs, servers on the last CPU and
-                          the load generators on the others; off: no pinning
+  --pin off|auto|S/L      run the servers under \`taskset -c S\` and wrk/ab under \`taskset -c L\`
+                          (CPU lists). auto: on 2+ CPUs, servers on the last CPU and the load
+                          generators on the others (Go then runs the reference on one CPU);
+                          off (default): the scheduler places them
   --warmup S              seconds of load before each wrk/ab measurement, not counted (default 2;
                           1 with --quick; 0: none)
   --storage fs|s3         where both servers keep blobs (default fs: a local directory each).
