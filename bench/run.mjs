@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RegistryClient, OCI_MANIFEST, pool, sha256 } from './lib/client.mjs';
-import { berthServer, referenceServer, cpuSnapshot, foreignShare, foreignTicks, countServicesAsWorkload } from './lib/servers.mjs';
+import { RegistryClient, OCI_MANIFEST, pool, sha256, randomImage } from './lib/client.mjs';
+import { berthServer, referenceServer, ceilingServer, cpuSnapshot, foreignShare, foreignTicks, countServicesAsWorkload } from './lib/servers.mjs';
 import { s3Settings, runPrefix, deleteS3Prefix, createBenchDatabase, PG_ADMIN_URL } from './lib/backends.mjs';
 import {
   run,
@@ -42,7 +42,9 @@ const { values: opt } = parseArgs({
     'size-mib': { type: 'string' },
     'chunk-mib': { type: 'string' },
     quick: { type: 'boolean', default: false },
-    servers: { type: 'string', default: 'berth,reference' },
+    servers: { type: 'string', default: 'berth,reference,ceiling' },
+    pin: { type: 'string', default: 'off' },
+    warmup: { type: 'string' },
     storage: { type: 'string', default: 'fs' },
     metadata: { type: 'string', default: 'sqlite' },
     'berth-cmd': { type: 'string' },
@@ -72,7 +74,14 @@ if (opt.help) {
   --size-mib N            size of the big blob (default 512; 32 with --quick)
   --chunk-mib N           chunk size for the chunked push (default 16; 8 with --quick)
   --quick                 small sizes, short wrk runs, 1 round: a smoke run
-  --servers LIST          berth,reference (default both)
+  --servers LIST          berth,reference,ceiling (default all three; ceiling: a bare node:http
+                          server with fixed answers, measured on the HEAD and manifest workloads only)
+  --pin off|auto|S/L      run the servers under \`taskset -c S\` and wrk/ab under \`taskset -c L\`
+                          (CPU lists). auto: on 2+ CPUs, servers on the last CPU and the load
+                          generators on the others (Go then runs the reference on one CPU);
+                          off (default): the scheduler places them
+  --warmup S              seconds of load before each wrk/ab measurement, not counted (default 2;
+                          1 with --quick; 0: none)
   --storage fs|s3         where both servers keep blobs (default fs: a local directory each).
                           s3: the S3 endpoint of S3_ENDPOINT, S3_BUCKET, S3_REGION,
                           S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY (eval "$(bash .ci/setup-services.sh)"),
@@ -125,11 +134,33 @@ const cfg = {
   smallConcurrency: intOpt('small-concurrency', 16),
   tagCount: intOpt('tags', 1000, 100),
   pullRepeats: intOpt('pull-repeats', 3, 1),
+  warmupS: opt.warmup === undefined ? (opt.quick ? 1 : 2) : Number(opt.warmup),
   waitIdleS: Number(opt['wait-idle']),
   retryNoisy: Number(opt['retry-noisy']),
 };
 if (!(Number.isInteger(cfg.retryNoisy) && cfg.retryNoisy >= 0)) die('--retry-noisy must be a non-negative integer');
 if (!(cfg.waitIdleS >= 0)) die('--wait-idle must be a number of seconds');
+if (!(Number.isInteger(cfg.warmupS) && cfg.warmupS >= 0)) die('--warmup must be a non-negative integer (seconds)');
+cfg.pin = pinning(opt.pin);
+
+/**
+ * Where servers and load generators run. On a small machine a server and
+ * wrk/ab that the scheduler moves between the same cores measure the
+ * scheduler as much as the server; pinned, every server gets the same CPU
+ * and the client the other(s), the same for all three servers.
+ * @returns {{servers: string, load: string} | null}
+ */
+function pinning(spec) {
+  if (spec === 'off') return null;
+  if (spec === 'auto') {
+    const n = os.availableParallelism?.() ?? os.cpus().length;
+    if (n < 2) return null;
+    return { servers: String(n - 1), load: n === 2 ? '0' : `0-${n - 2}` };
+  }
+  const m = /^([\d,-]+)\/([\d,-]+)$/.exec(spec);
+  if (!m) die(`--pin must be auto, off or SERVER_CPUS/LOAD_CPUS (e.g. 1/0), got ${spec}`);
+  return { servers: m[1], load: m[2] };
+}
 const MiB = 1 << 20;
 
 if (!['fs', 's3'].includes(opt.storage)) die(`--storage must be fs or s3, got ${opt.storage}`);
@@ -146,7 +177,7 @@ const backends = { prefix: s3 ? runPrefix() : undefined, db: undefined, cleaned:
 const servicesCounted = countServicesAsWorkload({ s3: Boolean(s3), postgres: opt.metadata === 'postgres' });
 
 const serverNames = opt.servers.split(',').map((s) => s.trim()).filter(Boolean);
-for (const s of serverNames) if (s !== 'berth' && s !== 'reference') die(`unknown server ${s} (berth, reference)`);
+for (const s of serverNames) if (!['berth', 'reference', 'ceiling'].includes(s)) die(`unknown server ${s} (berth, reference, ceiling)`);
 if (serverNames.length === 0) die('no servers');
 
 // ------------------------------------------------------------------ workloads
@@ -155,6 +186,8 @@ if (serverNames.length === 0) die('no servers');
 // Berth/reference (higher is better) from the issue; latency figures have none.
 
 const SEED_REPO = 'bench/seed';
+/** Berth's HEAD and GET manifest figures, as a share of the ceiling's, must reach this. */
+const CEILING_TARGET = 0.5;
 
 const WORKLOADS = [
   {
@@ -212,9 +245,11 @@ const WORKLOADS = [
   {
     id: 'head',
     needs: ['seed'],
+    ceiling: true,
     figures: [
       { id: 'head', label: `HEAD blob, ${cfg.connections} connections (ab -k -i)`, unit: 'req/s', target: 10 },
       { id: 'head-p99', label: '  HEAD blob p99 latency', unit: 'ms', lowerIsBetter: true },
+      { id: 'head-cpu', label: '  HEAD blob server CPU per request', unit: 'µs', lowerIsBetter: true },
     ],
     async measure(server, ctx) {
       const seed = ctx.seed.get(server.name);
@@ -224,15 +259,17 @@ const WORKLOADS = [
       if (res.status !== 200) throw new Error(`HEAD blob: HTTP ${res.status}`);
       if (Number(res.headers['content-length']) !== layer.size) throw new Error(`HEAD blob: Content-Length ${res.headers['content-length']}, expected ${layer.size}`);
       const w = await ab(server, ctx, url, { method: 'HEAD' });
-      return { head: w.rps, 'head-p99': w.p99 };
+      return { head: w.rps, 'head-p99': w.p99, 'head-cpu': w.cpuUs };
     },
   },
   ...['tag', 'digest'].map((by) => ({
     id: `manifest-${by}`,
     needs: ['seed'],
+    ceiling: true,
     figures: [
       { id: `manifest-${by}`, label: `GET manifest by ${by} (wrk, Accept)`, unit: 'req/s', target: 10 },
       { id: `manifest-${by}-p99`, label: `  GET manifest by ${by} p99 latency`, unit: 'ms', lowerIsBetter: true },
+      { id: `manifest-${by}-cpu`, label: `  GET manifest by ${by} server CPU per request`, unit: 'µs', lowerIsBetter: true },
     ],
     async measure(server, ctx) {
       const seed = ctx.seed.get(server.name);
@@ -244,7 +281,7 @@ const WORKLOADS = [
       if (sha256(res.body) !== seed.digest) throw new Error('GET manifest: body does not match the pushed manifest');
       if ((res.headers['content-type'] ?? '').split(';')[0] !== seed.mediaType) throw new Error(`GET manifest: Content-Type ${res.headers['content-type']}, expected ${seed.mediaType}`);
       const w = await wrk(server, ctx, url, { headers });
-      return { [`manifest-${by}`]: w.rps, [`manifest-${by}-p99`]: w.p99 };
+      return { [`manifest-${by}`]: w.rps, [`manifest-${by}-p99`]: w.p99, [`manifest-${by}-cpu`]: w.cpuUs };
     },
   })),
   {
@@ -319,19 +356,39 @@ async function verifyBlob(server, repo, blob) {
   if (Number(res.headers['content-length']) !== blob.size) throw new Error(`after push, HEAD blob: Content-Length ${res.headers['content-length']}, expected ${blob.size}`);
 }
 
+// Each wrk/ab measurement follows a warm-up run of the same load (JIT,
+// V8's heap sizing, the server's caches and the kernel's socket buffers
+// settle before the clock starts); the warm-up's figures are dropped.
 async function wrk(server, ctx, url, o = {}) {
-  const w = await runWrk(url, { ...o, connections: cfg.connections, threads: cfg.wrkThreads, durationS: cfg.durationS, tmpDir: ctx.tmp });
+  const common = { ...o, connections: cfg.connections, threads: cfg.wrkThreads, tmpDir: ctx.tmp, cpus: cfg.pin?.load };
+  if (cfg.warmupS > 0) await runWrk(url, { ...common, durationS: cfg.warmupS });
+  const t0 = server.cpuTicks();
+  const w = await runWrk(url, { ...common, durationS: cfg.durationS });
+  w.cpuUs = cpuPerRequest(server.cpuTicks() - t0, w.requests);
   if (w.non2xx > 0) throw new Error(`wrk: ${w.non2xx} of ${w.requests} responses were not 2xx/3xx`);
   if (w.socketErrors) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: wrk ${w.socketErrors}`);
   return w;
 }
 
 async function ab(server, ctx, url, o = {}) {
-  const a = await runAb(url, { ...o, connections: cfg.connections, durationS: cfg.durationS });
+  const common = { ...o, connections: cfg.connections, cpus: cfg.pin?.load };
+  if (cfg.warmupS > 0) await runAb(url, { ...common, durationS: cfg.warmupS });
+  const t0 = server.cpuTicks();
+  const a = await runAb(url, { ...common, durationS: cfg.durationS });
+  a.cpuUs = cpuPerRequest(server.cpuTicks() - t0, a.requests);
   if (a.non2xx > 0) throw new Error(`ab: ${a.non2xx} of ${a.requests} responses were not 2xx`);
   if (a.failed > 0) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: ab reports ${a.failed} failed requests of ${a.requests}`);
   if (a.keepAlive < a.requests * 0.99) ctx.notes.add(`${server.name}, ${url.replace(server.url, '')}: only ${a.keepAlive} of ${a.requests} requests reused a connection (HTTP/1.0 keep-alive)`);
   return a;
+}
+
+/**
+ * Server CPU time per request, in µs: what the server itself spent, which
+ * other processes on the machine change much less than they change req/s.
+ */
+function cpuPerRequest(ticks, requests) {
+  const hz = 100; // USER_HZ: /proc/<pid>/stat counts in 1/100 s on Linux
+  return requests > 0 ? (ticks / hz / requests) * 1e6 : NaN;
 }
 
 function fmt(v) {
@@ -536,7 +593,9 @@ async function main() {
     '',
     `Settings: rounds ${cfg.rounds}, blob ${cfg.sizeMiB} MiB (chunks ${cfg.chunkMiB} MiB), pull repeats ${cfg.pullRepeats}, ` +
       `wrk ${cfg.durationS}s × ${cfg.connections} connections × ${cfg.wrkThreads} threads, ` +
-      `${cfg.smallImages} small images × ${cfg.smallConcurrency} in flight, ${cfg.tagCount} tags` +
+      `${cfg.smallImages} small images × ${cfg.smallConcurrency} in flight, ${cfg.tagCount} tags, ` +
+      `warm-up ${cfg.warmupS}s before each wrk/ab run, ` +
+      (cfg.pin ? `servers pinned to CPU ${cfg.pin.servers} and wrk/ab to CPU ${cfg.pin.load} (taskset)` : 'no CPU pinning') +
       `${cfg.waitIdleS ? `, wait-idle ${cfg.waitIdleS}s` : ''}. MB = 10^6 bytes.`,
     '',
   ].join('\n');
@@ -551,11 +610,17 @@ async function main() {
     }
   }
   const s3For = (name) => (s3 ? { settings: s3, prefix: `${backends.prefix}${name}/` } : undefined);
+  const cpus = cfg.pin?.servers;
   for (const name of serverNames) {
-    const s =
-      name === 'berth'
-        ? await berthServer({ tmpRoot, repoRoot, cmdTemplate: opt['berth-cmd'], s3: s3For('berth'), metadataUrl: backends.db?.url })
-        : await referenceServer({ tmpRoot, bin: registryBin, s3: s3For('reference') });
+    let s;
+    if (name === 'berth') s = await berthServer({ tmpRoot, repoRoot, cmdTemplate: opt['berth-cmd'], s3: s3For('berth'), metadataUrl: backends.db?.url, cpus });
+    else if (name === 'reference') s = await referenceServer({ tmpRoot, bin: registryBin, s3: s3For('reference'), cpus });
+    else {
+      // The ceiling serves a fixed image instead of being seeded through the API.
+      const image = randomImage();
+      ctx.seed.set('ceiling', image);
+      s = await ceilingServer({ tmpRoot, repoRoot, image, cpus });
+    }
     servers.push(s);
     try {
       await s.start();
@@ -585,6 +650,7 @@ async function main() {
     console.error(`bench: setup: generating and pushing the ${cfg.sizeMiB} MiB pull blob`);
     ctx.pullBlob = makeRandomBlob(tmpRoot, 'pull', cfg.sizeMiB * MiB);
     for (const s of servers) {
+      if (s.name === 'ceiling') continue;
       try {
         await curlPushMonolithic(s.url, 'bench/pull', ctx.pullBlob);
         await verifyBlob(s, 'bench/pull', ctx.pullBlob);
@@ -597,6 +663,7 @@ async function main() {
   }
   if (needs.has('seed')) {
     for (const s of servers) {
+      if (s.name === 'ceiling') continue;
       console.error(`bench: setup: seeding ${SEED_REPO} with ${cfg.tagCount} tags on ${s.name}`);
       const t0 = Date.now();
       try {
@@ -616,6 +683,7 @@ async function main() {
       if (w.beforeRound) await w.beforeRound(ctx);
       try {
         for (const s of order) {
+          if (s.name === 'ceiling' && !w.ceiling) continue;
           if (dead.has(s.name)) {
             recordError(w, s, new Error(`skipped: ${s.name} died earlier (${s.describeExit()})`));
             continue;
@@ -716,10 +784,51 @@ async function main() {
     lines.push(`| ${f.label.trim()} | ${f.unit} | ${cell('berth', hasBerth)} | ${cell('reference', hasRef)} | ${Number.isFinite(ratio) ? fmt(ratio) + '×' : '—'} | ${target} | ${met} |`);
   }
   lines.push('', 'Latency ratios are berth/reference too: below 1× means Berth is faster.', '');
+  const hasCeiling = serverNames.includes('ceiling');
+  const ceilingFigures = selected.filter((w) => w.ceiling).flatMap((w) => w.figures.filter((f) => f.target !== undefined));
+  if (hasCeiling && ceilingFigures.length) {
+    lines.push(
+      `Against the measured ceiling (a bare node:http server with fixed answers of the same shape, same Node, same client; target: Berth ≥ ${CEILING_TARGET * 100}% of it):`,
+      '',
+      '| workload | unit | berth | reference | ceiling | berth % of ceiling | reference % of ceiling | met? | server CPU µs/request: berth / ceiling | ceiling CPU ÷ berth CPU |',
+      '|---|---|--:|--:|--:|--:|--:|---|--:|--:|',
+    );
+    for (const f of ceilingFigures) {
+      const v = (name) => (errors[f.id]?.[name] ? NaN : median(results[f.id]?.[name] ?? []));
+      const [b, r, c] = ['berth', 'reference', 'ceiling'].map(v);
+      const pct = (x) => (Number.isFinite(x) && c > 0 ? `${((x / c) * 100).toFixed(0)}%` : '—');
+      const share = hasBerth && Number.isFinite(b) && c > 0 ? b / c : NaN;
+      const met = Number.isFinite(share) ? (share >= CEILING_TARGET ? 'yes' : 'NO') : '—';
+      if (met === 'NO') unmet++;
+      summary[f.id].ceiling = c;
+      summary[f.id].shareOfCeiling = share;
+      const cpu = (name) => median(results[`${f.id}-cpu`]?.[name] ?? []);
+      const [bc, cc] = [cpu('berth'), cpu('ceiling')];
+      const cpuShare = Number.isFinite(bc) && Number.isFinite(cc) && bc > 0 ? `${((cc / bc) * 100).toFixed(0)}%` : '—';
+      lines.push(`| ${f.label.trim()} | ${f.unit} | ${fmt(b)} | ${fmt(r)} | ${fmt(c)} | ${pct(b)} | ${pct(r)} | ${met} | ${fmt(bc)} / ${fmt(cc)} | ${cpuShare} |`);
+    }
+    lines.push('');
+  }
+  // How much each server's figure moved from round to round.
+  if (cfg.rounds > 1) {
+    lines.push('Spread over the rounds (throughput and CPU-per-request figures; CV = standard deviation / mean):', '', '| workload | server | min | median | max | CV |', '|---|---|--:|--:|--:|--:|');
+    for (const f of figures) {
+      if (f.id === 'peak-rss' || (f.lowerIsBetter && !f.id.endsWith('-cpu'))) continue;
+      for (const s of servers) {
+        const xs = results[f.id]?.[s.name] ?? [];
+        if (xs.length < 2) continue;
+        const mean = xs.reduce((a, x) => a + x, 0) / xs.length;
+        const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1));
+        (summary[f.id].spread ??= {})[s.name] = { min: Math.min(...xs), median: median(xs), max: Math.max(...xs), cv: sd / mean };
+        lines.push(`| ${f.id} | ${s.name} | ${fmt(Math.min(...xs))} | ${fmt(median(xs))} | ${fmt(Math.max(...xs))} | ${((sd / mean) * 100).toFixed(1)}% |`);
+      }
+    }
+    lines.push('');
+  }
   lines.push('Per-round values:', '');
   for (const f of figures) {
     if (f.id === 'peak-rss') continue;
-    const parts = servers.map((s) => `${s.name} ${(results[f.id]?.[s.name] ?? []).map(fmt).join(', ') || '—'}`);
+    const parts = servers.filter((s) => s.name !== 'ceiling' || results[f.id]?.ceiling).map((s) => `${s.name} ${(results[f.id]?.[s.name] ?? []).map(fmt).join(', ') || '—'}`);
     lines.push(`- ${f.id} (${f.unit}): ${parts.join('; ')}`);
   }
   lines.push(

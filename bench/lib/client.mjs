@@ -102,32 +102,38 @@ export class RegistryClient {
   }
 
   /**
-   * Push a small random image: `layers` random layers of `layerSize` bytes,
-   * a config naming them, and an OCI image manifest, tagged `tag`.
+   * Push a small random image (`randomImage`), tagged `tag`.
    */
   async pushRandomImage(repo, tag, { layers = 3, layerSize = 4096 } = {}) {
-    const layerBlobs = Array.from({ length: layers }, () => crypto.randomBytes(layerSize));
-    const layerDescs = layerBlobs.map((b) => ({ mediaType: OCI_LAYER, digest: sha256(b), size: b.length }));
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        created: new Date().toISOString(),
-        config: { Labels: { 'bench.nonce': crypto.randomBytes(8).toString('hex') } },
-        rootfs: { type: 'layers', diff_ids: layerDescs.map((d) => d.digest) },
-      }),
-    );
-    const configDesc = { mediaType: OCI_CONFIG, digest: sha256(config), size: config.length };
+    const img = randomImage({ layers, layerSize });
     // One request at a time per image: with N images in flight the server sees
     // at most N concurrent requests (the agent's maxSockets is the same N).
-    for (let i = 0; i < layerBlobs.length; i++) await this.pushBlob(repo, layerBlobs[i], layerDescs[i].digest);
-    await this.pushBlob(repo, config, configDesc.digest);
-    const manifest = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDesc, layers: layerDescs }),
-    );
-    const digest = await this.pushManifest(repo, tag, manifest, OCI_MANIFEST);
-    return { digest, manifest, mediaType: OCI_MANIFEST, layers: layerDescs, config: configDesc };
+    for (let i = 0; i < img.layerBlobs.length; i++) await this.pushBlob(repo, img.layerBlobs[i], img.layers[i].digest);
+    await this.pushBlob(repo, img.configBlob, img.config.digest);
+    await this.pushManifest(repo, tag, img.manifest, img.mediaType);
+    return img;
   }
+}
+
+/**
+ * A small random image, not pushed: `layers` random layers of `layerSize`
+ * bytes, a config naming them, and an OCI image manifest.
+ */
+export function randomImage({ layers = 3, layerSize = 4096 } = {}) {
+  const layerBlobs = Array.from({ length: layers }, () => crypto.randomBytes(layerSize));
+  const layerDescs = layerBlobs.map((b) => ({ mediaType: OCI_LAYER, digest: sha256(b), size: b.length }));
+  const configBlob = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: new Date().toISOString(),
+      config: { Labels: { 'bench.nonce': crypto.randomBytes(8).toString('hex') } },
+      rootfs: { type: 'layers', diff_ids: layerDescs.map((d) => d.digest) },
+    }),
+  );
+  const configDesc = { mediaType: OCI_CONFIG, digest: sha256(configBlob), size: configBlob.length };
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDesc, layers: layerDescs }));
+  return { digest: sha256(manifest), manifest, mediaType: OCI_MANIFEST, layers: layerDescs, config: configDesc, layerBlobs, configBlob };
 }
 
 /** Run `fn(i)` for i in [0, n) with at most `concurrency` in flight. Rejects on the first error. */

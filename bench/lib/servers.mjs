@@ -135,7 +135,9 @@ export function foreignShare(a, b) {
 export class ServerProcess {
   /**
    * @param {{name: string, command: string, args: string[], cwd: string, env?: object,
-   *          port: number, dataDir: string, logFile: string}} o
+   *          port: number, dataDir: string, logFile: string, cpus?: string}} o
+   *   cpus: a CPU list for `taskset -c` (the server and all its threads stay on
+   *   those CPUs); absent: wherever the kernel puts them.
    */
   constructor(o) {
     Object.assign(this, o);
@@ -154,7 +156,9 @@ export class ServerProcess {
 
   async start({ timeoutMs = 30_000 } = {}) {
     const log = fs.openSync(this.logFile, 'a');
-    this.child = spawn(this.command, this.args, {
+    // taskset execs the server: the pid stays the server's.
+    const [command, args] = this.cpus ? ['taskset', ['-c', this.cpus, this.command, ...this.args]] : [this.command, this.args];
+    this.child = spawn(command, args, {
       cwd: this.cwd,
       env: this.env ?? process.env,
       stdio: ['ignore', log, log],
@@ -210,6 +214,22 @@ export class ServerProcess {
     this.hwmKb = Math.max(this.hwmKb, readKb(this.child.pid, 'VmHWM'));
   }
 
+  /** CPU time (user + system, clock ticks) used so far by the server's process tree. */
+  cpuTicks() {
+    if (!this.child || this.exited) return 0;
+    let ticks = 0;
+    for (const pid of processTree(this.child.pid)) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const x = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(x[11]) + Number(x[12]);
+      } catch {
+        /* gone */
+      }
+    }
+    return ticks;
+  }
+
   /** Peak resident memory in MiB: the larger of the kernel's VmHWM and our polled tree sum. */
   peakRssMiB() {
     return Math.max(this.peakRssKb, this.hwmKb) / 1024;
@@ -251,7 +271,7 @@ function cleanEnv(extra = {}) {
  * SigV4; redirects off, so that blob bytes flow through the registry as
  * Berth's do).
  */
-export async function referenceServer({ tmpRoot, bin, s3 }) {
+export async function referenceServer({ tmpRoot, bin, s3, cpus }) {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'reference-'));
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
@@ -304,6 +324,7 @@ export async function referenceServer({ tmpRoot, bin, s3 }) {
     args: ['serve', config],
     cwd: dir,
     env,
+    cpus,
     port,
     dataDir,
     logFile: path.join(dir, 'server.log'),
@@ -318,7 +339,7 @@ export async function referenceServer({ tmpRoot, bin, s3 }) {
  * environment); with `metadataUrl` its metadata goes to that PostgreSQL
  * database (`--metadata`). Those flags are appended to a `cmdTemplate` too.
  */
-export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadataUrl }) {
+export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadataUrl, cpus }) {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'berth-'));
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
@@ -337,8 +358,7 @@ export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadata
   } else {
     // Run Berth as its `berth` bin runs: with the Node flags of its shebang.
     const main = path.join(repoRoot, 'dist/src/cli/main.js');
-    const shebang = /^#!\S*env -S node(.*)$/m.exec(fs.readFileSync(main, 'utf8').split('\n', 1)[0]);
-    const nodeFlags = shebang ? shebang[1].trim().split(/\s+/).filter(Boolean) : [];
+    const nodeFlags = berthNodeFlags(repoRoot);
     command = process.execPath;
     args = [...nodeFlags, main, 'serve', '--addr', addr, '--data', dataDir, '--log-level', 'warn', ...backendArgs];
   }
@@ -351,5 +371,44 @@ export async function berthServer({ tmpRoot, repoRoot, cmdTemplate, s3, metadata
     port,
     dataDir,
     logFile: path.join(dir, 'server.log'),
+    cpus,
+  });
+}
+
+/** The Node flags of the `berth` bin's shebang (dist/src/cli/main.js). */
+function berthNodeFlags(repoRoot) {
+  const main = path.join(repoRoot, 'dist/src/cli/main.js');
+  const shebang = /^#!\S*env -S node(.*)$/m.exec(fs.readFileSync(main, 'utf8').split('\n', 1)[0]);
+  return shebang ? shebang[1].trim().split(/\s+/).filter(Boolean) : [];
+}
+
+/**
+ * The measured ceiling (bench/lib/ceiling-server.mjs): a bare node:http
+ * server answering fixed responses shaped like Berth's, run by the same
+ * Node binary with the same Node flags as Berth. `image` is the fixture
+ * (client.mjs randomImage): its first layer is the blob, its manifest the
+ * manifest, whatever the name or reference asked for.
+ */
+export async function ceilingServer({ tmpRoot, repoRoot, image, cpus }) {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'ceiling-'));
+  const port = await freePort();
+  const fixture = path.join(dir, 'fixture.json');
+  fs.writeFileSync(
+    fixture,
+    JSON.stringify({
+      blob: { digest: image.layers[0].digest, size: image.layers[0].size },
+      manifest: { digest: image.digest, mediaType: image.mediaType, body: image.manifest.toString('base64') },
+    }),
+  );
+  return new ServerProcess({
+    name: 'ceiling',
+    command: process.execPath,
+    args: [...berthNodeFlags(repoRoot), path.join(repoRoot, 'bench/lib/ceiling-server.mjs'), '--addr', `127.0.0.1:${port}`, '--fixture', fixture],
+    cwd: dir,
+    env: cleanEnv({ NODE_ENV: 'production' }),
+    port,
+    dataDir: dir,
+    logFile: path.join(dir, 'server.log'),
+    cpus,
   });
 }

@@ -240,6 +240,11 @@ export async function curlPull(base, repo, blob, { parallel = 1, repeats = 1 } =
   return { seconds: parallel > 1 ? wall : sum, bytes: blob.size * n };
 }
 
+/** `cmd args` as run under `taskset -c cpus` when a CPU list is given. */
+function pinned(cpus, cmd, args) {
+  return cpus ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
+}
+
 // ---------------------------------------------------------------- wrk
 
 function toMs(s) {
@@ -253,7 +258,7 @@ function toMs(s) {
  * Run wrk against one URL.
  * @returns {Promise<{rps: number, p50: number, p99: number, requests: number, non2xx: number, socketErrors: string|null}>}
  */
-export async function runWrk(url, { method = 'GET', headers = {}, connections = 32, threads = 2, durationS = 10, tmpDir }) {
+export async function runWrk(url, { method = 'GET', headers = {}, connections = 32, threads = 2, durationS = 10, tmpDir, cpus }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${durationS}s`, '--timeout', '10s', '--latency'];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   if (method !== 'GET') {
@@ -262,7 +267,7 @@ export async function runWrk(url, { method = 'GET', headers = {}, connections = 
     args.push('-s', script);
   }
   args.push(url);
-  const r = await run('wrk', args, { timeoutMs: (durationS + 60) * 1000 });
+  const r = await run(...pinned(cpus, 'wrk', args), { timeoutMs: (durationS + 60) * 1000 });
   if (r.code !== 0) throw new Error(`wrk: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   const out = r.stdout;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
@@ -284,14 +289,14 @@ export async function runWrk(url, { method = 'GET', headers = {}, connections = 
  * Content-Length and every connection stalls.
  * @returns {Promise<{rps: number, p50: number, p99: number, requests: number, non2xx: number, failed: number, keepAlive: number}>}
  */
-export async function runAb(url, { method = 'GET', headers = {}, connections = 32, durationS = 10 }) {
+export async function runAb(url, { method = 'GET', headers = {}, connections = 32, durationS = 10, cpus }) {
   const n = Math.max(500_000, durationS * 50_000); // ab preallocates per-request stats; -t stops it first
   const args = ['-q', '-k', '-c', String(connections), '-t', String(durationS), '-n', String(n)];
   if (method === 'HEAD') args.push('-i');
   else if (method !== 'GET') throw new Error(`ab: method ${method} not supported here`);
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
-  const r = await run('ab', args, { timeoutMs: (durationS + 60) * 1000 });
+  const r = await run(...pinned(cpus, 'ab', args), { timeoutMs: (durationS + 60) * 1000 });
   const out = r.stdout;
   if (r.code !== 0) throw new Error(`ab: exit ${r.code}: ${(r.stderr || out).trim().split('\n').slice(-3).join(' ')}`);
   const num = (re) => Number(re.exec(out)?.[1] ?? NaN);

@@ -20,11 +20,12 @@ import { audit } from '../audit/audit-log.js';
 import { auditResponse } from './audit-events.js';
 import { applyConnectionLimits, serverOptions, type ConnectionLimits } from './connection-limits.js';
 import { logRequest } from './request-log.js';
+import { lazyRequestLogger } from './request-logger.js';
 import { matchRoute, originForm, type RouteName } from './routes.js';
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
-const API_VERSION_HEADER = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+const NO_QUERY: URLSearchParams = new URLSearchParams();
 
 const READ_ONLY = new RegistryError('UNSUPPORTED', 'the registry is in read-only mode (maintenance): only pulls are served', {
   headers: { Allow: 'GET, HEAD' },
@@ -66,6 +67,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     ...(trustedProxies ? { trustProxy: trustedProxies } : {}),
     loggerInstance: logger as unknown as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLogger,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
@@ -105,7 +107,7 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
 
   // Callback-style hooks: on the hot path they cost less than async ones.
   app.addHook('onRequest', (req, reply, done) => {
-    reply.headers({ 'X-Request-Id': req.id, 'X-Content-Type-Options': 'nosniff', ...API_VERSION_HEADER });
+    reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff').header('Docker-Distribution-API-Version', 'registry/2.0');
     done();
   });
 
@@ -130,7 +132,8 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
     const url = req.raw.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    // Most requests have no query: they share one empty set of parameters (handlers only read it).
+    const query = q < 0 ? NO_QUERY : new URLSearchParams(url.slice(q + 1));
     try {
       const match = matchRoute(req.method, path);
       if (match.kind === 'not-found') throw new RegistryError('NAME_UNKNOWN', 'no such endpoint', { status: 404 });
