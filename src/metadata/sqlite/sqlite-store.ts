@@ -23,6 +23,8 @@ import type {
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
+  ManifestCandidate,
+  BlobCandidate,
   UploadOwner,
   UploadRecord,
   EventContext,
@@ -39,7 +41,7 @@ import type {
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
 import { prepareConsoleQueries } from './console-queries.js';
@@ -356,8 +358,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Lifecycle ----------------------------------------------------------------
 
-  async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
-    return (this.stmt.manifestCandidates.all(cutoff, limit) as Row[]).map(toManifestRef);
+  async listManifestCandidates(cutoff: number, limit: number, after?: ManifestCandidate): Promise<ManifestCandidate[]> {
+    const rows = this.stmt.manifestCandidates.all(cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.id ?? 0, limit) as Row[];
+    return rows.map(toManifestCandidate);
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
@@ -381,8 +384,9 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
-  async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
-    return (this.stmt.blobCandidates.all(cutoff, limit) as Row[]).map((r) => r.digest as string);
+  async listBlobCandidates(cutoff: number, limit: number, after?: BlobCandidate): Promise<BlobCandidate[]> {
+    const rows = this.stmt.blobCandidates.all(cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.digest ?? '', limit) as Row[];
+    return rows.map(toBlobCandidate);
   }
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
@@ -927,14 +931,19 @@ function prepareStatements(db: Database.Database) {
       FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.subject = ? ORDER BY m.id`),
 
+    // Keyset pages over the manifests_untagged index (untagged_at, then the rowid):
+    // each page starts at the candidates after the last one, never at the start.
     manifestCandidates: p(`
-      SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
-      WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= ? ORDER BY m.untagged_at LIMIT ?`),
+      SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= ? AND (m.untagged_at, m.id) > (?, ?)
+      ORDER BY m.untagged_at, m.id LIMIT ?`),
     manifestForGc: p(`
       SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
       FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`),
     isTagged: p(`SELECT 1 FROM tags WHERE manifest_id = ? LIMIT 1`),
-    blobCandidates: p(`SELECT digest FROM gc_blob_queue WHERE since <= ? ORDER BY since LIMIT ?`),
+    // Keyset pages over gc_blob_queue_by_since, which holds (since, digest).
+    blobCandidates: p(`
+      SELECT digest, since FROM gc_blob_queue WHERE since <= ? AND (since, digest) > (?, ?) ORDER BY since, digest LIMIT ?`),
     deleteDanglingLinks: p(`
       DELETE FROM repository_blobs AS l WHERE l.digest = ? AND l.last_seen <= ? AND NOT EXISTS (
         SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
