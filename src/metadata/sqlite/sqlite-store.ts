@@ -359,7 +359,11 @@ export class SqliteMetadataStore implements MetadataStore {
   // Lifecycle ----------------------------------------------------------------
 
   async listManifestCandidates(cutoff: number, limit: number, after?: ManifestCandidate): Promise<ManifestCandidate[]> {
-    const rows = this.stmt.manifestCandidates.all(cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.id ?? 0, limit) as Row[];
+    // Two index seeks, not one row-value comparison: SQLite seeks (untagged_at, id) > (?, ?)
+    // on untagged_at alone when id is the rowid, then steps over every earlier candidate
+    // of that time, and a GC pass releases many manifests at one time.
+    const rows = after && after.since <= cutoff ? (this.stmt.manifestCandidatesAtTime.all(after.since, after.id, limit) as Row[]) : [];
+    if (rows.length < limit) rows.push(...(this.stmt.manifestCandidatesAfterTime.all(after?.since ?? Number.MIN_SAFE_INTEGER, cutoff, limit - rows.length) as Row[]));
     return rows.map(toManifestCandidate);
   }
 
@@ -931,12 +935,14 @@ function prepareStatements(db: Database.Database) {
       FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.subject = ? ORDER BY m.id`),
 
-    // Keyset pages over the manifests_untagged index (untagged_at, then the rowid):
-    // each page starts at the candidates after the last one, never at the start.
-    manifestCandidates: p(`
+    // Keyset pages over manifests_untagged (untagged_at, then the rowid): the rest of
+    // the last page's time, then later times; each starts at the candidates.
+    manifestCandidatesAtTime: p(`
       SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
-      WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= ? AND (m.untagged_at, m.id) > (?, ?)
-      ORDER BY m.untagged_at, m.id LIMIT ?`),
+      WHERE m.untagged_at = ? AND m.id > ? ORDER BY m.id LIMIT ?`),
+    manifestCandidatesAfterTime: p(`
+      SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE m.untagged_at IS NOT NULL AND m.untagged_at > ? AND m.untagged_at <= ? ORDER BY m.untagged_at, m.id LIMIT ?`),
     manifestForGc: p(`
       SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
       FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`),
@@ -944,9 +950,13 @@ function prepareStatements(db: Database.Database) {
     // Keyset pages over gc_blob_queue_by_since, which holds (since, digest).
     blobCandidates: p(`
       SELECT digest, since FROM gc_blob_queue WHERE since <= ? AND (since, digest) > (?, ?) ORDER BY since, digest LIMIT ?`),
+    // CROSS JOIN fixes the order: from the blob's references (manifest_blobs_by_digest)
+    // to their manifests. The other order, which the planner picks without statistics,
+    // walked every manifest of the repository for each link: a claim cost what the
+    // repository holds, not what the blob is.
     deleteDanglingLinks: p(`
       DELETE FROM repository_blobs AS l WHERE l.digest = ? AND l.last_seen <= ? AND NOT EXISTS (
-        SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        SELECT 1 FROM manifest_blobs mb CROSS JOIN manifests m ON m.id = mb.manifest_id
         WHERE mb.digest = l.digest AND m.repository_id = l.repository_id)`),
     blobForGc: p(`SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = ?`),
     isReferenced: p(`SELECT 1 FROM manifest_blobs WHERE digest = ? LIMIT 1`),
