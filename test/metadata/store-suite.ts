@@ -562,6 +562,27 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.storageKeyKnown(b.storageKey), false);
       });
 
+      test('candidate pages continue after the last candidate returned, in candidate order', async (s) => {
+        const blobs = [await pushBlob(s, 'a/app', 'b1', T), await pushBlob(s, 'a/app', 'b2', T), await pushBlob(s, 'a/app', 'b3', T + 1)];
+        const order = [...blobs.slice(0, 2).map((b) => b.digest).sort(), blobs[2]!.digest];
+        const first = await s.listBlobCandidates(T + 1, 2);
+        assert.deepEqual(digests(first), order.slice(0, 2));
+        const second = await s.listBlobCandidates(T + 1, 2, first[1]);
+        assert.deepEqual(second, [{ digest: order[2], since: T + 1 }]);
+        assert.deepEqual(await s.listBlobCandidates(T + 1, 2, second[0]), []);
+        const ms = [manifest('m1', [blobs[0]!.digest]), manifest('m2', [blobs[1]!.digest]), manifest('m3', [blobs[2]!.digest])];
+        await s.putManifest('a/app', ms[0]!, undefined, T);
+        await s.putManifest('a/app', ms[1]!, undefined, T);
+        await s.putManifest('a/app', ms[2]!, undefined, T + 1);
+        const page1 = await s.listManifestCandidates(T + 1, 2);
+        assert.deepEqual(refs(page1).map((r) => r.digest), [ms[0]!.digest, ms[1]!.digest], 'same time: in the order they were stored');
+        const page2 = await s.listManifestCandidates(T + 1, 2, page1[1]);
+        assert.deepEqual(refs(page2).map((r) => r.digest), [ms[2]!.digest]);
+        assert.equal(page2[0]!.since, T + 1);
+        assert.deepEqual(await s.listManifestCandidates(T + 1, 2, page2[0]), []);
+        assert.deepEqual(refs(await s.listManifestCandidates(T, 5, page1[0])), [{ repository: 'a/app', digest: ms[1]!.digest }], 'the cutoff still bounds a later page');
+      });
+
       test('a renewal (HEAD, mount) inside the grace period re-queues the blob instead of claiming it', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         assert.ok(await s.statBlob('a/app', b.digest, T + 100, 50));
