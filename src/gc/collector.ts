@@ -11,7 +11,7 @@
 import { crashPoint } from '../crash-points.js';
 import { pausePoint } from '../pause-points.js';
 import type { Logger } from '../log.js';
-import type { BlobRecord, MetadataStore } from '../metadata/store.js';
+import type { BlobCandidate, BlobRecord, ManifestCandidate, MetadataStore } from '../metadata/store.js';
 import type { Policies } from '../policy/policies.js';
 import { decideRetention, type RetentionVerdict } from '../policy/retention.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -169,37 +169,44 @@ class Sweep {
       const after = r.retention.untaggedAfter;
       if (after === undefined) continue;
       const cutoff = this.now - after;
-      for (;;) {
-        const candidates = (await this.store.listManifestCandidates(cutoff, UNTAGGED_SCAN)).filter((ref) => r.matches(ref.repository));
-        let any = false;
-        await inWaves(candidates, async (ref) => {
-          if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
-          any = true;
-          this.report.manifestsDeleted++;
-          this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
-          reports[i]!.untagged.push({ ...ref, reason: `untagged for more than ${Math.round(after / 1000)}s` });
-        });
-        if (!any) break;
-      }
+      await this.eachManifestCandidate(cutoff, UNTAGGED_SCAN, (ref) => r.matches(ref.repository), (ref) => {
+        reports[i]!.untagged.push({ repository: ref.repository, digest: ref.digest, reason: `untagged for more than ${Math.round(after / 1000)}s` });
+      });
     }
   }
 
   private async manifests(): Promise<void> {
     const cutoff = this.now - this.o.manifestGrace - (this.o.manifestGrace > 0 ? this.o.touchInterval : 0);
-    // Deleting an index releases its children, and a subject its referrers:
-    // repeat until a pass finds nothing more.
+    await this.eachManifestCandidate(cutoff, BATCH, () => true, () => this.progress('manifests', this.report.manifestsDeleted));
+  }
+
+  /**
+   * Deletes every manifest that is garbage as of `cutoff` and that `wanted`
+   * selects, paging through the candidates once, each page starting after
+   * the last (keyset): a candidate kept or skipped is not listed again, so a
+   * pass costs what the candidates cost. Deleting an index releases its
+   * children, and a subject its referrers, as of the pass time: at a grace
+   * of 0 they sort after every older candidate and are reached by the same
+   * scan; otherwise they are not due yet and wait for a later pass.
+   */
+  private async eachManifestCandidate(
+    cutoff: number,
+    limit: number,
+    wanted: (ref: ManifestCandidate) => boolean,
+    deleted: (ref: ManifestCandidate) => void,
+  ): Promise<void> {
+    let after: ManifestCandidate | undefined;
     for (;;) {
-      const candidates = await this.store.listManifestCandidates(cutoff, BATCH);
-      if (candidates.length > 0) await pausePoint('gc-after-manifest-candidates');
-      let any = false;
-      await inWaves(candidates, async (ref) => {
+      const page = await this.store.listManifestCandidates(cutoff, limit, after);
+      if (page.length === 0) return;
+      after = page.at(-1);
+      await pausePoint('gc-after-manifest-candidates');
+      await inWaves(page.filter(wanted), async (ref) => {
         if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
-        any = true;
         this.report.manifestsDeleted++;
         this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
-        this.progress('manifests', this.report.manifestsDeleted);
+        deleted(ref);
       });
-      if (!any) return;
     }
   }
 
@@ -207,13 +214,17 @@ class Sweep {
     const cutoff = this.now - this.o.blobGrace - (this.o.blobGrace > 0 ? this.o.touchInterval : 0);
     // Finish what a crashed collector marked but did not delete.
     if (this.deleteBytes) await this.deleteMarked();
-    const examined = new Set<string>();
+    // One walk through the queue in its order, each page starting after the
+    // last (keyset): a blob requeued for later moves past the cutoff, one a
+    // claim skipped (held by another transaction) stays behind the walk for
+    // the next pass. Nothing is listed twice, and nothing is remembered.
+    let after: BlobCandidate | undefined;
     for (;;) {
-      const candidates = (await this.store.listBlobCandidates(cutoff, BATCH)).filter((d) => !examined.has(d));
-      if (candidates.length === 0) return;
-      for (const d of candidates) examined.add(d);
+      const page = await this.store.listBlobCandidates(cutoff, BATCH, after);
+      if (page.length === 0) return;
+      after = page.at(-1);
       await pausePoint('gc-after-candidates');
-      await inWaves(candidates, async (digest) => {
+      await inWaves(page, async ({ digest }) => {
         const { blob, linksRemoved } = await this.store.claimBlobIfGarbage(digest, cutoff);
         this.report.linksRemoved += linksRemoved;
         if (!blob) return;

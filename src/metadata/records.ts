@@ -11,7 +11,8 @@ import type {
   LifecycleRunRecord,
   LifecycleTotals,
   ManifestRecord,
-  ManifestRef,
+  ManifestCandidate,
+  BlobCandidate,
   NewManifest,
   Page,
   PullCount,
@@ -52,8 +53,12 @@ export function toUpload(row: Row | undefined): UploadRecord | undefined {
 }
 
 /** Columns: name (the repository), digest. */
-export function toManifestRef(row: Row): ManifestRef {
-  return { repository: row.name as string, digest: row.digest as string };
+export function toManifestCandidate(row: Row): ManifestCandidate {
+  return { repository: row.name as string, digest: row.digest as string, since: Number(row.untagged_at), id: Number(row.id) };
+}
+
+export function toBlobCandidate(row: Row): BlobCandidate {
+  return { digest: row.digest as string, since: Number(row.since) };
 }
 
 /**

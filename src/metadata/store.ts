@@ -254,8 +254,14 @@ export interface MetadataStore {
   // Each method re-validates its condition in the transaction that acts on it,
   // so any number of collectors, in any processes, can run at once.
 
-  /** Manifests without tag or parent since at most `cutoff`. */
-  listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]>;
+  /**
+   * Manifests without tag or parent since at most `cutoff`, in candidate
+   * order, after `after` (the last one of the previous page): a pass pages
+   * through the candidates once, so one it leaves in place (skipped, or
+   * kept) is not listed to it again, and each page starts where the last
+   * ended, at the candidates, whatever the registry holds.
+   */
+  listManifestCandidates(cutoff: number, limit: number, after?: ManifestCandidate): Promise<ManifestCandidate[]>;
   /**
    * Deletes the manifest if it is still garbage: no tag, no parent index, no
    * live subject, and a candidate since at most `cutoff`. Its blobs become
@@ -263,8 +269,12 @@ export interface MetadataStore {
    * as of `now`, which is a time from this store's `now()` (GC's pass time).
    */
   deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined>;
-  /** Blobs whose liveness may have changed at or before `cutoff`. */
-  listBlobCandidates(cutoff: number, limit: number): Promise<string[]>;
+  /**
+   * Blobs whose liveness may have changed at or before `cutoff`, in queue
+   * order, after `after` (the last one of the previous page): like
+   * listManifestCandidates, one pass visits each queued blob at most once.
+   */
+  listBlobCandidates(cutoff: number, limit: number, after?: BlobCandidate): Promise<BlobCandidate[]>;
   /**
    * Removes the blob's repository links that no manifest of their repository
    * references and that were last seen at or before `cutoff`; then, if
@@ -401,6 +411,18 @@ export interface MetadataStore {
 export interface ManifestRef {
   repository: string;
   digest: string;
+}
+
+/** A manifest GC may collect, with its place in the candidate order (when it became one, then its row). */
+export interface ManifestCandidate extends ManifestRef {
+  since: number;
+  id: number;
+}
+
+/** A blob in GC's queue, with its place in the queue order (when its liveness may have changed, then digest). */
+export interface BlobCandidate {
+  digest: string;
+  since: number;
 }
 
 export interface LifecycleRun {

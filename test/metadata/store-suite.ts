@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { armPause } from '../../src/pause-points.js';
 import { RegistryError } from '../../src/registry/errors.js';
-import type { MetadataStore, NewManifest } from '../../src/metadata/store.js';
+import type { BlobCandidate, ManifestCandidate, ManifestRef, MetadataStore, NewManifest } from '../../src/metadata/store.js';
 
 export interface StoreFixture {
   /** A new store instance (its own connections) on this fixture's database. */
@@ -50,6 +50,16 @@ function isError(code: string) {
     assert.equal(e.code, code);
     return true;
   };
+}
+
+/** The digests of a page of blob candidates. */
+function digests(page: BlobCandidate[]): string[] {
+  return page.map((c) => c.digest);
+}
+
+/** The manifests of a page of manifest candidates, without their place in the order. */
+function refs(page: ManifestCandidate[]): ManifestRef[] {
+  return page.map(({ repository, digest }) => ({ repository, digest }));
 }
 
 /** Stores a blob into a repository the way an upload does. */
@@ -220,7 +230,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.unlinkBlob('a/app', b.digest), false);
         assert.equal(await s.unlinkBlob('a/none', b.digest), false);
         assert.equal(await s.findBlob('a/app', b.digest), undefined);
-        assert.ok((await s.listBlobCandidates(T, 10)).includes(b.digest));
+        assert.ok((digests(await s.listBlobCandidates(T, 10))).includes(b.digest));
       });
     });
 
@@ -355,7 +365,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.findManifestByTag('a/app', 'other'), undefined);
         assert.equal(await s.findManifestByDigest('b/app', m.digest), undefined);
         await s.putManifest('a/app', m, undefined, T + 1); // idempotent
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), []);
       });
 
       test('an index needs its children in the repository (MANIFEST_BLOB_UNKNOWN) and holds them', async (s) => {
@@ -364,13 +374,13 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         const index = manifest('index', [], { children: [child.digest], mediaType: 'application/vnd.oci.image.index.v1+json' });
         await assert.rejects(s.putManifest('a/app', index, 'v1', T), isError('MANIFEST_BLOB_UNKNOWN'));
         await s.putManifest('a/app', child, undefined, T);
-        assert.deepEqual(await s.listManifestCandidates(T, 10), [{ repository: 'a/app', digest: child.digest }]);
+        assert.deepEqual(refs(await s.listManifestCandidates(T, 10)), [{ repository: 'a/app', digest: child.digest }]);
         await s.putManifest('a/app', index, 'v1', T + 1);
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [], 'the index holds its child');
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), [], 'the index holds its child');
         assert.equal(await s.deleteTag('a/app', 'v1', T + 2), true);
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: index.digest }]);
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), [{ repository: 'a/app', digest: index.digest }]);
         assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: index.digest }, T + 10, T + 3));
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: child.digest }], 'released by its parent');
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), [{ repository: 'a/app', digest: child.digest }], 'released by its parent');
       });
 
       test('deleteManifest refuses a child an index of the repository references, and changes nothing (references stay whole)', async (s) => {
@@ -398,7 +408,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await s.putManifest('a/app', child, undefined, T);
         await s.putManifest('a/app', index, 'v1', T);
         await s.putManifest('a/app', child, undefined, T + 2);
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), []);
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), []);
         assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: child.digest }, T + 10, T + 3), undefined);
       });
 
@@ -407,7 +417,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         const m = manifest('m', [b.digest]);
         await s.putManifest('a/app', m, undefined, T);
         await s.putManifest('a/app', m, undefined, T + 5000);
-        assert.deepEqual(await s.listManifestCandidates(T + 100, 10), []);
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 100, 10)), []);
         assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 100, T + 5001), undefined);
         assert.ok(await s.findManifestByDigest('a/app', m.digest));
         assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 5000, T + 5001), 'collected after its new grace');
@@ -419,7 +429,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await s.putManifest('a/app', child, undefined, T);
         const expected = { digest: child.digest, mediaType: child.mediaType, size: child.size, body: child.body };
         assert.deepEqual(await s.statManifest('a/app', child.digest, T + 999, 1000), expected);
-        assert.deepEqual(await s.listManifestCandidates(T, 10), [{ repository: 'a/app', digest: child.digest }], 'fresh: not renewed');
+        assert.deepEqual(refs(await s.listManifestCandidates(T, 10)), [{ repository: 'a/app', digest: child.digest }], 'fresh: not renewed');
         assert.deepEqual(await s.statManifest('a/app', child.digest, T + 5000, 1000), expected);
         assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: child.digest }, T + 100, T + 5001), undefined);
         const index = manifest('index', [], { children: [child.digest] });
@@ -448,10 +458,10 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await s.putManifest('a/app', m1, 'v', T);
         await s.putManifest('a/app', m1, 'w', T);
         await s.putManifest('a/app', m2, 'v', T + 1);
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [], 'm1 still has tag w');
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), [], 'm1 still has tag w');
         assert.equal(await s.deleteTag('a/app', 'w', T + 2), true);
         assert.equal(await s.deleteTag('a/app', 'w', T + 2), false);
-        assert.deepEqual(await s.listManifestCandidates(T + 10, 10), [{ repository: 'a/app', digest: m1.digest }]);
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), [{ repository: 'a/app', digest: m1.digest }]);
         assert.equal(await s.deleteManifest('a/app', m2.digest, T + 3), true);
         assert.equal(await s.deleteManifest('a/app', m2.digest, T + 3), false);
         assert.equal(await s.findManifestByTag('a/app', 'v'), undefined, 'its tags went with it');
@@ -531,8 +541,8 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
     describe('garbage collection protocol', () => {
       test('an unreferenced blob is claimed only after its grace period, then deleted by its key', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
-        assert.deepEqual(await s.listBlobCandidates(T - 1, 10), []);
-        assert.deepEqual(await s.listBlobCandidates(T, 10), [b.digest]);
+        assert.deepEqual(digests(await s.listBlobCandidates(T - 1, 10)), []);
+        assert.deepEqual(digests(await s.listBlobCandidates(T, 10)), [b.digest]);
         const early = await s.claimBlobIfGarbage(b.digest, T - 1);
         assert.equal(early.blob, undefined, 'inside its grace period');
         assert.ok(await s.findBlob('a/app', b.digest));
@@ -545,19 +555,40 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(await s.listBlobs('', 10), []);
         assert.equal(await s.storageKeyKnown(b.storageKey), true, 'still known while being deleted');
         assert.deepEqual((await s.listDeletingBlobs(10)).map((x) => x.digest), [b.digest]);
-        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), []);
+        assert.deepEqual(digests(await s.listBlobCandidates(T + 10, 10)), []);
         assert.equal((await s.claimBlobIfGarbage(b.digest, T + 10)).blob, undefined, 'claimed once');
         await s.finishBlobDeletion(b.digest, b.storageKey);
         assert.deepEqual(await s.listDeletingBlobs(10), []);
         assert.equal(await s.storageKeyKnown(b.storageKey), false);
       });
 
+      test('candidate pages continue after the last candidate returned, in candidate order', async (s) => {
+        const blobs = [await pushBlob(s, 'a/app', 'b1', T), await pushBlob(s, 'a/app', 'b2', T), await pushBlob(s, 'a/app', 'b3', T + 1)];
+        const order = [...blobs.slice(0, 2).map((b) => b.digest).sort(), blobs[2]!.digest];
+        const first = await s.listBlobCandidates(T + 1, 2);
+        assert.deepEqual(digests(first), order.slice(0, 2));
+        const second = await s.listBlobCandidates(T + 1, 2, first[1]);
+        assert.deepEqual(second, [{ digest: order[2], since: T + 1 }]);
+        assert.deepEqual(await s.listBlobCandidates(T + 1, 2, second[0]), []);
+        const ms = [manifest('m1', [blobs[0]!.digest]), manifest('m2', [blobs[1]!.digest]), manifest('m3', [blobs[2]!.digest])];
+        await s.putManifest('a/app', ms[0]!, undefined, T);
+        await s.putManifest('a/app', ms[1]!, undefined, T);
+        await s.putManifest('a/app', ms[2]!, undefined, T + 1);
+        const page1 = await s.listManifestCandidates(T + 1, 2);
+        assert.deepEqual(refs(page1).map((r) => r.digest), [ms[0]!.digest, ms[1]!.digest], 'same time: in the order they were stored');
+        const page2 = await s.listManifestCandidates(T + 1, 2, page1[1]);
+        assert.deepEqual(refs(page2).map((r) => r.digest), [ms[2]!.digest]);
+        assert.equal(page2[0]!.since, T + 1);
+        assert.deepEqual(await s.listManifestCandidates(T + 1, 2, page2[0]), []);
+        assert.deepEqual(refs(await s.listManifestCandidates(T, 5, page1[0])), [{ repository: 'a/app', digest: ms[1]!.digest }], 'the cutoff still bounds a later page');
+      });
+
       test('a renewal (HEAD, mount) inside the grace period re-queues the blob instead of claiming it', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         assert.ok(await s.statBlob('a/app', b.digest, T + 100, 50));
         assert.equal((await s.claimBlobIfGarbage(b.digest, T + 50)).blob, undefined);
-        assert.deepEqual(await s.listBlobCandidates(T + 50, 10), [], 're-queued at its renewal');
-        assert.deepEqual(await s.listBlobCandidates(T + 100, 10), [b.digest]);
+        assert.deepEqual(digests(await s.listBlobCandidates(T + 50, 10)), [], 're-queued at its renewal');
+        assert.deepEqual(digests(await s.listBlobCandidates(T + 100, 10)), [b.digest]);
         assert.ok((await s.claimBlobIfGarbage(b.digest, T + 100)).blob);
       });
 
@@ -567,13 +598,13 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await s.putManifest('a/app', m, undefined, T);
         const kept = await s.claimBlobIfGarbage(b.digest, T + 10);
         assert.deepEqual(kept, { linksRemoved: 0 });
-        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), [], 'a referenced blob leaves the queue');
+        assert.deepEqual(digests(await s.listBlobCandidates(T + 10, 10)), [], 'a referenced blob leaves the queue');
         assert.equal(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T - 1, T + 1), undefined, 'manifest grace');
         const deleted = await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1);
         assert.equal(deleted?.digest, m.digest);
         assert.deepEqual(deleted?.body, m.body);
         assert.equal(await s.findManifestByDigest('a/app', m.digest), undefined);
-        assert.deepEqual(await s.listBlobCandidates(T + 10, 10), [b.digest]);
+        assert.deepEqual(digests(await s.listBlobCandidates(T + 10, 10)), [b.digest]);
         const claim = await s.claimBlobIfGarbage(b.digest, T + 10);
         assert.equal(claim.blob?.digest, b.digest);
         assert.equal(claim.linksRemoved, 1);
@@ -587,12 +618,12 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         await s.putManifest('a/app', referrer, undefined, T);
         const ref = (d: string) => ({ repository: 'a/app', digest: d });
         assert.equal(await s.deleteManifestIfGarbage(ref(referrer.digest), T, T), undefined, 'its subject is live');
-        assert.deepEqual(await s.listManifestCandidates(T, 10), [ref(subject.digest)], 'the referrer is held until its subject goes');
+        assert.deepEqual(refs(await s.listManifestCandidates(T, 10)), [ref(subject.digest)], 'the referrer is held until its subject goes');
         await s.putManifest('a/app', subject, 'v1', T);
         assert.equal(await s.deleteManifestIfGarbage(ref(subject.digest), T, T), undefined, 'tagged');
         await s.deleteTag('a/app', 'v1', T + 1);
         assert.ok(await s.deleteManifestIfGarbage(ref(subject.digest), T + 1, T + 2));
-        assert.deepEqual(await s.listManifestCandidates(T + 2, 10), [ref(referrer.digest)], 'released with its subject');
+        assert.deepEqual(refs(await s.listManifestCandidates(T + 2, 10)), [ref(referrer.digest)], 'released with its subject');
         assert.ok(await s.deleteManifestIfGarbage(ref(referrer.digest), T + 2, T + 3));
         assert.equal(await s.deleteManifestIfGarbage(ref(referrer.digest), T + 2, T + 3), undefined, 'gone');
       });
@@ -641,7 +672,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.forgetBlob(victim.digest, victim.storageKey), false);
         assert.equal(await s.findBlob('a/app', victim.digest), undefined);
         assert.equal(await s.storageKeyKnown(victim.storageKey), false);
-        assert.ok(!(await s.listBlobCandidates(T + 10, 10)).includes(victim.digest));
+        assert.ok(!(digests(await s.listBlobCandidates(T + 10, 10))).includes(victim.digest));
         const re = await pushBlob(s, 'a/app', 'l1', T + 1);
         assert.deepEqual(re.result, { outcome: 'stored' }, 'clients upload it again');
       });
@@ -668,7 +699,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           assert.ok(await view.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
           assert.equal(await view.findManifestByDigest('a/app', m.digest), undefined);
           await assert.rejects(view.putManifest('a/app', manifest('bad', [digestOf('missing')]), 'x', T), isError('MANIFEST_BLOB_UNKNOWN'));
-          assert.deepEqual(await view.listBlobCandidates(T + 10, 10), [b.digest]);
+          assert.deepEqual(digests(await view.listBlobCandidates(T + 10, 10)), [b.digest]);
           const claim = await Promise.all([view.claimBlobIfGarbage(b.digest, T + 10), view.expireUploads(T, 10)]);
           assert.equal(claim[0].blob?.digest, b.digest);
           assert.deepEqual(claim[1], ['stale']);
@@ -834,7 +865,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           const v0 = await a.tagsVersion('r/app');
           await Promise.all(ms.map((m, i) => (i % 2 ? a : b).putManifest('r/app', m, 'latest', T)));
           const target = (await a.findManifestByTag('r/app', 'latest'))!.digest;
-          const candidates = (await b.listManifestCandidates(T + 10, 100)).map((r) => r.digest).sort();
+          const candidates = (refs(await b.listManifestCandidates(T + 10, 100))).map((r) => r.digest).sort();
           assert.deepEqual(candidates, ms.map((m) => m.digest).filter((d) => d !== target).sort(), 'no lost release');
           assert.notEqual(await a.tagsVersion('r/app'), v0);
           assert.deepEqual((await a.listTags('r/app', undefined, 10)).items, ['latest']);
@@ -886,7 +917,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           for (const m of ms) await a.putManifest('r/app', m, undefined, T);
           // The push's enqueue is done with; what remains queued is the blobs' upload.
           for (const x of blobs) await a.claimBlobIfGarbage(x.digest, T + 10);
-          assert.deepEqual(await a.listBlobCandidates(T + 1000, 100), [], 'referenced blobs leave the queue');
+          assert.deepEqual(digests(await a.listBlobCandidates(T + 1000, 100)), [], 'referenced blobs leave the queue');
           const claimed = new Set<string>();
           await Promise.all(
             blobs.map(async (x, i) => {
@@ -895,7 +926,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
             }),
           );
           // Whatever this pass did not take must still be queued for the next one.
-          const queued = new Set(await a.listBlobCandidates(T + 1000, 100));
+          const queued = new Set(digests(await a.listBlobCandidates(T + 1000, 100)));
           for (const x of blobs) assert.ok(claimed.has(x.digest) || queued.has(x.digest), `${x.digest} dropped out of GC`);
         });
 
@@ -919,7 +950,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           const claimed = claims.filter((c) => c.blob).map((c) => c.blob!.digest);
           assert.equal(new Set(claimed).size, claimed.length, 'a blob was claimed twice');
           // Whatever was skipped because the other collector held it is found by a later pass.
-          for (const d of await a.listBlobCandidates(T, 100)) if ((await a.claimBlobIfGarbage(d, T)).blob) claimed.push(d);
+          for (const d of digests(await a.listBlobCandidates(T, 100))) if ((await a.claimBlobIfGarbage(d, T)).blob) claimed.push(d);
           assert.equal(claimed.length, blobs.length);
         });
 

@@ -274,6 +274,20 @@ export const MIGRATIONS: Migration[] = [
   );
   `,
   },
+  {
+    version: 7,
+    description: 'GC candidates paged by keyset: indexes in candidate order',
+    sql: `
+  -- GC pages through its candidates in (time, tiebreaker) order, each page
+  -- starting after the last: an index in exactly that order makes a page an
+  -- index range read at the candidates (the indexes on the time alone left a
+  -- sort of every candidate up to the cutoff for each page).
+  CREATE INDEX gc_blob_queue_by_position ON gc_blob_queue(since, digest);
+  DROP INDEX gc_blob_queue_by_since;
+  CREATE INDEX manifests_candidates ON manifests(untagged_at, id) WHERE untagged_at IS NOT NULL;
+  DROP INDEX manifests_untagged;
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

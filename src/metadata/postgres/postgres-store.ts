@@ -64,6 +64,8 @@ import type {
   LifecycleTotals,
   ManifestRecord,
   ManifestRef,
+  ManifestCandidate,
+  BlobCandidate,
   MetadataStore,
   NewManifest,
   Page,
@@ -84,7 +86,7 @@ import type {
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import * as outbox from './outbox.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
 import { CONSOLE_SQL } from './console-queries.js';
@@ -371,9 +373,11 @@ const SQL = {
     FROM manifests m JOIN repositories r ON r.id = m.repository_id
     WHERE r.name = $1 AND m.subject = $2 ORDER BY m.id`,
 
+  // Keyset pages: an index range read on manifests_candidates (untagged_at, id) after the last one.
   manifestCandidates: `
-    SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
-    WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= $1 ORDER BY m.untagged_at, m.id LIMIT $2`,
+    SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+    WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= $1 AND (m.untagged_at, m.id) > ($2::bigint, $3::bigint)
+    ORDER BY m.untagged_at, m.id LIMIT $4`,
   lockManifestForGc: `
     SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
     FROM manifests m JOIN repositories r ON r.id = m.repository_id
@@ -384,7 +388,10 @@ const SQL = {
         OR EXISTS (SELECT 1 FROM manifest_children WHERE repository_id = $2 AND child_digest = $3)
         OR ($4::text IS NOT NULL AND EXISTS (SELECT 1 FROM manifests WHERE repository_id = $2 AND digest = $4::text))
       AS held`,
-  blobCandidates: `SELECT digest FROM gc_blob_queue WHERE since <= $1 ORDER BY since, digest LIMIT $2`,
+  // Keyset pages: an index range read on gc_blob_queue_by_position (since, digest) after the last one.
+  blobCandidates: `
+    SELECT digest, since FROM gc_blob_queue WHERE since <= $1 AND (since, digest) > ($2::bigint, $3::text)
+    ORDER BY since, digest LIMIT $4`,
   lockQueueEntry: `SELECT digest FROM gc_blob_queue WHERE digest = $1 FOR UPDATE SKIP LOCKED`,
   queueEntryExists: `SELECT 1 FROM gc_blob_queue WHERE digest = $1`,
   lockBlobForGc: `SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED`,
@@ -929,8 +936,9 @@ export class PostgresMetadataStore implements MetadataStore {
 
   // Lifecycle ----------------------------------------------------------------
 
-  async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
-    return (await this.db.one('manifestCandidates', [cutoff, limit])).rows.map(toManifestRef);
+  async listManifestCandidates(cutoff: number, limit: number, after?: ManifestCandidate): Promise<ManifestCandidate[]> {
+    const values = [cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.id ?? 0, limit];
+    return (await this.db.one('manifestCandidates', values)).rows.map(toManifestCandidate);
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
@@ -955,8 +963,9 @@ export class PostgresMetadataStore implements MetadataStore {
     }, 'caller');
   }
 
-  async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
-    return (await this.db.one('blobCandidates', [cutoff, limit])).rows.map((r) => r.digest as string);
+  async listBlobCandidates(cutoff: number, limit: number, after?: BlobCandidate): Promise<BlobCandidate[]> {
+    const values = [cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.digest ?? '', limit];
+    return (await this.db.one('blobCandidates', values)).rows.map(toBlobCandidate);
   }
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {

@@ -230,4 +230,9 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (repository_id, tag)
   ) WITHOUT ROWID;
   `,
+  `
+  -- GC's backstop for claims a crashed collector left (listDeletingBlobs) reads these rows
+  -- at the start of every pass: without an index that was a scan of every blob.
+  CREATE INDEX blobs_deleting ON blobs(digest) WHERE state = 1;
+  `,
 ];

@@ -24,6 +24,8 @@ import type {
   LifecycleRun,
   LifecycleTotals,
   ManifestRef,
+  ManifestCandidate,
+  BlobCandidate,
   UploadOwner,
   UploadRecord,
   EventContext,
@@ -40,7 +42,7 @@ import type {
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { manifestValues, page, runValues, toBlob, toManifest, toManifestRef, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
+import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { systemNow } from '../../clock.js';
 import { prepareConsoleQueries } from './console-queries.js';
@@ -357,8 +359,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Lifecycle ----------------------------------------------------------------
 
-  async listManifestCandidates(cutoff: number, limit: number): Promise<ManifestRef[]> {
-    return (this.stmt.manifestCandidates.all(cutoff, limit) as Row[]).map(toManifestRef);
+  async listManifestCandidates(cutoff: number, limit: number, after?: ManifestCandidate): Promise<ManifestCandidate[]> {
+    // Two index seeks, not one row-value comparison: SQLite seeks (untagged_at, id) > (?, ?)
+    // on untagged_at alone when id is the rowid, then steps over every earlier candidate
+    // of that time, and a GC pass releases many manifests at one time.
+    const rows = after && after.since <= cutoff ? (this.stmt.manifestCandidatesAtTime.all(after.since, after.id, limit) as Row[]) : [];
+    if (rows.length < limit) rows.push(...(this.stmt.manifestCandidatesAfterTime.all(after?.since ?? Number.MIN_SAFE_INTEGER, cutoff, limit - rows.length) as Row[]));
+    return rows.map(toManifestCandidate);
   }
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
@@ -382,8 +389,9 @@ export class SqliteMetadataStore implements MetadataStore {
       });
   }
 
-  async listBlobCandidates(cutoff: number, limit: number): Promise<string[]> {
-    return (this.stmt.blobCandidates.all(cutoff, limit) as Row[]).map((r) => r.digest as string);
+  async listBlobCandidates(cutoff: number, limit: number, after?: BlobCandidate): Promise<BlobCandidate[]> {
+    const rows = this.stmt.blobCandidates.all(cutoff, after?.since ?? Number.MIN_SAFE_INTEGER, after?.digest ?? '', limit) as Row[];
+    return rows.map(toBlobCandidate);
   }
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
@@ -935,17 +943,28 @@ function prepareStatements(db: Database.Database) {
       FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.subject = ? ORDER BY m.id`),
 
-    manifestCandidates: p(`
-      SELECT r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
-      WHERE m.untagged_at IS NOT NULL AND m.untagged_at <= ? ORDER BY m.untagged_at LIMIT ?`),
+    // Keyset pages over manifests_untagged (untagged_at, then the rowid): the rest of
+    // the last page's time, then later times; each starts at the candidates.
+    manifestCandidatesAtTime: p(`
+      SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE m.untagged_at = ? AND m.id > ? ORDER BY m.id LIMIT ?`),
+    manifestCandidatesAfterTime: p(`
+      SELECT r.name, m.digest, m.untagged_at, m.id FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      WHERE m.untagged_at IS NOT NULL AND m.untagged_at > ? AND m.untagged_at <= ? ORDER BY m.untagged_at, m.id LIMIT ?`),
     manifestForGc: p(`
       SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, m.body, m.subject, m.untagged_at
       FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`),
     isTagged: p(`SELECT 1 FROM tags WHERE manifest_id = ? LIMIT 1`),
-    blobCandidates: p(`SELECT digest FROM gc_blob_queue WHERE since <= ? ORDER BY since LIMIT ?`),
+    // Keyset pages over gc_blob_queue_by_since, which holds (since, digest).
+    blobCandidates: p(`
+      SELECT digest, since FROM gc_blob_queue WHERE since <= ? AND (since, digest) > (?, ?) ORDER BY since, digest LIMIT ?`),
+    // CROSS JOIN fixes the order: from the blob's references (manifest_blobs_by_digest)
+    // to their manifests. The other order, which the planner picks without statistics,
+    // walked every manifest of the repository for each link: a claim cost what the
+    // repository holds, not what the blob is.
     deleteDanglingLinks: p(`
       DELETE FROM repository_blobs AS l WHERE l.digest = ? AND l.last_seen <= ? AND NOT EXISTS (
-        SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        SELECT 1 FROM manifest_blobs mb CROSS JOIN manifests m ON m.id = mb.manifest_id
         WHERE mb.digest = l.digest AND m.repository_id = l.repository_id)`),
     blobForGc: p(`SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = ?`),
     isReferenced: p(`SELECT 1 FROM manifest_blobs WHERE digest = ? LIMIT 1`),
