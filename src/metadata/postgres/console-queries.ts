@@ -5,20 +5,12 @@
  * pool parses as numbers.
  */
 export const CONSOLE_SQL = {
+  // The figures the schema keeps per repository (triggers of the same
+  // transactions as the changes): one row per repository, however many
+  // tags, manifests and links it holds.
   repositorySummaries: `
-    SELECT r.name,
-      (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
-      coalesce(g.n, 0) AS manifests,
-      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-        WHERE l.repository_id = r.id) AS bytes,
-      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-        WHERE l.repository_id = r.id
-          AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = l.digest AND o.repository_id <> r.id)) AS unique_bytes,
-      coalesce((SELECT n.created_at FROM manifests n WHERE n.id = g.last), r.created_at) AS last_push
-    FROM repositories r
-    -- One pass over the manifests index: each repository's count and newest manifest (ids only grow).
-    LEFT JOIN (SELECT repository_id, count(*) AS n, max(id) AS last FROM manifests GROUP BY repository_id) g ON g.repository_id = r.id
-    ORDER BY r.name`,
+    SELECT name, tag_count AS tags, manifest_count AS manifests, bytes, unique_bytes, coalesce(last_push, created_at) AS last_push
+    FROM repositories ORDER BY name`,
   listTagDetails: `
     SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
     FROM tags t

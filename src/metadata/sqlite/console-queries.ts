@@ -1,28 +1,20 @@
 /**
  * The console's read-only queries on SQLite (src/console/). Each one is
  * answered from indexes of the schema (tags by (repository, name), tags by
- * manifest, children by (repository, child)), except the per-repository
- * aggregates, which read each repository's links once.
+ * manifest, children by (repository, child)) or from the per-repository
+ * figures the schema's triggers keep; storageTotals alone reads every blob.
  */
 import type Database from 'better-sqlite3';
 
 export function prepareConsoleQueries(db: Database.Database) {
   const p = (sql: string) => db.prepare(sql);
   return {
+    // The figures the schema keeps per repository (triggers of the same
+    // transactions as the changes): one row per repository, however many
+    // tags, manifests and links it holds.
     repositorySummaries: p(`
-      SELECT r.name,
-        (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
-        coalesce(g.n, 0) AS manifests,
-        (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-          WHERE l.repository_id = r.id) AS bytes,
-        (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-          WHERE l.repository_id = r.id
-            AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = l.digest AND o.repository_id <> r.id)) AS unique_bytes,
-        coalesce((SELECT n.created_at FROM manifests n WHERE n.id = g.last), r.created_at) AS last_push
-      FROM repositories r
-      -- One pass over the manifests index: each repository's count and newest manifest (ids only grow).
-      LEFT JOIN (SELECT repository_id, count(*) AS n, max(id) AS last FROM manifests GROUP BY repository_id) g ON g.repository_id = r.id
-      ORDER BY r.name`),
+      SELECT name, tag_count AS tags, manifest_count AS manifests, bytes, unique_bytes, coalesce(last_push, created_at) AS last_push
+      FROM repositories ORDER BY name`),
     listTagDetails: p(`
       SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
       FROM tags t
