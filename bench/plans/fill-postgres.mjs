@@ -27,6 +27,9 @@ const q = async (label, sql, values) => {
 const dg = (kind, n) => `'sha256:' || encode(sha256(convert_to('${kind}:' || ${n}, 'UTF8')), 'hex')`;
 
 await q('session', `SET synchronous_commit = off`);
+// No triggers or foreign-key checks while filling: a per-row trigger bumping one repository's row
+// 100,000 times in one transaction grows a chain of row versions that every update walks.
+await q('replica', `SET session_replication_role = replica`);
 await q('repositories', `
   INSERT INTO repositories (name, created_at) OVERRIDING SYSTEM VALUE
   SELECT CASE WHEN r = 0 THEN 'big/tags' ELSE 'team-' || lpad((r % 50)::text, 2, '0') || '/app-' || lpad(r::text, 4, '0') END, $1::bigint
