@@ -31,7 +31,7 @@ const SMALL = {
   repositories: 'one row per repository, by design (the console lists them all)',
   recount: 'recounts one quota namespace, only when it is new or gains repositories (not at every start)',
   gc: 'GC and lifecycle (src/gc), examined with its own work',
-  totals: "the console's storage totals (admins): counts every blob, on request only",
+  totals: "the console's storage totals (admins, on request): one pass over the blobs",
   outboxStats: 'per notification endpoint; /metrics and the admin API only',
   retention: "retention's pass over every tag of one repository, by design",
 };
