@@ -322,8 +322,10 @@ export interface MetadataStore {
   /**
    * Makes the quota namespaces exactly these: creates the new ones, adds the
    * given repositories to them (members are never removed here: a
-   * repository created by a push meanwhile joins on its own), recounts each
-   * one's usage, and drops namespaces not listed.
+   * repository created by a push meanwhile joins on its own), recounts the
+   * usage of each one that is new or gained repositories (the others are
+   * kept exact by every link and unlink: a start does no work per image), and
+   * drops namespaces not listed.
    */
   syncQuotaNamespaces(namespaces: QuotaNamespace[]): Promise<void>;
   quotaUsage(): Promise<QuotaUsage[]>;
@@ -519,7 +521,7 @@ export interface RepositorySummary {
   bytes: number;
   /** The part of `bytes` no other repository links: what deleting the repository would reclaim. */
   uniqueBytes: number;
-  /** When the repository's newest manifest was first pushed (ms); its creation when it has none. Moving a tag to an older manifest is not a push. */
+  /** When a manifest was last pushed to the repository (ms; deleted ones count too); its creation when none was. Moving a tag to an existing manifest is not a push. */
   lastPush: number;
 }
 

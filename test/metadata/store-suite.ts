@@ -736,6 +736,39 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         ]);
       });
 
+      test('repositorySummaries stay exact through tag and manifest deletes, unlinks, GC and fsck', async (s) => {
+        // The figures are counted as changes happen (not recomputed per request): each path that changes them is checked.
+        const shared = await pushBlob(s, 'a/app', 'shared-layer', T);
+        await s.mountBlob('b/app', shared.digest, 'a/app', T + 1);
+        const own = await pushBlob(s, 'a/app', 'own', T + 2);
+        const only = await pushBlob(s, 'b/app', 'b-only', T + 2);
+        const loose = await pushBlob(s, 'b/app', 'loose!', T + 2);
+        const m1 = manifest('m1', [shared.digest, own.digest]);
+        const m3 = manifest('m3', [only.digest]);
+        await s.putManifest('a/app', m1, 'v1', T + 3);
+        await s.putManifest('a/app', m1, 'v1-again', T + 4);
+        await s.putManifest('b/app', m3, 'latest', T + 5);
+        const sizes = (...names: string[]) => names.reduce((n, x) => n + x.length, 0);
+        assert.deepEqual(await s.repositorySummaries(), [
+          { name: 'a/app', tags: 2, manifests: 1, bytes: sizes('shared-layer', 'own'), uniqueBytes: sizes('own'), lastPush: T + 3 },
+          { name: 'b/app', tags: 1, manifests: 1, bytes: sizes('shared-layer', 'b-only', 'loose!'), uniqueBytes: sizes('b-only', 'loose!'), lastPush: T + 5 },
+        ]);
+        // b unlinks the shared layer: it becomes a/app's alone. A tag goes.
+        assert.equal(await s.unlinkBlob('b/app', shared.digest), true);
+        assert.equal(await s.deleteTag('a/app', 'v1-again', T + 6), true);
+        // fsck forgets a blob whose bytes are missing; GC takes a link nothing references.
+        assert.equal(await s.forgetBlob(only.digest, only.storageKey), true);
+        assert.equal((await s.claimBlobIfGarbage(loose.digest, T + 2)).linksRemoved, 1);
+        assert.deepEqual(await s.repositorySummaries(), [
+          { name: 'a/app', tags: 1, manifests: 1, bytes: sizes('shared-layer', 'own'), uniqueBytes: sizes('shared-layer', 'own'), lastPush: T + 3 },
+          { name: 'b/app', tags: 1, manifests: 1, bytes: 0, uniqueBytes: 0, lastPush: T + 5 },
+        ]);
+        // Deleting the manifest takes its tag with it; the last push stays when it was.
+        assert.equal(await s.deleteManifest('b/app', m3.digest, T + 7), true);
+        const b = (await s.repositorySummaries()).find((r) => r.name === 'b/app');
+        assert.deepEqual(b, { name: 'b/app', tags: 0, manifests: 0, bytes: 0, uniqueBytes: 0, lastPush: T + 5 });
+      });
+
       test('listTagDetails pages tags in byte order with their manifests; manifestUsage names tags and parent indexes', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         const child = manifest('child', [b.digest]);

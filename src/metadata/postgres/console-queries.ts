@@ -5,20 +5,12 @@
  * pool parses as numbers.
  */
 export const CONSOLE_SQL = {
+  // The figures the schema keeps per repository (triggers of the same
+  // transactions as the changes): one row per repository, however many
+  // tags, manifests and links it holds.
   repositorySummaries: `
-    SELECT r.name,
-      (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
-      coalesce(g.n, 0) AS manifests,
-      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-        WHERE l.repository_id = r.id) AS bytes,
-      (SELECT coalesce(sum(b.size), 0)::bigint FROM repository_blobs l JOIN blobs b ON b.digest = l.digest AND b.state = 0
-        WHERE l.repository_id = r.id
-          AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = l.digest AND o.repository_id <> r.id)) AS unique_bytes,
-      coalesce((SELECT n.created_at FROM manifests n WHERE n.id = g.last), r.created_at) AS last_push
-    FROM repositories r
-    -- One pass over the manifests index: each repository's count and newest manifest (ids only grow).
-    LEFT JOIN (SELECT repository_id, count(*) AS n, max(id) AS last FROM manifests GROUP BY repository_id) g ON g.repository_id = r.id
-    ORDER BY r.name`,
+    SELECT name, tag_count AS tags, manifest_count AS manifests, bytes, unique_bytes, coalesce(last_push, created_at) AS last_push
+    FROM repositories ORDER BY name`,
   listTagDetails: `
     SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
     FROM tags t
@@ -36,17 +28,20 @@ export const CONSOLE_SQL = {
     JOIN manifest_children c ON c.repository_id = r.id
     JOIN manifests p ON p.id = c.manifest_id
     WHERE r.name = $1 AND c.child_digest = $2 ORDER BY p.digest LIMIT 1000`,
+  // One pass over the blobs (the admin storage page): whether a blob is
+  // linked anywhere is its kept link count, not a probe of the link index.
   storageTotals: `
     SELECT
-      (SELECT count(*) FROM blobs WHERE state = 0) AS blobs,
-      (SELECT coalesce(sum(size), 0)::bigint FROM blobs WHERE state = 0) AS bytes,
-      (SELECT count(*) FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_blobs,
-      (SELECT coalesce(sum(size), 0)::bigint FROM blobs b WHERE state = 0 AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest)) AS unlinked_bytes,
-      (SELECT count(*) FROM blobs WHERE state <> 0) AS deleting_blobs,
+      count(*) FILTER (WHERE state = 0) AS blobs,
+      coalesce(sum(size) FILTER (WHERE state = 0), 0)::bigint AS bytes,
+      count(*) FILTER (WHERE state = 0 AND links = 0) AS unlinked_blobs,
+      coalesce(sum(size) FILTER (WHERE state = 0 AND links = 0), 0)::bigint AS unlinked_bytes,
+      count(*) FILTER (WHERE state <> 0) AS deleting_blobs,
       (SELECT count(*) FROM gc_blob_queue) AS queued_blobs,
       (SELECT count(*) FROM manifests WHERE untagged_at IS NOT NULL) AS untagged_manifests,
       (SELECT count(*) FROM uploads) AS uploads,
-      (SELECT coalesce(sum("offset"), 0)::bigint FROM uploads) AS upload_bytes`,
+      (SELECT coalesce(sum("offset"), 0)::bigint FROM uploads) AS upload_bytes
+    FROM blobs`,
   listRuns: `SELECT * FROM lifecycle_runs ORDER BY id DESC LIMIT $1`,
   // One statement per batch; rows in (name, digest) order so that two nodes' flushes lock them in the same order.
   recordPulls: `

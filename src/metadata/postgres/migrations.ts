@@ -288,6 +288,92 @@ export const MIGRATIONS: Migration[] = [
   DROP INDEX manifests_untagged;
   `,
   },
+  {
+    version: 8,
+    description: 'per-repository tag, manifest and byte counts kept by triggers (the console reads one row per repository)',
+    sql: `
+  -- bytes: live blobs linked to the repository; unique_bytes: those no other
+  -- repository links; last_push: when a manifest was last pushed to it.
+  ALTER TABLE repositories ADD COLUMN tag_count bigint NOT NULL DEFAULT 0,
+    ADD COLUMN manifest_count bigint NOT NULL DEFAULT 0, ADD COLUMN last_push bigint,
+    ADD COLUMN bytes bigint NOT NULL DEFAULT 0, ADD COLUMN unique_bytes bigint NOT NULL DEFAULT 0;
+  -- How many repositories link the blob: what tells unique bytes from shared ones.
+  ALTER TABLE blobs ADD COLUMN links bigint NOT NULL DEFAULT 0;
+
+  -- Counted once from what exists (the only pass over the registry; later changes are counted as they happen).
+  UPDATE blobs b SET links = n FROM (SELECT digest, count(*) AS n FROM repository_blobs GROUP BY digest) l WHERE l.digest = b.digest;
+  UPDATE repositories r SET
+    tag_count = (SELECT count(*) FROM tags t WHERE t.repository_id = r.id),
+    manifest_count = (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id),
+    last_push = (SELECT max(created_at) FROM manifests m WHERE m.repository_id = r.id),
+    bytes = (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
+             WHERE l.repository_id = r.id AND b.state = 0),
+    unique_bytes = (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
+                    WHERE l.repository_id = r.id AND b.state = 0 AND b.links = 1);
+
+  CREATE FUNCTION berth_count_tags() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      UPDATE repositories SET tag_count = tag_count - 1 WHERE id = OLD.repository_id;
+    ELSE
+      UPDATE repositories SET tag_count = tag_count + 1 WHERE id = NEW.repository_id;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER repository_stats_tags AFTER INSERT OR DELETE ON tags FOR EACH ROW EXECUTE FUNCTION berth_count_tags();
+
+  CREATE FUNCTION berth_count_manifests() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      UPDATE repositories SET manifest_count = manifest_count - 1 WHERE id = OLD.repository_id;
+    ELSE
+      UPDATE repositories SET manifest_count = manifest_count + 1, last_push = greatest(last_push, NEW.created_at)
+      WHERE id = NEW.repository_id;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER repository_stats_manifests AFTER INSERT OR DELETE ON manifests FOR EACH ROW EXECUTE FUNCTION berth_count_manifests();
+
+  -- A link adds the blob to the repository's bytes; its first link makes it
+  -- unique there, its second takes it from the other repository's unique
+  -- bytes (and the reverse on unlink). Every path that links or unlinks holds
+  -- the blob's row lock already, so the link count is exact.
+  CREATE FUNCTION berth_count_links() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  DECLARE sz bigint; n bigint; repo bigint; d text;
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      repo := OLD.repository_id; d := OLD.digest;
+      -- No blob row: fsck forgot the blob, and its trigger counted it out.
+      UPDATE blobs SET links = links - 1 WHERE digest = d RETURNING size, links INTO sz, n;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      UPDATE repositories SET bytes = bytes - sz, unique_bytes = unique_bytes - CASE WHEN n = 0 THEN sz ELSE 0 END WHERE id = repo;
+      IF n = 1 THEN
+        UPDATE repositories SET unique_bytes = unique_bytes + sz
+        WHERE id = (SELECT repository_id FROM repository_blobs WHERE digest = d LIMIT 1);
+      END IF;
+    ELSE
+      repo := NEW.repository_id; d := NEW.digest;
+      UPDATE blobs SET links = links + 1 WHERE digest = d RETURNING size, links INTO sz, n;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      UPDATE repositories SET bytes = bytes + sz, unique_bytes = unique_bytes + CASE WHEN n = 1 THEN sz ELSE 0 END WHERE id = repo;
+      IF n = 2 THEN
+        UPDATE repositories SET unique_bytes = unique_bytes - sz
+        WHERE id = (SELECT repository_id FROM repository_blobs WHERE digest = d AND repository_id <> repo LIMIT 1);
+      END IF;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER repository_stats_links AFTER INSERT OR DELETE ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_count_links();
+
+  CREATE FUNCTION berth_count_forgotten_blob() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    UPDATE repositories SET bytes = bytes - OLD.size, unique_bytes = unique_bytes - CASE WHEN OLD.links = 1 THEN OLD.size ELSE 0 END
+    WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = OLD.digest);
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER repository_stats_blobs AFTER DELETE ON blobs FOR EACH ROW WHEN (OLD.links > 0) EXECUTE FUNCTION berth_count_forgotten_blob();
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -25,7 +25,7 @@ const DB_NOW = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 /** The first key of the repositories' event locks (the second is the name's hash). */
 const EVENT_LOCK = 0x65766e74; // "evnt"
 
-const SQL = {
+export const SQL = {
   anyPending: `SELECT 1 FROM event_outbox WHERE endpoint = $1 AND state = ${PENDING} LIMIT 1`,
   tagsOf: `SELECT name FROM tags WHERE manifest_id = $1 ORDER BY name COLLATE "C"`,
   repositoryLock: `SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext($1))`,

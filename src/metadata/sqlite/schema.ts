@@ -235,4 +235,74 @@ export const MIGRATIONS: string[] = [
   -- at the start of every pass: without an index that was a scan of every blob.
   CREATE INDEX blobs_deleting ON blobs(digest) WHERE state = 1;
   `,
+  `
+  -- Per-repository figures for the console (src/console/), kept by the triggers
+  -- below in the transaction of every change, so that listing repositories
+  -- reads one row each instead of every tag, manifest and link in the registry.
+  -- bytes: live blobs linked to the repository; unique_bytes: those no other
+  -- repository links; last_push: when a manifest was last pushed to it.
+  ALTER TABLE repositories ADD COLUMN tag_count INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE repositories ADD COLUMN manifest_count INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE repositories ADD COLUMN last_push INTEGER;
+  ALTER TABLE repositories ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE repositories ADD COLUMN unique_bytes INTEGER NOT NULL DEFAULT 0;
+  -- How many repositories link the blob: what tells unique bytes from shared ones.
+  ALTER TABLE blobs ADD COLUMN links INTEGER NOT NULL DEFAULT 0;
+
+  -- Counted once from what exists (the only pass over the registry; later changes are counted as they happen).
+  UPDATE blobs SET links = (SELECT count(*) FROM repository_blobs l WHERE l.digest = blobs.digest);
+  UPDATE repositories SET
+    tag_count = (SELECT count(*) FROM tags t WHERE t.repository_id = repositories.id),
+    manifest_count = (SELECT count(*) FROM manifests m WHERE m.repository_id = repositories.id),
+    last_push = (SELECT max(created_at) FROM manifests m WHERE m.repository_id = repositories.id),
+    bytes = (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
+             WHERE l.repository_id = repositories.id AND b.state = 0),
+    unique_bytes = (SELECT coalesce(sum(b.size), 0) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest
+                    WHERE l.repository_id = repositories.id AND b.state = 0 AND b.links = 1);
+
+  CREATE TRIGGER repository_stats_tag_added AFTER INSERT ON tags BEGIN
+    UPDATE repositories SET tag_count = tag_count + 1 WHERE id = NEW.repository_id;
+  END;
+  CREATE TRIGGER repository_stats_tag_removed AFTER DELETE ON tags BEGIN
+    UPDATE repositories SET tag_count = tag_count - 1 WHERE id = OLD.repository_id;
+  END;
+  CREATE TRIGGER repository_stats_manifest_added AFTER INSERT ON manifests BEGIN
+    UPDATE repositories SET manifest_count = manifest_count + 1, last_push = max(coalesce(last_push, 0), NEW.created_at)
+    WHERE id = NEW.repository_id;
+  END;
+  CREATE TRIGGER repository_stats_manifest_removed AFTER DELETE ON manifests BEGIN
+    UPDATE repositories SET manifest_count = manifest_count - 1 WHERE id = OLD.repository_id;
+  END;
+  -- A link adds the blob to the repository's bytes; its first link makes it
+  -- unique there, its second takes it from the other repository's unique bytes.
+  CREATE TRIGGER repository_stats_link_added AFTER INSERT ON repository_blobs
+  WHEN EXISTS (SELECT 1 FROM blobs WHERE digest = NEW.digest)
+  BEGIN
+    UPDATE blobs SET links = links + 1 WHERE digest = NEW.digest;
+    UPDATE repositories SET
+      bytes = bytes + (SELECT size FROM blobs WHERE digest = NEW.digest),
+      unique_bytes = unique_bytes + (SELECT CASE WHEN links = 1 THEN size ELSE 0 END FROM blobs WHERE digest = NEW.digest)
+    WHERE id = NEW.repository_id;
+    UPDATE repositories SET unique_bytes = unique_bytes - (SELECT size FROM blobs WHERE digest = NEW.digest)
+    WHERE (SELECT links FROM blobs WHERE digest = NEW.digest) = 2
+      AND id = (SELECT repository_id FROM repository_blobs WHERE digest = NEW.digest AND repository_id <> NEW.repository_id);
+  END;
+  -- The reverse; a link removed after its blob row (fsck forgetting a blob) was counted out with the blob.
+  CREATE TRIGGER repository_stats_link_removed AFTER DELETE ON repository_blobs
+  WHEN EXISTS (SELECT 1 FROM blobs WHERE digest = OLD.digest)
+  BEGIN
+    UPDATE blobs SET links = links - 1 WHERE digest = OLD.digest;
+    UPDATE repositories SET
+      bytes = bytes - (SELECT size FROM blobs WHERE digest = OLD.digest),
+      unique_bytes = unique_bytes - (SELECT CASE WHEN links = 0 THEN size ELSE 0 END FROM blobs WHERE digest = OLD.digest)
+    WHERE id = OLD.repository_id;
+    UPDATE repositories SET unique_bytes = unique_bytes + (SELECT size FROM blobs WHERE digest = OLD.digest)
+    WHERE (SELECT links FROM blobs WHERE digest = OLD.digest) = 1
+      AND id = (SELECT repository_id FROM repository_blobs WHERE digest = OLD.digest);
+  END;
+  CREATE TRIGGER repository_stats_blob_removed AFTER DELETE ON blobs WHEN OLD.links > 0 BEGIN
+    UPDATE repositories SET bytes = bytes - OLD.size, unique_bytes = unique_bytes - CASE WHEN OLD.links = 1 THEN OLD.size ELSE 0 END
+    WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = OLD.digest);
+  END;
+  `,
 ];

@@ -476,9 +476,13 @@ export class SqliteMetadataStore implements MetadataStore {
         const keep = new Set(namespaces.map((n) => n.name));
         for (const name of this.stmt.quotaNamespaceNames.all() as string[]) if (!keep.has(name)) this.stmt.deleteQuotaNamespace.run(name);
         for (const n of namespaces) {
-          this.stmt.insertQuotaNamespace.run(n.name);
-          for (const repository of n.repositories) this.stmt.insertQuotaMemberByName.run(n.name, repository);
-          this.recountQuota(n.name);
+          const created = this.stmt.insertQuotaNamespace.run(n.name).changes > 0;
+          let joined = 0;
+          for (const repository of n.repositories) joined += this.stmt.insertQuotaMemberByName.run(n.name, repository).changes;
+          // The triggers keep a namespace's usage exact from then on: only a
+          // new one, or one that gained repositories (with their links), is
+          // counted again, so a start costs nothing per image stored.
+          if (created || joined > 0) this.recountQuota(n.name);
         }
       });
   }
