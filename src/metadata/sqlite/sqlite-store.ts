@@ -80,6 +80,11 @@ export class SqliteMetadataStore implements MetadataStore {
   private walSync: Promise<void> | undefined;
   private walSyncNext: Promise<void> | undefined;
 
+  /** Whether a read snapshot is open on the connection (see read()). */
+  private reading = false;
+  private readonly beginRead: Database.Statement;
+  private readonly endReadStmt: Database.Statement;
+
   /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
   private readonly outbox: SqliteOutbox | undefined;
 
@@ -110,21 +115,23 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma('busy_timeout = 10000');
     migrate(this.db);
     this.stmt = prepareStatements(this.db);
+    this.beginRead = this.db.prepare('BEGIN DEFERRED');
+    this.endReadStmt = this.db.prepare('COMMIT');
     this.outbox = options.outbox && options.outbox.endpoints.length > 0 ? new SqliteOutbox(this.db, options.outbox) : undefined;
   }
 
   // Blobs --------------------------------------------------------------------
 
   async findBlob(repository: string, digest: string): Promise<BlobRecord | undefined> {
-    return toBlob(this.stmt.findBlobInRepo.get(repository, digest) as Row | undefined);
+    return toBlob(this.read(() => this.stmt.findBlobInRepo.get(repository, digest)) as Row | undefined);
   }
 
   async findAnyBlob(digest: string): Promise<BlobRecord | undefined> {
-    return toBlob(this.stmt.findBlob.get(digest) as Row | undefined);
+    return toBlob(this.read(() => this.stmt.findBlob.get(digest)) as Row | undefined);
   }
 
   async statBlob(repository: string, digest: string, now: number, touchInterval: number): Promise<BlobRecord | undefined> {
-    const read = this.stmt.statBlob.get(repository, digest) as Row | undefined;
+    const read = this.read(() => this.stmt.statBlob.get(repository, digest)) as Row | undefined;
     if (!read) return undefined;
     // Safe to answer from the read: GC claims a blob or removes a link only
     // when it was last seen at or before now - grace - touchInterval, and
@@ -160,7 +167,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async blobRepositories(digest: string, limit: number): Promise<string[]> {
-    return this.stmt.blobRepositories.all(digest, limit) as string[];
+    return this.read(() => this.stmt.blobRepositories.all(digest, limit)) as string[];
   }
 
   async unlinkBlob(repository: string, digest: string, ev?: EventContext): Promise<boolean> {
@@ -182,7 +189,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async findUpload(id: string): Promise<UploadRecord | undefined> {
-    return toUpload(this.stmt.findUpload.get(id) as Row | undefined);
+    return toUpload(this.read(() => this.stmt.findUpload.get(id)) as Row | undefined);
   }
 
   async advanceUpload(id: string, from: number, to: number, now: number, hashState?: Buffer): Promise<boolean> {
@@ -240,15 +247,15 @@ export class SqliteMetadataStore implements MetadataStore {
   // Manifests and tags -------------------------------------------------------
 
   async findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
-    return toManifest(this.stmt.findManifestByDigest.get(repository, digest) as Row | undefined);
+    return toManifest(this.read(() => this.stmt.findManifestByDigest.get(repository, digest)) as Row | undefined);
   }
 
   async findManifestByTag(repository: string, tag: string): Promise<ManifestRecord | undefined> {
-    return toManifest(this.stmt.findManifestByTag.get(repository, tag) as Row | undefined);
+    return toManifest(this.read(() => this.stmt.findManifestByTag.get(repository, tag)) as Row | undefined);
   }
 
   async statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined> {
-    const read = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+    const read = this.read(() => this.stmt.manifestForStat.get(repository, digest)) as Row | undefined;
     // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
     if (!read || read.untagged_at === null || !renewalDue(read.untagged_at as number, now, touchInterval)) return toManifest(read);
     await pausePoint('stat-after-read');
@@ -338,23 +345,23 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
-    return this.stmt.repositoryId.get(repository) !== undefined;
+    return this.read(() => this.stmt.repositoryId.get(repository)) !== undefined;
   }
 
   async tagsVersion(repository: string): Promise<string | undefined> {
-    return this.stmt.tagsVersion.get(repository) as string | undefined;
+    return this.read(() => this.stmt.tagsVersion.get(repository)) as string | undefined;
   }
 
   async listTags(repository: string, last: string | undefined, limit: number): Promise<Page> {
-    return page(this.stmt.listTags.all(repository, last ?? '', limit + 1) as string[], limit);
+    return page(this.read(() => this.stmt.listTags.all(repository, last ?? '', limit + 1)) as string[], limit);
   }
 
   async listRepositories(last: string | undefined, limit: number): Promise<Page> {
-    return page(this.stmt.listRepositories.all(last ?? '', limit + 1) as string[], limit);
+    return page(this.read(() => this.stmt.listRepositories.all(last ?? '', limit + 1)) as string[], limit);
   }
 
   async listReferrers(repository: string, subject: string, artifactType: string | undefined): Promise<ReferrerDescriptor[]> {
-    return toReferrers(this.stmt.listReferrers.all(repository, subject) as Row[], artifactType);
+    return toReferrers(this.read(() => this.stmt.listReferrers.all(repository, subject)) as Row[], artifactType);
   }
 
   // Lifecycle ----------------------------------------------------------------
@@ -458,7 +465,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async uploadExists(id: string): Promise<boolean> {
-    return this.stmt.findUpload.get(id) !== undefined;
+    return this.read(() => this.stmt.findUpload.get(id)) !== undefined;
   }
 
   async forgetBlob(digest: string, storageKey: string): Promise<boolean> {
@@ -640,6 +647,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // Let pending writes settle first: close() must not strand a group commit.
     while (this.queue.length > 0) await new Promise((r) => setImmediate(r));
     await (await this.walHandle?.catch(() => undefined))?.close();
+    this.endRead();
     this.db.close();
   }
 
@@ -662,7 +670,40 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  /**
+   * Runs a request's read inside the read snapshot of the current event-loop
+   * turn. In WAL mode a statement outside a transaction takes and drops the
+   * WAL read lock itself (two fcntl calls and a check of the WAL index):
+   * about 16 µs against 3 µs inside a transaction, measured with
+   * better-sqlite3 on this machine, and most of a HEAD's database time. So
+   * the first read of a turn opens a deferred transaction and the turn's
+   * end (setImmediate) closes it; every read of the requests handled in
+   * that turn shares it. This answers from a snapshot taken after each of
+   * those requests arrived, so nothing is said about a state older than
+   * the request (a GC claim committed before it is seen; one committed
+   * after is the ordinary race invariant 1 already covers: a HEAD's "exists"
+   * rests on last_seen, which the snapshot reads as the writer left it).
+   * Writes never run inside it: flush() closes it before BEGIN IMMEDIATE, so
+   * a write is never a read transaction upgraded from a stale snapshot, and
+   * reads after a commit open a fresh one that sees it.
+   */
+  private read<T>(statement: () => T): T {
+    if (!this.db.inTransaction) {
+      this.beginRead.run();
+      this.reading = true;
+      setImmediate(this.endRead);
+    }
+    return statement();
+  }
+
+  private readonly endRead = (): void => {
+    if (!this.reading) return;
+    this.reading = false;
+    if (this.db.inTransaction) this.endReadStmt.run();
+  };
+
   private flush(): void {
+    this.endRead();
     const batch = this.queue;
     this.queue = [];
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
