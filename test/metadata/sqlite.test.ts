@@ -1,6 +1,6 @@
 /** The shared MetadataStore suite against the embedded SQLite store (a temporary database file per test). */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -89,6 +89,32 @@ describe('SQLite store durability of its files (invariant 8)', () => {
       const digest = `sha256:${'ab'.repeat(32)}`;
       await store.commitBlob(undefined, 'a/app', { digest, size: 1, storageKey: 'k1' }, 1);
       assert.deepEqual(synced, [dir]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('GC dry run (SQLite on disk)', () => {
+  it('works on a copy in a file, not in memory, takes no write lock, and leaves nothing behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-dry-run-'));
+    const store = new SqliteMetadataStore(join(dir, 'metadata.db'));
+    try {
+      const digest = `sha256:${'a'.repeat(64)}`;
+      await store.commitBlob(undefined, 'app', { digest, size: 3, storageKey: 'k1' }, Date.now());
+      // A copy in memory would cost the whole database in RAM (a dry run on a 1M-image registry).
+      store.db.serialize = () => {
+        throw new Error('dry run serialized the database into memory');
+      };
+      const seen = await store.dryRun(async (view) => {
+        // The live store still takes writes while the dry run holds its copy.
+        await store.commitBlob(undefined, 'app', { digest: `sha256:${'b'.repeat(64)}`, size: 4, storageKey: 'k2' }, Date.now());
+        assert.equal((await view.findAnyBlob(`sha256:${'b'.repeat(64)}`)), undefined);
+        return view.findAnyBlob(digest);
+      });
+      assert.equal(seen?.storageKey, 'k1');
+      assert.deepEqual(readdirSync(dir).filter((f) => f.includes('dry-run')), []);
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -7,7 +7,8 @@
  * Concurrent writes share one transaction and one fsync (group commit).
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pausePoint } from '../../pause-points.js';
@@ -44,6 +45,7 @@ import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
+import { snapshotInto } from './snapshot.js';
 import { systemNow } from '../../clock.js';
 import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
@@ -54,6 +56,8 @@ const LIVE = 0;
 export interface SqliteStoreOptions {
   /** Endpoints events are written for (src/events/); none: no event rows at all. */
   outbox?: OutboxOptions;
+  /** A throwaway copy (a dry run's): commits are never synced to disk. */
+  scratch?: boolean;
 }
 
 interface PendingWrite {
@@ -74,6 +78,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Pending writes of the current group commit (see write()). */
   private queue: PendingWrite[] = [];
+  /** The database file; undefined for an in-memory database. */
+  private readonly file: string | undefined;
   private readonly walFile: string | undefined;
   private walHandle: Promise<FileHandle> | undefined;
   /** The WAL sync in flight, and the one that will follow it (see syncWal). */
@@ -110,7 +116,10 @@ export class SqliteMetadataStore implements MetadataStore {
     // SQLite's own default of 2 MB, 3,000 small-image pushes left the server
     // at 91 instead of 111 MiB, at the same images/s (interleaved A/B).
     this.db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
-    this.walFile = typeof file === 'string' && file !== ':memory:' ? `${file}-wal` : undefined;
+    this.file = typeof file === 'string' && file !== ':memory:' ? file : undefined;
+    // A scratch copy's commits need no sync: there is no walFile to sync.
+    this.walFile = this.file !== undefined && !options.scratch ? `${file}-wal` : undefined;
+    if (options.scratch) this.db.pragma('synchronous = OFF');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 10000');
     migrate(this.db);
@@ -580,8 +589,26 @@ export class SqliteMetadataStore implements MetadataStore {
   private adminOutbox: SqliteOutbox | undefined;
 
   async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
-    // An in-memory copy of a consistent snapshot: the dry run takes no write
-    // lock, so it never stalls the server, and whatever it changes is thrown away.
+    // A copy of a consistent snapshot, thrown away at the end: the dry run
+    // takes no write lock, so it never stalls the server. A database on
+    // disk is copied to a file beside it (memory stays flat however large
+    // the registry; see snapshot.ts); an in-memory one, in memory.
+    if (this.file === undefined) return this.dryRunInMemory(fn);
+    const copy = `${this.file}.dry-run-${process.pid}-${randomUUID().slice(0, 8)}`;
+    try {
+      await snapshotInto(this.file, copy);
+      const view = new SqliteMetadataStore(copy, { scratch: true });
+      try {
+        return await fn(view);
+      } finally {
+        await view.close();
+      }
+    } finally {
+      for (const f of [copy, `${copy}-wal`, `${copy}-shm`]) rmSync(f, { force: true });
+    }
+  }
+
+  private async dryRunInMemory<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
     const image = this.db.serialize();
     // Header bytes 18-19 say "WAL"; an in-memory database must read as rollback-journal.
     image[18] = 1;
