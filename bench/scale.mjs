@@ -105,7 +105,7 @@ async function dataset() {
 let lastLine = 0;
 function progress(what, images, started) {
   const s = (Date.now() - started) / 1000;
-  if (Date.now() - lastLine < 1000) return;
+  if (Date.now() - lastLine < 5000) return;
   lastLine = Date.now();
   log(`${what}  (${images} images in ${s.toFixed(0)} s, ${(images / s).toFixed(0)} images/s)`);
 }

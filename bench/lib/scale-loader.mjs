@@ -92,6 +92,10 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
   const started = Date.now();
   const startImages = state.images;
   let imagesSeconds = 0;
+  // Within a chunk too: the images whose manifest is in (state.json moves per chunk).
+  const ticker = setInterval(() => {
+    if (state.images < images) progress?.(`images ~${state.images + loader.counts.inChunk}/${images}`, state.images + loader.counts.inChunk - startImages, started);
+  }, 10_000);
   try {
     // Images first: the shared pool's blobs are committed by images 0..POOL-1
     // (in their repositories), so those go alone before any image mounts them.
@@ -132,11 +136,12 @@ export async function load({ repoRoot, dir, images, bigRepos, bigTags, concurren
       }
     }
   } finally {
+    clearInterval(ticker);
     await metadata.close();
   }
   const seconds = (Date.now() - started) / 1000;
   const loaded = state.images - startImages;
-  return { images: loaded, seconds, imagesSeconds, rate: imagesSeconds > 0 ? loaded / imagesSeconds : NaN, loader: { ...loader.counts, seconds: Object.fromEntries(Object.entries(loader.seconds).map(([k, v]) => [k, Number(v.toFixed(1))])) } };
+  return { images: loaded, seconds, imagesSeconds, rate: imagesSeconds > 0 ? loaded / imagesSeconds : NaN, loader: { written: loader.counts.written, mounted: loader.counts.mounted, manifests: loader.counts.manifests, seconds: Object.fromEntries(Object.entries(loader.seconds).map(([k, v]) => [k, Number(v.toFixed(1))])) } };
 }
 
 class Loader {
@@ -146,7 +151,7 @@ class Loader {
     this.dataDir = dataDir;
     this.durability = durability;
     this.dirs = new Set();
-    this.counts = { written: 0, mounted: 0, manifests: 0 };
+    this.counts = { written: 0, mounted: 0, manifests: 0, inChunk: 0 };
     /** Seconds spent writing bytes, syncing, and in metadata operations (chunk durability). */
     this.seconds = {};
   }
@@ -172,7 +177,12 @@ class Loader {
       await syncFileSystem(this.dataDir);
       lap('sync');
     }
-    await pool(chunk.length, concurrency, (k) => this.image(chunk[k], careful));
+    this.counts.inChunk = 0;
+    await pool(chunk.length, concurrency, async (k) => {
+      await this.image(chunk[k], careful);
+      this.counts.inChunk++;
+    });
+    this.counts.inChunk = 0;
     lap('metadata');
   }
 

@@ -319,7 +319,7 @@ export function table(results) {
     ['fsck --quick: peak RSS (MiB)', (r) => f0(r.fsck?.peakRssMiB)],
     ['load average (1 min) at start', (r) => r.loadavg.toFixed(1)],
   );
-  const head = `| figure | ${results.map((r) => `${r.store} ${size(r.images)}`).join(' | ')} |`;
+  const head = `| figure | ${results.map((r) => r.label ?? `${r.store} ${size(r.images)}`).join(' | ')} |`;
   const sep = `|---|${results.map(() => '---:').join('|')}|`;
   return [head, sep, ...rows.map(([label, f]) => `| ${label} | ${results.map(f).join(' | ')} |`)].join('\n');
 }
