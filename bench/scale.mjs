@@ -43,6 +43,8 @@ const HELP = `usage: node bench/scale.mjs <load|measure|run> [options]
   --duration S              seconds per read workload (default 10)
   --push-images P           images pushed through the API for the push rate and then
                             deleted for the steady-state GC figure (default 1000)
+  --skip-gc                 no grace-0 GC passes (first pass, steady state): they look at
+                            every loaded blob once, many minutes at 1M
   --json FILE               also write the JSON results to FILE
   -h, --help
 `;
@@ -61,6 +63,7 @@ const { values: opt, positionals } = parseArgs({
     durability: { type: 'string', default: 'chunk' },
     duration: { type: 'string', default: '10' },
     'push-images': { type: 'string', default: '1000' },
+    'skip-gc': { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },

@@ -37,6 +37,44 @@ if (unavailable && process.env.CI === 'true') {
     };
   });
 
+  describe('PostgreSQL console figures', () => {
+    it('links into two repositories that share blobs, in opposite orders, neither wait on each other nor deadlock', async () => {
+      // The per-repository figures used to be kept by updating the other
+      // repository's row when a blob became shared: two pushes linking each
+      // other's blobs locked the two rows in opposite orders (a deadlock,
+      // found by PostgreSQL after a second of waiting).
+      const db = await createTestDatabase();
+      databases.push(db);
+      const store = await PostgresMetadataStore.open(db.url, { poolSize: 2 });
+      const [c0, c1, c2] = [new pg.Client(db.url), new pg.Client(db.url), new pg.Client(db.url)];
+      await Promise.all([c0.connect(), c1.connect(), c2.connect()]);
+      try {
+        const ids = (await c0.query(`INSERT INTO repositories (name, created_at) VALUES ('a', 0), ('b', 0) RETURNING id`)).rows.map((r) => r.id as number);
+        const [a, b] = ids as [number, number];
+        const sizes: Record<string, number> = { x: 1, y: 10, w: 100, z: 1000 };
+        for (const [d, size] of Object.entries(sizes)) await c0.query(`INSERT INTO blobs (digest, size, storage_key, last_seen) VALUES ($1, $2, $1, 0)`, [d, size]);
+        await c0.query(`INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, 'x', 0), ($2, 'y', 0)`, [b, a]);
+        await c1.query('BEGIN');
+        await c2.query('BEGIN');
+        await c1.query(`INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, 'w', 0)`, [a]);
+        await c2.query(`INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, 'z', 0)`, [b]);
+        await c1.query(`SET lock_timeout = '300ms'`);
+        await c2.query(`SET lock_timeout = '300ms'`);
+        await Promise.all([
+          c1.query(`INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, 'x', 0)`, [a]),
+          c2.query(`INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ($1, 'y', 0)`, [b]),
+        ]);
+        await c1.query('COMMIT');
+        await c2.query('COMMIT');
+        const figures = Object.fromEntries((await store.repositorySummaries()).map((r) => [r.name, [r.bytes, r.uniqueBytes]]));
+        assert.deepEqual(figures, { a: [111, 100], b: [1011, 1000] });
+      } finally {
+        await Promise.all([c0.end(), c1.end(), c2.end()]);
+        await store.close();
+      }
+    });
+  });
+
   describe('PostgreSQL schema migrations', () => {
     it('nodes starting at once on an empty database migrate it exactly once', async () => {
       const db = await createTestDatabase();

@@ -8,9 +8,16 @@ export const CONSOLE_SQL = {
   // The figures the schema keeps per repository (triggers of the same
   // transactions as the changes): one row per repository, however many
   // tags, manifests and links it holds.
+  // Plus the deltas appended since GC last folded them in (see migration 9).
   repositorySummaries: `
-    SELECT name, tag_count AS tags, manifest_count AS manifests, bytes, unique_bytes, coalesce(last_push, created_at) AS last_push
-    FROM repositories ORDER BY name`,
+    SELECT r.name, r.tag_count + coalesce(d.tags, 0) AS tags, r.manifest_count + coalesce(d.manifests, 0) AS manifests,
+      r.bytes + coalesce(d.bytes, 0) AS bytes, r.unique_bytes + coalesce(d.unique_bytes, 0) AS unique_bytes,
+      coalesce(greatest(r.last_push, d.last_push), r.created_at) AS last_push
+    FROM repositories r
+    LEFT JOIN (SELECT repository_id, sum(tags)::bigint AS tags, sum(manifests)::bigint AS manifests, max(last_push) AS last_push,
+                 sum(bytes)::bigint AS bytes, sum(unique_bytes)::bigint AS unique_bytes
+               FROM repository_stat_deltas GROUP BY repository_id) d ON d.repository_id = r.id
+    ORDER BY r.name`,
   listTagDetails: `
     SELECT t.name AS tag, t.updated_at, m.digest, m.media_type, m.artifact_type, m.size, m.body, m.created_at
     FROM tags t

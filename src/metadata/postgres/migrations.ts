@@ -374,6 +374,83 @@ export const MIGRATIONS: Migration[] = [
   CREATE TRIGGER repository_stats_blobs AFTER DELETE ON blobs FOR EACH ROW WHEN (OLD.links > 0) EXECUTE FUNCTION berth_count_forgotten_blob();
   `,
   },
+  {
+    version: 9,
+    description: 'per-repository figures kept as delta rows (no lock on repository rows from pushes)',
+    sql: `
+  -- Version 8's triggers updated repository rows, the other repository's too
+  -- when a blob became shared or unique again: two pushes linking each
+  -- other's blobs locked two rows in opposite orders and deadlocked (a
+  -- second of waiting, then an error and a retry). Changes now append a
+  -- delta row, which takes no lock anyone else waits for; the console adds
+  -- the deltas to the repository's row, and GC folds them in at the end of
+  -- a pass (foldRepositoryStats), one folder at a time.
+  CREATE TABLE repository_stat_deltas (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    repository_id  bigint NOT NULL,
+    tags           bigint NOT NULL DEFAULT 0,
+    manifests      bigint NOT NULL DEFAULT 0,
+    last_push      bigint,
+    bytes          bigint NOT NULL DEFAULT 0,
+    unique_bytes   bigint NOT NULL DEFAULT 0
+  );
+  CREATE INDEX repository_stat_deltas_by_repository ON repository_stat_deltas(repository_id);
+
+  CREATE OR REPLACE FUNCTION berth_count_tags() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO repository_stat_deltas (repository_id, tags) VALUES (OLD.repository_id, -1);
+    ELSE
+      INSERT INTO repository_stat_deltas (repository_id, tags) VALUES (NEW.repository_id, 1);
+    END IF;
+    RETURN NULL;
+  END $fn$;
+
+  CREATE OR REPLACE FUNCTION berth_count_manifests() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO repository_stat_deltas (repository_id, manifests) VALUES (OLD.repository_id, -1);
+    ELSE
+      INSERT INTO repository_stat_deltas (repository_id, manifests, last_push) VALUES (NEW.repository_id, 1, NEW.created_at);
+    END IF;
+    RETURN NULL;
+  END $fn$;
+
+  -- The blob's link count stays on its row: every path that links or
+  -- unlinks holds that row's lock already, so the count is exact.
+  CREATE OR REPLACE FUNCTION berth_count_links() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  DECLARE sz bigint; n bigint; repo bigint; d text;
+  BEGIN
+    IF TG_OP = 'DELETE' THEN
+      repo := OLD.repository_id; d := OLD.digest;
+      UPDATE blobs SET links = links - 1 WHERE digest = d RETURNING size, links INTO sz, n;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      INSERT INTO repository_stat_deltas (repository_id, bytes, unique_bytes) VALUES (repo, -sz, CASE WHEN n = 0 THEN -sz ELSE 0 END);
+      IF n = 1 THEN
+        INSERT INTO repository_stat_deltas (repository_id, unique_bytes)
+        SELECT repository_id, sz FROM repository_blobs WHERE digest = d LIMIT 1;
+      END IF;
+    ELSE
+      repo := NEW.repository_id; d := NEW.digest;
+      UPDATE blobs SET links = links + 1 WHERE digest = d RETURNING size, links INTO sz, n;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      INSERT INTO repository_stat_deltas (repository_id, bytes, unique_bytes) VALUES (repo, sz, CASE WHEN n = 1 THEN sz ELSE 0 END);
+      IF n = 2 THEN
+        INSERT INTO repository_stat_deltas (repository_id, unique_bytes)
+        SELECT repository_id, -sz FROM repository_blobs WHERE digest = d AND repository_id <> repo LIMIT 1;
+      END IF;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+
+  CREATE OR REPLACE FUNCTION berth_count_forgotten_blob() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    INSERT INTO repository_stat_deltas (repository_id, bytes, unique_bytes)
+    SELECT repository_id, -OLD.size, CASE WHEN OLD.links = 1 THEN -OLD.size ELSE 0 END FROM repository_blobs WHERE digest = OLD.digest;
+    RETURN NULL;
+  END $fn$;
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

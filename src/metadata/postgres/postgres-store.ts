@@ -424,6 +424,16 @@ export const SQL = {
     WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)
     FOR UPDATE SKIP LOCKED`,
+  // One folder at a time (a transaction-scoped advisory lock, skipped when
+  // taken): two folds would lock repository rows in opposite orders.
+  foldLock: `SELECT pg_try_advisory_xact_lock(7362291) AS locked`,
+  foldRepositoryStats: `
+    WITH moved AS (DELETE FROM repository_stat_deltas RETURNING *),
+    sums AS (SELECT repository_id, sum(tags) AS tags, sum(manifests) AS manifests, max(last_push) AS last_push,
+               sum(bytes) AS bytes, sum(unique_bytes) AS unique_bytes FROM moved GROUP BY repository_id)
+    UPDATE repositories r SET tag_count = r.tag_count + s.tags, manifest_count = r.manifest_count + s.manifests,
+      last_push = greatest(r.last_push, s.last_push), bytes = r.bytes + s.bytes, unique_bytes = r.unique_bytes + s.unique_bytes
+    FROM sums s WHERE r.id = s.repository_id`,
   deleteEmptyRepositories: `
     DELETE FROM repositories r WHERE r.id = ANY($1::bigint[])
       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
@@ -1023,6 +1033,11 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async deleteEmptyRepositories(): Promise<number> {
+    // GC's last step: fold the per-repository figure deltas first (migration
+    // 9), so that those of a repository about to be removed go with it.
+    await this.db.tx(async (x) => {
+      if ((await x.q('foldLock')).rows[0]!.locked) await x.q('foldRepositoryStats');
+    });
     return this.db.tx(async (x) => {
       // Lock first, re-check after: a writer that linked something into the
       // repository committed before our lock (and the check sees it), or
