@@ -282,6 +282,11 @@ const f0 = (x) => (x === undefined || Number.isNaN(x) ? '–' : Math.round(x).to
 const gcs = (g) => (g ? `${f1(g.seconds)} (${g.report ? f1(g.report.durationMs / 1000) : '–'})` : '–');
 const size = (n) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n));
 
+/** Candidates a GC pass looked at (reports of older Berths have no count). */
+const examinedCount = (g) => (g?.report?.blobsExamined === undefined ? undefined : g.report.manifestsExamined + g.report.blobsExamined);
+const examined = (g) => f0(examinedCount(g));
+const perCandidate = (g) => (examinedCount(g) ? f1((g.report.durationMs * 1000) / examinedCount(g)) : '–');
+
 /** Markdown: one row per figure, one column per measured dataset. */
 export function table(results) {
   const rows = [
@@ -314,11 +319,16 @@ export function table(results) {
     ['GC first pass, default grace (s)', (r) => gcs(r.gc?.firstDefaultGrace)],
     ['GC first pass, grace 0, dry run (s)', (r) => gcs(r.gc?.firstDryRun)],
     ['GC first pass, grace 0 (s)', (r) => gcs(r.gc?.first)],
+    ['GC first pass, grace 0: candidates examined (manifests + blobs)', (r) => examined(r.gc?.first)],
+    ['GC first pass, grace 0: µs per candidate examined', (r) => perCandidate(r.gc?.first)],
+    ['GC first pass, dry run: snapshot copy (s)', (r) => f1(r.gc?.firstDryRun?.report?.phasesMs?.snapshot / 1000)],
     ['GC first pass, grace 0: peak RSS (MiB)', (r) => f0(r.gc?.first?.peakRssMiB)],
     ['GC first pass, dry run: peak RSS (MiB)', (r) => f0(r.gc?.firstDryRun?.peakRssMiB)],
     ['GC steady state, deleted images (--push-images)', (r) => f0(r.push?.images)],
     ['GC steady state, those deleted images, dry run (s)', (r) => gcs(r.gc?.steadyDryRun)],
     ['GC steady state, those deleted images (s)', (r) => gcs(r.gc?.steady)],
+    ['GC steady state: candidates examined (manifests + blobs)', (r) => examined(r.gc?.steady)],
+    ['GC steady state, dry run: snapshot copy (s)', (r) => f1(r.gc?.steadyDryRun?.report?.phasesMs?.snapshot / 1000)],
     ['GC steady state: blobs deleted', (r) => f0(r.gc?.steady?.report?.blobsDeleted)],
     ['GC steady state: peak RSS (MiB)', (r) => f0(r.gc?.steady?.peakRssMiB)],
     ['fsck --quick (s)', (r) => f1(r.fsck?.seconds)],

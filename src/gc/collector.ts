@@ -58,7 +58,15 @@ export interface GcReport {
   linksRemoved: number;
   uploadsPurged: number;
   repositoriesRemoved: number;
+  /** Candidates the pass looked at: its cost follows these, not the registry's size. */
+  manifestsExamined: number;
+  blobsExamined: number;
   durationMs: number;
+  /**
+   * Where the time went, ms per phase; `snapshot` is a dry run's copy of the
+   * metadata (the rest of durationMs).
+   */
+  phasesMs: Partial<Record<'snapshot' | 'retention' | GcPhase | 'repositories', number>>;
   /** With verbose: what was (or would be) deleted. */
   manifests?: string[];
   blobs?: string[];
@@ -95,7 +103,10 @@ export async function collectGarbage(
     linksRemoved: 0,
     uploadsPurged: 0,
     repositoriesRemoved: 0,
+    manifestsExamined: 0,
+    blobsExamined: 0,
     durationMs: 0,
+    phasesMs: {},
   };
   if (options.verbose) {
     report.manifests = [];
@@ -108,6 +119,10 @@ export async function collectGarbage(
   else await run(metadata, true);
 
   report.durationMs = now() - started;
+  if (options.dryRun) {
+    const swept = Object.values(report.phasesMs).reduce((a, b) => a + b, 0);
+    report.phasesMs = { snapshot: Math.max(0, report.durationMs - swept), ...report.phasesMs };
+  }
   logger.info({ gc: report.dryRun ? 'dry-run' : 'run', ...withoutLists(report) }, 'garbage collection finished');
   return report;
 }
@@ -126,11 +141,20 @@ class Sweep {
   ) {}
 
   async run(): Promise<void> {
-    if (this.o.policies?.hasRetention) await this.retention(this.o.policies);
-    if (this.o.untagged) await this.manifests();
-    await this.blobs();
-    await this.uploads();
-    this.report.repositoriesRemoved = await this.store.deleteEmptyRepositories();
+    const policies = this.o.policies;
+    if (policies?.hasRetention) await this.timed('retention', () => this.retention(policies));
+    if (this.o.untagged) await this.timed('manifests', () => this.manifests());
+    await this.timed('blobs', () => this.blobs());
+    await this.timed('uploads', () => this.uploads());
+    await this.timed('repositories', async () => {
+      this.report.repositoriesRemoved = await this.store.deleteEmptyRepositories();
+    });
+  }
+
+  private async timed(phase: keyof GcReport['phasesMs'], work: () => Promise<void>): Promise<void> {
+    const t = performance.now();
+    await work();
+    this.report.phasesMs[phase] = (this.report.phasesMs[phase] ?? 0) + Math.round(performance.now() - t);
   }
 
   /**
@@ -200,6 +224,7 @@ class Sweep {
       const page = await this.store.listManifestCandidates(cutoff, limit, after);
       if (page.length === 0) return;
       after = page.at(-1);
+      this.report.manifestsExamined += page.length;
       await pausePoint('gc-after-manifest-candidates');
       await inWaves(page.filter(wanted), async (ref) => {
         if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
@@ -223,6 +248,7 @@ class Sweep {
       const page = await this.store.listBlobCandidates(cutoff, BATCH, after);
       if (page.length === 0) return;
       after = page.at(-1);
+      this.report.blobsExamined += page.length;
       await pausePoint('gc-after-candidates');
       await inWaves(page, async ({ digest }) => {
         const { blob, linksRemoved } = await this.store.claimBlobIfGarbage(digest, cutoff);

@@ -108,6 +108,10 @@ function suite(label: string, open: () => Promise<{ store: MetadataStore; close:
           const report = await collectGarbage(view, storage, options, silent);
           assert.equal(report.blobsDeleted, 16);
           assert.equal(storage.deleted.length, 16);
+          // The report counts what the pass looked at, as the spy saw it.
+          assert.equal(report.blobsExamined, counts.blobCandidatesListed);
+          assert.equal(report.manifestsExamined, counts.manifestCandidatesListed);
+          assert.deepEqual(Object.keys(report.phasesMs), ['manifests', 'blobs', 'uploads', 'repositories']);
           return { listed: counts.blobCandidatesListed, claims: counts.claims, manifests: counts.manifestCandidatesListed };
         } finally {
           await close();
@@ -130,7 +134,13 @@ function suite(label: string, open: () => Promise<{ store: MetadataStore; close:
         const report = await collectGarbage(view, countingStorage(), options, silent);
         assert.equal(report.blobsDeleted, 50, 'the 50 not held are collected in this pass');
         assert.equal(counts.claims, 600);
+        assert.equal(report.blobsExamined, 600);
         assert.deepEqual([...new Set(counts.listed.values())], [1], 'each queued blob is listed once');
+        // A dry run reports its copy of the metadata as a phase of its own.
+        const dry = await collectGarbage(store, countingStorage(), { ...options, dryRun: true }, silent);
+        assert.equal(dry.blobsDeleted, 550);
+        assert.equal(dry.blobsExamined, 550);
+        assert.equal(Object.keys(dry.phasesMs)[0], 'snapshot');
         // The next pass finds the held ones again (they stayed queued).
         const again = await collectGarbage(store, countingStorage(), options, silent);
         assert.equal(again.blobsDeleted, 550);
