@@ -97,6 +97,46 @@ describe('SQLite store durability of its files (invariant 8)', () => {
 });
 
 describe('GC dry run (SQLite on disk)', () => {
+  it('copies one consistent state while another connection keeps committing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-snapshot-'));
+    const file = join(dir, 'live.db');
+    const db = new Database(file);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.exec('CREATE TABLE a (n INTEGER PRIMARY KEY, pad BLOB); CREATE TABLE b (n INTEGER PRIMARY KEY, pad BLOB)');
+      // Enough pages that the copy takes a while, written in pairs: a state
+      // where a and b differ was never committed.
+      const pair = db.transaction((n: number) => {
+        db.prepare('INSERT INTO a VALUES (?, randomblob(2000))').run(n);
+        db.prepare('INSERT INTO b VALUES (?, randomblob(2000))').run(n);
+      });
+      for (let n = 0; n < 5000; n++) pair(n);
+      let n = 5000;
+      const writer = setInterval(() => {
+        for (let k = 0; k < 50; k++) pair(n++);
+      }, 1);
+      const { snapshotInto } = await import('../../src/metadata/sqlite/snapshot.js');
+      try {
+        await snapshotInto(file, join(dir, 'copy.db'));
+      } finally {
+        clearInterval(writer);
+      }
+      assert.ok(n > 5000, 'the writer committed during the copy');
+      const copy = new Database(join(dir, 'copy.db'), { readonly: true });
+      try {
+        assert.equal(copy.pragma('integrity_check', { simple: true }), 'ok');
+        const count = (t: string) => copy.prepare(`SELECT count(*) FROM ${t}`).pluck().get() as number;
+        assert.equal(count('a'), count('b'));
+        assert.ok(count('a') >= 5000);
+      } finally {
+        copy.close();
+      }
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('works on a copy in a file, not in memory, takes no write lock, and leaves nothing behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-dry-run-'));
     const store = new SqliteMetadataStore(join(dir, 'metadata.db'));
