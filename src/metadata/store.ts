@@ -343,6 +343,10 @@ export interface MetadataStore {
   /** Records pull times by tag (in batches: one write for many pulls); a time never moves back. */
   recordTagPulls(pulls: TagPull[]): Promise<void>;
 
+  /**
+   * Records the run and adds it to its kind's totals in one transaction;
+   * prunes the history to the newest KEPT_RUNS runs.
+   */
   recordRun(run: LifecycleRun): Promise<void>;
   /**
    * What fsck found and did not repair, as one `fsck.drift` event each,
@@ -397,7 +401,7 @@ export interface MetadataStore {
   manifestUsage(repository: string, digest: string): Promise<ManifestUsage>;
   /** What the registry holds in all: blobs, garbage awaiting GC, uploads in flight. */
   storageTotals(): Promise<StorageTotals>;
-  /** The latest GC and fsck runs, newest first. */
+  /** The latest GC and fsck runs, newest first (at most KEPT_RUNS are kept). */
   listRuns(limit: number): Promise<LifecycleRunRecord[]>;
   /**
    * Adds pull counts, batched by the caller (one call per flush, not per
@@ -439,6 +443,15 @@ export interface LifecycleRun {
   problems: number;
 }
 
+/**
+ * How many runs recordRun keeps in the history: the background GC records
+ * one every 10 minutes per node, so an unbounded history grows with the
+ * registry's age (issue 18). The console lists only the newest runs, and the
+ * totals /metrics reads live in their own rows (runTotals), kept forever.
+ */
+export const KEPT_RUNS = 1000;
+
+/** Every run of one kind, ever (not only the runs kept in the history). */
 export interface LifecycleTotals {
   kind: string;
   runs: number;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { PostgresMetadataStore, redactUrl } from '../../src/metadata/postgres/postgres-store.js';
-import { LATEST_VERSION } from '../../src/metadata/postgres/migrations.js';
+import { LATEST_VERSION, MIGRATIONS } from '../../src/metadata/postgres/migrations.js';
 import { berth } from '../helpers/berth-cli.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
 import { metadataStoreSuite } from './store-suite.js';
@@ -120,6 +120,42 @@ if (unavailable && process.env.CI === 'true') {
       assert.equal(again.code, 0);
       assert.match(again.stdout, /up to date/);
       assert.doesNotMatch(redactUrl(withPassword.toString()), /hunter2/);
+    });
+
+    it('version 10: a database at version 9 with runs gets exact totals per kind after migrating', async () => {
+      const db = await createTestDatabase();
+      databases.push(db);
+      const client = new pg.Client(db.url);
+      await client.connect();
+      try {
+        // Version 9 as a node of that release left it, with a history of runs.
+        await client.query('CREATE TABLE berth_schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)');
+        for (const m of MIGRATIONS.filter((m) => m.version <= 9)) {
+          await client.query(m.sql);
+          await client.query('INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES ($1, $2, 0)', [m.version, m.description]);
+        }
+        await client.query(`
+          INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems)
+          SELECT CASE WHEN i % 4 = 0 THEN 'fsck' ELSE 'gc' END, 'background', 1000 + i, i, 1, 2, 3000000000 * i, 4, CASE WHEN i % 4 = 0 THEN 5 ELSE 0 END
+          FROM generate_series(1, 1200) AS i`);
+      } finally {
+        await client.end();
+      }
+      const store = await PostgresMetadataStore.open(db.url, { poolSize: 2 });
+      try {
+        // fsck: i = 4, 8, …, 1200 (300 runs, sum of i 180,600); gc: the other 900 (sum 540,000).
+        assert.deepEqual(await store.runTotals(), [
+          { kind: 'fsck', runs: 300, manifestsDeleted: 300, blobsDeleted: 600, bytesReclaimed: 3e9 * 180_600, uploadsPurged: 1200, problems: 1500, durationMs: 180_600, lastRunAt: 2200 },
+          { kind: 'gc', runs: 900, manifestsDeleted: 900, blobsDeleted: 1800, bytesReclaimed: 3e9 * 540_000, uploadsPurged: 3600, problems: 0, durationMs: 540_000, lastRunAt: 2199 },
+        ]);
+        // The next run adds to them, and prunes the history to the newest 1,000.
+        await store.recordRun({ kind: 'gc', trigger: 'cli', startedAt: 5000, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
+        const gc = (await store.runTotals()).find((t) => t.kind === 'gc')!;
+        assert.deepEqual([gc.runs, gc.lastRunAt, gc.bytesReclaimed], [901, 5000, 3e9 * 540_000 + 1]);
+        assert.equal((await store.listRuns(5000)).length, 1000);
+      } finally {
+        await store.close();
+      }
     });
 
     it('an unreachable server is a clear error naming the URL without its password', async () => {

@@ -40,6 +40,43 @@ describe('berth migrate (SQLite)', () => {
   });
 });
 
+describe('SQLite migration 10: run totals kept apart from the history', () => {
+  it('a database at version 9 with runs gets exact totals per kind after migrating', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-totals-'));
+    const file = join(dir, 'metadata.db');
+    const old = new Database(file);
+    try {
+      for (const sql of MIGRATIONS.slice(0, 9)) old.exec(sql);
+      old.pragma('user_version = 9');
+      const insert = old.prepare(`
+        INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems)
+        VALUES (?, 'background', ?, ?, ?, ?, ?, ?, ?)`);
+      old.transaction(() => {
+        for (let i = 1; i <= 1200; i++) insert.run(i % 4 === 0 ? 'fsck' : 'gc', 1000 + i, i, 1, 2, 3_000_000_000 * i, 4, i % 4 === 0 ? 5 : 0);
+      })();
+    } finally {
+      old.close();
+    }
+    const store = new SqliteMetadataStore(file);
+    try {
+      assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+      // fsck: i = 4, 8, …, 1200 (300 runs, sum of i 180,600); gc: the other 900 (sum 540,000).
+      assert.deepEqual(await store.runTotals(), [
+        { kind: 'fsck', runs: 300, manifestsDeleted: 300, blobsDeleted: 600, bytesReclaimed: 3e9 * 180_600, uploadsPurged: 1200, problems: 1500, durationMs: 180_600, lastRunAt: 2200 },
+        { kind: 'gc', runs: 900, manifestsDeleted: 900, blobsDeleted: 1800, bytesReclaimed: 3e9 * 540_000, uploadsPurged: 3600, problems: 0, durationMs: 540_000, lastRunAt: 2199 },
+      ]);
+      // The next run adds to them, and prunes the history to the newest 1,000.
+      await store.recordRun({ kind: 'gc', trigger: 'cli', startedAt: 5000, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
+      const gc = (await store.runTotals()).find((t) => t.kind === 'gc')!;
+      assert.deepEqual([gc.runs, gc.lastRunAt, gc.bytesReclaimed], [901, 5000, 3e9 * 540_000 + 1]);
+      assert.equal((await store.listRuns(5000)).length, 1000);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SQLite schema migration by processes starting at once', () => {
   it('two processes opening a new database together both start; the schema is applied once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-race-'));

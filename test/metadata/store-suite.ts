@@ -690,6 +690,48 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         ]);
       });
 
+      test('recordRun keeps the newest 1,000 runs; runTotals still counts every run (issue 18)', async (s, more) => {
+        // The background GC records a run every 10 minutes per node: the
+        // history is bounded, the totals (what /metrics reads) stay exact.
+        const run = (i: number) => ({
+          kind: i % 3 === 0 ? ('fsck' as const) : ('gc' as const),
+          trigger: 'background' as const,
+          startedAt: T + i,
+          durationMs: 2,
+          manifestsDeleted: 1,
+          blobsDeleted: i,
+          bytesReclaimed: 1_000_000_000 * i,
+          uploadsPurged: 3,
+          problems: i % 3 === 0 ? 1 : 0,
+        });
+        // The 5 oldest one by one, then the rest side by side (two nodes
+        // at once), then the newest alone: it prunes what its rivals left.
+        for (let i = 0; i < 5; i++) await s.recordRun(run(i));
+        const other = await more();
+        await Promise.all(Array.from({ length: 999 }, (_, k) => (k % 2 ? s : other).recordRun(run(5 + k))));
+        await s.recordRun(run(1004));
+        const runs = await s.listRuns(2000);
+        assert.equal(runs.length, 1000);
+        assert.equal(runs[0]!.startedAt, T + 1004, 'newest first');
+        assert.deepEqual(runs.filter((r) => r.startedAt < T + 5), [], 'the oldest went first');
+        const expected = { fsck: { runs: 0, blobs: 0, last: 0 }, gc: { runs: 0, blobs: 0, last: 0 } };
+        for (let i = 0; i < 1005; i++) {
+          const e = expected[run(i).kind];
+          e.runs++;
+          e.blobs += i;
+          e.last = T + i;
+        }
+        const totals = await s.runTotals();
+        assert.deepEqual(totals, (['fsck', 'gc'] as const).map((kind) => {
+          const e = expected[kind];
+          return {
+            kind, runs: e.runs, manifestsDeleted: e.runs, blobsDeleted: e.blobs, bytesReclaimed: 1_000_000_000 * e.blobs,
+            uploadsPurged: 3 * e.runs, problems: kind === 'fsck' ? e.runs : 0, durationMs: 2 * e.runs, lastRunAt: e.last,
+          };
+        }));
+        assert.equal(totals[0]!.runs + totals[1]!.runs, 1005);
+      });
+
       test('dryRun: the view sees its own changes, a failing operation alone is undone, all is discarded', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         const m = manifest('m', [b.digest]);

@@ -451,6 +451,32 @@ export const MIGRATIONS: Migration[] = [
   END $fn$;
   `,
   },
+  {
+    version: 10,
+    description: 'run totals per kind kept apart from the (pruned) history of runs',
+    sql: `
+  -- Totals of every GC and fsck run per kind, added to by recordRun in the
+  -- transaction that records the run: /metrics and the console read these two
+  -- rows instead of summing a history that grows by a run per node every 10
+  -- minutes, and the history itself is pruned to the newest runs (issue 18).
+  CREATE TABLE lifecycle_totals (
+    kind               text COLLATE "C" PRIMARY KEY,
+    runs               bigint NOT NULL,
+    manifests_deleted  bigint NOT NULL,
+    blobs_deleted      bigint NOT NULL,
+    bytes_reclaimed    bigint NOT NULL,
+    uploads_purged     bigint NOT NULL,
+    problems           bigint NOT NULL,
+    duration_ms        bigint NOT NULL,
+    last_run_at        bigint NOT NULL
+  );
+  -- Counted once from the history so far (the last pass over it), so the totals stay exact across the upgrade.
+  INSERT INTO lifecycle_totals (kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at)
+  SELECT kind, count(*), sum(manifests_deleted), sum(blobs_deleted), sum(bytes_reclaimed), sum(uploads_purged), sum(problems),
+    sum(duration_ms), max(started_at)
+  FROM lifecycle_runs GROUP BY kind;
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -83,6 +83,7 @@ import type {
   RetentionTag,
   TagPull,
 } from '../store.js';
+import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import * as outbox from './outbox.js';
 import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
@@ -448,15 +449,32 @@ export const SQL = {
   pruneCandidates: `DELETE FROM fsck_candidates WHERE last_seen < $1`,
   forgetBlob: `DELETE FROM blobs WHERE digest = $1 AND storage_key = $2`,
   deleteLinks: `DELETE FROM repository_blobs WHERE digest = $1`,
+  // One statement, its own transaction: the run; its kind's totals added to
+  // (the upsert is atomic: runs recorded by two nodes at once both count);
+  // and the history pruned to the newest runs. The DELETE's snapshot is the
+  // statement's, without the run it inserts, so it keeps $10 = KEPT_RUNS - 1
+  // older ones. One pruner at a time (a transaction-scoped advisory lock,
+  // skipped when taken: the next run prunes what is left): two deleting the
+  // same old runs could deadlock.
   recordRun: `
-    INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
-      bytes_reclaimed, uploads_purged, problems) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    WITH run AS (
+      INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
+        bytes_reclaimed, uploads_purged, problems) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      RETURNING kind, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems),
+    totals AS (
+      INSERT INTO lifecycle_totals AS t (kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at)
+      SELECT kind, 1, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, started_at FROM run
+      ON CONFLICT (kind) DO UPDATE SET runs = t.runs + 1,
+        manifests_deleted = t.manifests_deleted + excluded.manifests_deleted, blobs_deleted = t.blobs_deleted + excluded.blobs_deleted,
+        bytes_reclaimed = t.bytes_reclaimed + excluded.bytes_reclaimed, uploads_purged = t.uploads_purged + excluded.uploads_purged,
+        problems = t.problems + excluded.problems, duration_ms = t.duration_ms + excluded.duration_ms,
+        last_run_at = greatest(t.last_run_at, excluded.last_run_at))
+    DELETE FROM lifecycle_runs
+    WHERE id <= (SELECT id FROM lifecycle_runs ORDER BY id DESC LIMIT 1 OFFSET $10)
+      AND (SELECT pg_try_advisory_xact_lock(7362292))`,
   runTotals: `
-    SELECT kind, count(*) AS runs, sum(manifests_deleted)::bigint AS manifests_deleted,
-      sum(blobs_deleted)::bigint AS blobs_deleted, sum(bytes_reclaimed)::bigint AS bytes_reclaimed,
-      sum(uploads_purged)::bigint AS uploads_purged, sum(problems)::bigint AS problems,
-      sum(duration_ms)::bigint AS duration_ms, max(started_at) AS last_run_at
-    FROM lifecycle_runs GROUP BY kind ORDER BY kind`,
+    SELECT kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at
+    FROM lifecycle_totals ORDER BY kind`,
   dbNow: `SELECT ${DB_NOW} AS now`,
   ...CONSOLE_SQL,
 } as const;
@@ -1136,7 +1154,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
-    await this.db.one('recordRun', runValues(run));
+    await this.db.one('recordRun', [...runValues(run), KEPT_RUNS - 1]);
   }
 
   async recordFsckDrift(drift: FsckDrift[]): Promise<void> {

@@ -305,4 +305,26 @@ export const MIGRATIONS: string[] = [
     WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = OLD.digest);
   END;
   `,
+  `
+  -- Totals of every GC and fsck run per kind, added to by recordRun in the
+  -- transaction that records the run: /metrics and the console read these two
+  -- rows instead of summing a history that grows by a run per node every 10
+  -- minutes, and the history itself is pruned to the newest runs (issue 18).
+  CREATE TABLE lifecycle_totals (
+    kind               TEXT PRIMARY KEY,       -- 'gc' | 'fsck'
+    runs               INTEGER NOT NULL,
+    manifests_deleted  INTEGER NOT NULL,
+    blobs_deleted      INTEGER NOT NULL,
+    bytes_reclaimed    INTEGER NOT NULL,
+    uploads_purged     INTEGER NOT NULL,
+    problems           INTEGER NOT NULL,
+    duration_ms        INTEGER NOT NULL,
+    last_run_at        INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  -- Counted once from the history so far (the last pass over it), so the totals stay exact across the upgrade.
+  INSERT INTO lifecycle_totals (kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at)
+  SELECT kind, count(*), sum(manifests_deleted), sum(blobs_deleted), sum(bytes_reclaimed), sum(uploads_purged), sum(problems),
+    sum(duration_ms), max(started_at)
+  FROM lifecycle_runs GROUP BY kind;
+  `,
 ];

@@ -40,6 +40,7 @@ import type {
   RetentionTag,
   TagPull,
 } from '../store.js';
+import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
@@ -534,7 +535,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async recordRun(run: LifecycleRun): Promise<void> {
-    await this.write(() => this.stmt.recordRun.run(...runValues(run)));
+    await this.write(() => {
+      this.stmt.recordRun.run(...runValues(run));
+      this.stmt.addRunTotals.run();
+      this.stmt.pruneRuns.run(KEPT_RUNS);
+    });
   }
 
   async recordFsckDrift(drift: FsckDrift[]): Promise<void> {
@@ -1092,10 +1097,20 @@ function prepareStatements(db: Database.Database) {
     recordRun: p(`
       INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted,
         bytes_reclaimed, uploads_purged, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    // The run just inserted (by recordRun, in the same transaction) added to its kind's totals.
+    addRunTotals: p(`
+      INSERT INTO lifecycle_totals (kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at)
+      SELECT kind, 1, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, started_at
+      FROM lifecycle_runs WHERE id = last_insert_rowid()
+      ON CONFLICT (kind) DO UPDATE SET runs = runs + 1,
+        manifests_deleted = manifests_deleted + excluded.manifests_deleted, blobs_deleted = blobs_deleted + excluded.blobs_deleted,
+        bytes_reclaimed = bytes_reclaimed + excluded.bytes_reclaimed, uploads_purged = uploads_purged + excluded.uploads_purged,
+        problems = problems + excluded.problems, duration_ms = duration_ms + excluded.duration_ms,
+        last_run_at = max(last_run_at, excluded.last_run_at)`),
+    // Keeps the newest ? runs: the bound is found by walking that many keys back from the newest.
+    pruneRuns: p(`DELETE FROM lifecycle_runs WHERE id <= (SELECT id FROM lifecycle_runs ORDER BY id DESC LIMIT 1 OFFSET ?)`),
     runTotals: p(`
-      SELECT kind, count(*) AS runs, sum(manifests_deleted) AS manifests_deleted, sum(blobs_deleted) AS blobs_deleted,
-        sum(bytes_reclaimed) AS bytes_reclaimed, sum(uploads_purged) AS uploads_purged, sum(problems) AS problems,
-        sum(duration_ms) AS duration_ms, max(started_at) AS last_run_at
-      FROM lifecycle_runs GROUP BY kind`),
+      SELECT kind, runs, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems, duration_ms, last_run_at
+      FROM lifecycle_totals ORDER BY kind`),
   };
 }
