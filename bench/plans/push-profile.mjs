@@ -36,7 +36,10 @@ const io = () => Object.fromEntries(fs.readFileSync(`/proc/${child.pid}/io`, 'ut
 
 const client = new RegistryClient(base);
 try {
-  while (!(await fetch(`${base}/v2/`).then((r) => r.ok, () => false))) await new Promise((r) => setTimeout(r, 20));
+  while (!(await fetch(`${base}/v2/`).then((r) => r.ok, () => false))) {
+    if (child.exitCode !== null) throw new Error(`berth serve exited with code ${child.exitCode} before answering`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const stamp = Date.now().toString(36);
   const images = Array.from({ length: P }, (_, k) => ({ ...makeImage(`profile-${stamp}-${k}`, k % POOL), repository: repositoryOf(k), tag: `q${stamp}-${k}` }));
   const c0 = cpu();
