@@ -19,8 +19,9 @@ const EXPECTED: Record<string, RegExp[]> = {
   manifestCandidatesAtTime: [/SEARCH m USING INDEX manifests_untagged \(untagged_at=\? AND rowid>\?\)/],
   manifestCandidatesAfterTime: [/SEARCH m USING INDEX manifests_untagged \(untagged_at>\? AND untagged_at<\?\)/],
   blobCandidates: [/SEARCH gc_blob_queue USING COVERING INDEX gc_blob_queue_by_since \(\(since,digest\)>\(\?,\?\) AND since<\?\)/],
-  // From the blob's references to their manifests, not from the repository's manifests.
-  deleteDanglingLinks: [/SEARCH l USING INDEX repository_blobs_by_digest \(digest=\?\)/, /SEARCH mb USING COVERING INDEX manifest_blobs_by_digest \(digest=\?\)\n.*SEARCH m USING INTEGER PRIMARY KEY/],
+  // From the blob's references to their manifests, not from the repository's
+  // manifests, and once per claim (a LIST SUBQUERY), not once per link.
+  deleteDanglingLinks: [/SEARCH l USING INDEX repository_blobs_by_digest \(digest=\?\)/, /LIST SUBQUERY/, /SEARCH mb USING COVERING INDEX manifest_blobs_by_digest \(digest=\?\)\n.*SEARCH m USING INTEGER PRIMARY KEY/],
   isReferenced: [/manifest_blobs_by_digest \(digest=\?\)/],
   newestLink: [/repository_blobs_by_digest \(digest=\?\)/],
   deletingBlobs: [/USING INDEX blobs_deleting/],
@@ -47,10 +48,13 @@ describe('SQLite GC statements: plans start at the candidates', () => {
     it(name, () => {
       const statement = (store as unknown as { stmt: Record<string, Database.Statement | undefined> }).stmt[name];
       assert.ok(statement, `statement ${name} exists`);
-      const params = Array((statement.source.match(/\?/g) ?? []).length).fill(0);
+      const named = Object.fromEntries([...statement.source.matchAll(/@(\w+)/g)].map((m) => [m[1]!, 0]));
+      const params = Object.keys(named).length > 0 ? [named] : Array((statement.source.match(/\?/g) ?? []).length).fill(0);
       const plan = (store.db.prepare(`EXPLAIN QUERY PLAN ${statement.source}`).all(...params) as { detail: string }[]).map((r) => r.detail).join('\n');
       for (const p of patterns) assert.match(plan, p, `${name}:\n${plan}`);
       assert.doesNotMatch(plan, /^SCAN (?!.*USING INDEX blobs_deleting)/m, `${name} scans a table:\n${plan}`);
+      // A subquery run again for every row of the outer one multiplies their sizes.
+      assert.doesNotMatch(plan, /CORRELATED/, `${name} runs a subquery per row:\n${plan}`);
     });
   }
 });

@@ -403,9 +403,9 @@ export const SQL = {
   deleteDanglingLinks: `
     DELETE FROM repository_blobs l USING (
       SELECT x.repository_id FROM repository_blobs x
-      WHERE x.digest = $1 AND x.last_seen <= $2 AND NOT EXISTS (
-        SELECT 1 FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
-        WHERE mb.digest = x.digest AND m.repository_id = x.repository_id)
+      WHERE x.digest = $1 AND x.last_seen <= $2 AND x.repository_id NOT IN (
+        SELECT m.repository_id FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        WHERE mb.digest = $1)
       FOR UPDATE SKIP LOCKED) d
     WHERE l.repository_id = d.repository_id AND l.digest = $1`,
   blobReferences: `

@@ -413,7 +413,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
     return this.write(() => {
-        const linksRemoved = this.stmt.deleteDanglingLinks.run(digest, cutoff).changes;
+        const linksRemoved = this.stmt.deleteDanglingLinks.run({ digest, cutoff }).changes;
         const row = this.stmt.blobForGc.get(digest) as Row | undefined;
         if (!row || row.state !== LIVE || this.stmt.isReferenced.get(digest) !== undefined) {
           // Gone, already being deleted, or referenced: a manifest deletion re-queues it.
@@ -1039,10 +1039,17 @@ function prepareStatements(db: Database.Database) {
     // to their manifests. The other order, which the planner picks without statistics,
     // walked every manifest of the repository for each link: a claim cost what the
     // repository holds, not what the blob is.
+    // The repositories whose manifests reference the blob, listed once (an
+    // uncorrelated subquery: SQLite builds it into a temporary index), then
+    // each link looked up in it. Checked per link, it walked the blob's
+    // references once for every repository linking it: a base layer in 127
+    // repositories and 1,567 manifests took 50-80 ms a claim at 100,000
+    // images, ten times the 10,000-image figure, and GC claims it whenever a
+    // manifest using it is deleted.
     deleteDanglingLinks: p(`
-      DELETE FROM repository_blobs AS l WHERE l.digest = ? AND l.last_seen <= ? AND NOT EXISTS (
-        SELECT 1 FROM manifest_blobs mb CROSS JOIN manifests m ON m.id = mb.manifest_id
-        WHERE mb.digest = l.digest AND m.repository_id = l.repository_id)`),
+      DELETE FROM repository_blobs AS l WHERE l.digest = @digest AND l.last_seen <= @cutoff AND l.repository_id NOT IN (
+        SELECT m.repository_id FROM manifest_blobs mb CROSS JOIN manifests m ON m.id = mb.manifest_id
+        WHERE mb.digest = @digest)`),
     blobForGc: p(`SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = ?`),
     isReferenced: p(`SELECT 1 FROM manifest_blobs WHERE digest = ? LIMIT 1`),
     newestLink: p(`SELECT max(last_seen) AS newest FROM repository_blobs WHERE digest = ?`),
