@@ -70,22 +70,16 @@ async function metadataBytes(repoRoot, state, dataDir) {
     for (const f of ['metadata.db', 'metadata.db-wal']) bytes += fs.statSync(path.join(dataDir, f), { throwIfNoEntry: false })?.size ?? 0;
     return bytes;
   }
-  const { default: pg } = await import(pathToFileURL(path.join(repoRoot, 'node_modules/pg/lib/index.js')).href);
-  const client = new pg.Client({ connectionString: state.metadataUrl });
-  await client.connect();
-  try {
-    return Number((await client.query('SELECT pg_database_size(current_database()) AS n')).rows[0].n);
-  } finally {
-    await client.end();
-  }
+  return withPg(repoRoot, state.metadataUrl, async (client) => Number((await client.query('SELECT pg_database_size(current_database()) AS n')).rows[0].n));
 }
 
-async function vacuum(repoRoot, url) {
+/** One connection to the dataset's database for `fn`, with the project's own pg. */
+async function withPg(repoRoot, url, fn) {
   const { default: pg } = await import(pathToFileURL(path.join(repoRoot, 'node_modules/pg/lib/index.js')).href);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query('VACUUM (ANALYZE)');
+    return await fn(client);
   } finally {
     await client.end();
   }
@@ -146,7 +140,7 @@ export async function measure({ repoRoot, dir, state, opt, log, loadResult }) {
     // updated once per tag): a tags/list page walked 58 buffers to find that
     // repository's row.
     const vacuumed = performance.now();
-    await vacuum(repoRoot, state.metadataUrl);
+    await withPg(repoRoot, state.metadataUrl, (client) => client.query('VACUUM (ANALYZE)'));
     log(`VACUUM (ANALYZE) before measuring: ${((performance.now() - vacuumed) / 1000).toFixed(1)} s`);
   }
   const r = { store: state.store, images: N, date: new Date().toISOString(), commit: await gitCommit(repoRoot), loadavg: os.loadavg()[0] };

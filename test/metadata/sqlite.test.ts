@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { MIGRATIONS } from '../../src/metadata/sqlite/schema.js';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { berth } from '../helpers/berth-cli.js';
-import { metadataStoreSuite } from './store-suite.js';
+import { expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
 
 metadataStoreSuite('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-meta-'));
@@ -60,16 +60,7 @@ describe('SQLite migration 10: run totals kept apart from the history', () => {
     const store = new SqliteMetadataStore(file);
     try {
       assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      // fsck: i = 4, 8, …, 1200 (300 runs, sum of i 180,600); gc: the other 900 (sum 540,000).
-      assert.deepEqual(await store.runTotals(), [
-        { kind: 'fsck', runs: 300, manifestsDeleted: 300, blobsDeleted: 600, bytesReclaimed: 3e9 * 180_600, uploadsPurged: 1200, problems: 1500, durationMs: 180_600, lastRunAt: 2200 },
-        { kind: 'gc', runs: 900, manifestsDeleted: 900, blobsDeleted: 1800, bytesReclaimed: 3e9 * 540_000, uploadsPurged: 3600, problems: 0, durationMs: 540_000, lastRunAt: 2199 },
-      ]);
-      // The next run adds to them, and prunes the history to the newest 1,000.
-      await store.recordRun({ kind: 'gc', trigger: 'cli', startedAt: 5000, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
-      const gc = (await store.runTotals()).find((t) => t.kind === 'gc')!;
-      assert.deepEqual([gc.runs, gc.lastRunAt, gc.bytesReclaimed], [901, 5000, 3e9 * 540_000 + 1]);
-      assert.equal((await store.listRuns(5000)).length, 1000);
+      await expectMigratedRunHistory(store);
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -70,6 +70,26 @@ async function pushBlob(s: MetadataStore, repo: string, name: string, now = T) {
   return { digest, storageKey, result };
 }
 
+/**
+ * After migration 10 of a version-9 history of 1,200 runs (run i: 'fsck' when
+ * i % 4 = 0, else 'gc'; started 1000 + i, took i ms, deleted 1 manifest and
+ * 2 blobs, reclaimed 3e9·i bytes, purged 4 uploads, 5 problems per fsck):
+ * exact totals per kind, and the next run adds to them and prunes the
+ * history to the newest 1,000. Shared by both stores' migration tests.
+ */
+export async function expectMigratedRunHistory(store: MetadataStore): Promise<void> {
+  // fsck: i = 4, 8, …, 1200 (300 runs, sum of i 180,600); gc: the other 900 (sum 540,000).
+  assert.deepEqual(await store.runTotals(), [
+    { kind: 'fsck', runs: 300, manifestsDeleted: 300, blobsDeleted: 600, bytesReclaimed: 3e9 * 180_600, uploadsPurged: 1200, problems: 1500, durationMs: 180_600, lastRunAt: 2200 },
+    { kind: 'gc', runs: 900, manifestsDeleted: 900, blobsDeleted: 1800, bytesReclaimed: 3e9 * 540_000, uploadsPurged: 3600, problems: 0, durationMs: 540_000, lastRunAt: 2199 },
+  ]);
+  // The next run adds to them, and prunes the history to the newest 1,000.
+  await store.recordRun({ kind: 'gc', trigger: 'cli', startedAt: 5000, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
+  const gc = (await store.runTotals()).find((t) => t.kind === 'gc')!;
+  assert.deepEqual([gc.runs, gc.lastRunAt, gc.bytesReclaimed], [901, 5000, 3e9 * 540_000 + 1]);
+  assert.equal((await store.listRuns(5000)).length, 1000);
+}
+
 export function metadataStoreSuite(label: string, factory: FixtureFactory, options: { concurrency?: boolean } = {}): void {
   /** Runs a test against a fresh database; `more()` opens a second store (another node). */
   function test(name: string, fn: (s: MetadataStore, more: () => Promise<MetadataStore>) => Promise<void>) {
