@@ -10,7 +10,8 @@
  * The grace is short (2 s) so that the collector really takes blobs within
  * the run; the false-exists bound is measured from the client's own request
  * times, so a loaded machine only makes more `late` retries, never a failure
- * of a correct registry. BERTH_SOAK_SHORT=<seconds> changes the length.
+ * of a correct registry. BERTH_SOAK_SHORT=<seconds> changes the length; the
+ * clients go on past it (up to 3×) until the collector has taken a blob.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
