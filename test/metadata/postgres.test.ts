@@ -11,9 +11,22 @@ import { PostgresMetadataStore, redactUrl } from '../../src/metadata/postgres/po
 import { LATEST_VERSION, MIGRATIONS } from '../../src/metadata/postgres/migrations.js';
 import { berth } from '../helpers/berth-cli.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
-import { expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
+import { LINK_REFS_V10_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
 
 const unavailable = await postgresUnavailable();
+
+async function linkRefs(url: string): Promise<string[]> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    const r = await client.query(`
+      SELECT r.name || ' ' || l.digest || ' ' || l.refs AS line FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+      ORDER BY r.name, l.digest`);
+    return r.rows.map((row) => row.line as string);
+  } finally {
+    await client.end();
+  }
+}
 
 if (unavailable && process.env.CI === 'true') {
   it('PostgreSQL is reachable (required under CI=true)', () => assert.fail(unavailable));
@@ -34,6 +47,7 @@ if (unavailable && process.env.CI === 'true') {
       // The contract suite reasons about fixed times: stamp them from the `now` arguments.
       open: () => PostgresMetadataStore.open(db.url, { poolSize: 4, clock: 'caller' }),
       cleanup: () => db.drop(),
+      linkRefs: () => linkRefs(db.url),
     };
   });
 
@@ -144,6 +158,29 @@ if (unavailable && process.env.CI === 'true') {
       const store = await PostgresMetadataStore.open(db.url, { poolSize: 2 });
       try {
         await expectMigratedRunHistory(store);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('version 11: a database at version 10 with manifests gets exact counts per link after migrating', async () => {
+      const db = await createTestDatabase();
+      databases.push(db);
+      const client = new pg.Client(db.url);
+      await client.connect();
+      try {
+        await client.query('CREATE TABLE berth_schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)');
+        for (const m of MIGRATIONS.filter((m) => m.version <= 10)) {
+          await client.query(m.sql);
+          await client.query('INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES ($1, $2, 0)', [m.version, m.description]);
+        }
+        for (const sql of LINK_REFS_V10_ROWS) await client.query(sql);
+      } finally {
+        await client.end();
+      }
+      const store = await PostgresMetadataStore.open(db.url, { poolSize: 2, clock: 'caller' });
+      try {
+        await expectMigratedLinkRefs(store, () => linkRefs(db.url));
       } finally {
         await store.close();
       }

@@ -10,15 +10,27 @@ import { fileURLToPath } from 'node:url';
 import { MIGRATIONS } from '../../src/metadata/sqlite/schema.js';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { berth } from '../helpers/berth-cli.js';
-import { expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
+import { LINK_REFS_V10_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
 
 metadataStoreSuite('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-meta-'));
   return {
     open: async () => new SqliteMetadataStore(join(dir, 'metadata.db')),
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+    linkRefs: async () => linkRefs(join(dir, 'metadata.db')),
   };
 });
+
+function linkRefs(file: string): string[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare(`
+      SELECT r.name || ' ' || l.digest || ' ' || l.refs AS line FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+      ORDER BY r.name, l.digest`).pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+}
 
 describe('berth migrate (SQLite)', () => {
   it('applies the schema to a new data directory, prints from → to, then reports it up to date', async () => {
@@ -61,6 +73,29 @@ describe('SQLite migration 10: run totals kept apart from the history', () => {
     try {
       assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
       await expectMigratedRunHistory(store);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite migration 11: links count the manifests naming them', () => {
+  it('a database at version 10 with manifests gets exact counts per link after migrating', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-refs-'));
+    const file = join(dir, 'metadata.db');
+    const old = new Database(file);
+    try {
+      for (const sql of MIGRATIONS.slice(0, 10)) old.exec(sql);
+      old.pragma('user_version = 10');
+      for (const sql of LINK_REFS_V10_ROWS) old.exec(sql);
+    } finally {
+      old.close();
+    }
+    const store = new SqliteMetadataStore(file);
+    try {
+      assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+      await expectMigratedLinkRefs(store, async () => linkRefs(file));
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -16,6 +16,8 @@ export interface StoreFixture {
   open(): Promise<MetadataStore>;
   /** Removes the database; the stores opened are closed by the suite first. */
   cleanup(): Promise<void>;
+  /** Every repository link with its count of referencing manifests, `repository digest refs`, sorted (read from the tables). */
+  linkRefs(): Promise<string[]>;
 }
 
 export type FixtureFactory = () => Promise<StoreFixture>;
@@ -90,9 +92,38 @@ export async function expectMigratedRunHistory(store: MetadataStore): Promise<vo
   assert.equal((await store.listRuns(5000)).length, 1000);
 }
 
+/**
+ * A version-10 registry (before links counted their references), as SQL both
+ * stores run: a/app's m1 names shared and own, m2 shared; b/app's m3 names
+ * shared; a/app also links loose, b/app own, which none of its manifests names.
+ */
+export const LINK_REFS_V10_ROWS: string[] = [
+  `INSERT INTO repositories (name, created_at) VALUES ('a/app', 0), ('b/app', 0)`,
+  `INSERT INTO blobs (digest, size, storage_key, last_seen) VALUES ('sha256:shared', 1, 'k/shared', 0), ('sha256:own', 1, 'k/own', 0), ('sha256:loose', 1, 'k/loose', 0)`,
+  ...[['a/app', 'shared'], ['a/app', 'own'], ['a/app', 'loose'], ['b/app', 'shared'], ['b/app', 'own']].map(([r, d]) =>
+    `INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES ((SELECT id FROM repositories WHERE name = '${r}'), 'sha256:${d}', 0)`),
+  ...[['a/app', 'm1'], ['a/app', 'm2'], ['b/app', 'm3']].map(([r, m]) =>
+    `INSERT INTO manifests (repository_id, digest, media_type, size, body, created_at) VALUES ((SELECT id FROM repositories WHERE name = '${r}'), 'sha256:${m}', 'x', 1, 'x', 0)`),
+  ...[['m1', 'shared'], ['m1', 'own'], ['m2', 'shared'], ['m3', 'shared']].map(([m, d]) =>
+    `INSERT INTO manifest_blobs (manifest_id, digest) VALUES ((SELECT id FROM manifests WHERE digest = 'sha256:${m}'), 'sha256:${d}')`),
+];
+
+/** After migration 11 of LINK_REFS_V10_ROWS: exact counts, and a claim removes the unnamed links only. */
+export async function expectMigratedLinkRefs(store: MetadataStore, linkRefs: () => Promise<string[]>): Promise<void> {
+  assert.deepEqual(await linkRefs(), [
+    'a/app sha256:loose 0', 'a/app sha256:own 1', 'a/app sha256:shared 2', 'b/app sha256:own 0', 'b/app sha256:shared 1',
+  ]);
+  assert.deepEqual(await store.claimBlobIfGarbage('sha256:own', T), { linksRemoved: 1 });
+  assert.deepEqual(await store.claimBlobIfGarbage('sha256:shared', T), { linksRemoved: 0 });
+  assert.equal((await store.claimBlobIfGarbage('sha256:loose', T)).linksRemoved, 1);
+  // Counted from here on by the triggers.
+  await store.deleteManifest('a/app', 'sha256:m1', T);
+  assert.deepEqual(await linkRefs(), ['a/app sha256:own 0', 'a/app sha256:shared 1', 'b/app sha256:shared 1']);
+}
+
 export function metadataStoreSuite(label: string, factory: FixtureFactory, options: { concurrency?: boolean } = {}): void {
   /** Runs a test against a fresh database; `more()` opens a second store (another node). */
-  function test(name: string, fn: (s: MetadataStore, more: () => Promise<MetadataStore>) => Promise<void>) {
+  function test(name: string, fn: (s: MetadataStore, more: () => Promise<MetadataStore>, fixture: StoreFixture) => Promise<void>) {
     it(name, async () => {
       const fixture = await factory();
       const opened: MetadataStore[] = [];
@@ -102,7 +133,7 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         return s;
       };
       try {
-        await fn(await more(), more);
+        await fn(await more(), more, fixture);
       } finally {
         for (const s of opened) await s.close();
         await fixture.cleanup();
@@ -667,6 +698,56 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(await s.storageKeyKnown(b.storageKey), false);
         assert.equal(await s.storageKeyKnown(newKey), true);
         await s.putManifest('b/app', manifest('m', [b.digest]), 'v1', T + 6);
+      });
+
+      test('each link counts the manifests of its repository naming the blob, through every change; GC removes exactly the links none names', async (s, _more, fixture) => {
+        // The claim trusts this count instead of asking the manifests (issue 18): a count
+        // too low would let GC remove a link a committed manifest needs.
+        const shared = await pushBlob(s, 'a/app', 'shared', T);
+        const own = await pushBlob(s, 'a/app', 'own', T);
+        const loose = await pushBlob(s, 'a/app', 'loose', T);
+        await s.mountBlob('b/app', shared.digest, 'a/app', T);
+        const bOnly = await pushBlob(s, 'b/app', 'b-only', T);
+        const name = (d: string) => ({ [shared.digest]: 'shared', [own.digest]: 'own', [loose.digest]: 'loose', [bOnly.digest]: 'b-only' })[d];
+        const counts = async () => (await fixture.linkRefs()).map((line) => line.replace(/sha256:\w+/, (d) => name(d)!)).sort();
+        const m1 = manifest('m1', [shared.digest, own.digest]);
+        const m2 = manifest('m2', [shared.digest]);
+        const twice = manifest('twice', [own.digest, own.digest]);
+        const m3 = manifest('m3', [shared.digest, bOnly.digest]);
+        await s.putManifest('a/app', m1, 'v1', T);
+        await s.putManifest('a/app', m2, undefined, T);
+        await s.putManifest('a/app', twice, undefined, T);
+        await s.putManifest('b/app', m3, 'latest', T);
+        // Pushed again, under a tag of its own: the same manifest, counted once.
+        await s.putManifest('a/app', m1, 'v1-again', T + 1);
+        assert.deepEqual(await counts(), ['a/app loose 0', 'a/app own 2', 'a/app shared 2', 'b/app b-only 1', 'b/app shared 1']);
+
+        // Deleted through the API, then by GC.
+        assert.equal(await s.deleteManifest('a/app', m2.digest, T + 2), true);
+        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: twice.digest }, T, T + 2));
+        assert.deepEqual(await counts(), ['a/app loose 0', 'a/app own 1', 'a/app shared 1', 'b/app b-only 1', 'b/app shared 1']);
+
+        // The repository's last manifest goes, then its links (GC), then the repository.
+        assert.equal(await s.deleteManifest('b/app', m3.digest, T + 2), true);
+        assert.deepEqual(await counts(), ['a/app loose 0', 'a/app own 1', 'a/app shared 1', 'b/app b-only 0', 'b/app shared 0']);
+        const claims = [];
+        for (const b of [shared, own, loose, bOnly]) claims.push(await s.claimBlobIfGarbage(b.digest, T + 10));
+        assert.deepEqual(claims.map((c) => [c.linksRemoved, c.blob !== undefined]), [[1, false], [0, false], [1, true], [1, true]]);
+        assert.deepEqual(await counts(), ['a/app own 1', 'a/app shared 1']);
+        assert.equal(await s.deleteEmptyRepositories(), 1);
+        assert.ok(await s.findBlob('a/app', shared.digest));
+        assert.ok(await s.findBlob('a/app', own.digest));
+
+        // fsck forgets a referenced blob (its bytes were lost) and its links; uploaded
+        // again, the new link starts from the manifests still naming it.
+        assert.equal(await s.forgetBlob(own.digest, own.storageKey), true);
+        await s.commitBlob(undefined, 'a/app', { digest: own.digest, size: 3, storageKey: key(own.digest) }, T + 3);
+        await s.mountBlob('c/app', own.digest, 'a/app', T + 3);
+        assert.deepEqual(await counts(), ['a/app own 1', 'a/app shared 1', 'c/app own 0']);
+        const again = await s.claimBlobIfGarbage(own.digest, T + 10);
+        assert.deepEqual([again.linksRemoved, again.blob], [1, undefined], 'only c/app\'s link goes: m1 still names the blob in a/app');
+        assert.ok(await s.findBlob('a/app', own.digest));
+        assert.deepEqual(await counts(), ['a/app own 1', 'a/app shared 1']);
       });
 
       test('deleteEmptyRepositories removes repositories with no manifest and no blob link', async (s) => {
