@@ -1035,21 +1035,10 @@ function prepareStatements(db: Database.Database) {
     // Keyset pages over gc_blob_queue_by_since, which holds (since, digest).
     blobCandidates: p(`
       SELECT digest, since FROM gc_blob_queue WHERE since <= ? AND (since, digest) > (?, ?) ORDER BY since, digest LIMIT ?`),
-    // CROSS JOIN fixes the order: from the blob's references (manifest_blobs_by_digest)
-    // to their manifests. The other order, which the planner picks without statistics,
-    // walked every manifest of the repository for each link: a claim cost what the
-    // repository holds, not what the blob is.
-    // The repositories whose manifests reference the blob, listed once (an
-    // uncorrelated subquery: SQLite builds it into a temporary index), then
-    // each link looked up in it. Checked per link, it walked the blob's
-    // references once for every repository linking it: a base layer in 127
-    // repositories and 1,567 manifests took 50-80 ms a claim at 100,000
-    // images, ten times the 10,000-image figure, and GC claims it whenever a
-    // manifest using it is deleted.
-    deleteDanglingLinks: p(`
-      DELETE FROM repository_blobs AS l WHERE l.digest = @digest AND l.last_seen <= @cutoff AND l.repository_id NOT IN (
-        SELECT m.repository_id FROM manifest_blobs mb CROSS JOIN manifests m ON m.id = mb.manifest_id
-        WHERE mb.digest = @digest)`),
+    // The link's own count of the manifests naming it (migration 11), through the
+    // partial index of unreferenced links: a claim reads the links it may remove,
+    // not the manifests using the blob nor the links they keep alive.
+    deleteDanglingLinks: p(`DELETE FROM repository_blobs WHERE digest = @digest AND refs = 0 AND last_seen <= @cutoff`),
     blobForGc: p(`SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = ?`),
     isReferenced: p(`SELECT 1 FROM manifest_blobs WHERE digest = ? LIMIT 1`),
     newestLink: p(`SELECT max(last_seen) AS newest FROM repository_blobs WHERE digest = ?`),
