@@ -477,6 +477,85 @@ export const MIGRATIONS: Migration[] = [
   FROM lifecycle_runs GROUP BY kind;
   `,
   },
+  {
+    version: 11,
+    description: 'each repository link counts the manifests naming it (GC claims read the links, not the manifests)',
+    sql: `
+  -- refs: how many manifests of the repository name the blob (their manifest_blobs
+  -- rows; one per manifest and digest). GC's claim removes a link only at refs = 0,
+  -- reading the blob's link rows alone: asking the manifests instead walked every
+  -- manifest using the blob, 15,629 for a base layer at 1M images (issue 18).
+  ALTER TABLE repository_blobs ADD COLUMN refs integer NOT NULL DEFAULT 0;
+  UPDATE repository_blobs l SET refs = c.n
+  FROM (SELECT m.repository_id, mb.digest, count(*) AS n FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        GROUP BY m.repository_id, mb.digest) c
+  WHERE l.repository_id = c.repository_id AND l.digest = c.digest;
+  -- The claim's candidates: a layer linked by a thousand repositories has few links no manifest needs.
+  CREATE INDEX repository_blobs_unreferenced ON repository_blobs(digest) WHERE refs = 0;
+
+  -- Kept by triggers, so no path that writes references can forget them. A
+  -- reference is only written while its link exists (putManifest checks it
+  -- under the blob's share lock, which every link removal conflicts with).
+  -- Each change locks the link row: pushes insert references in digest order
+  -- and deletions lock the links in that order first, so they queue, never
+  -- deadlock; a claim skips a link being changed (SKIP LOCKED), and a change
+  -- committed after its snapshot only leaves the link for a later pass.
+  CREATE FUNCTION berth_count_link_refs() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'INSERT' THEN
+      UPDATE repository_blobs SET refs = refs + 1
+      WHERE repository_id = (SELECT repository_id FROM manifests WHERE id = NEW.manifest_id) AND digest = NEW.digest;
+    ELSE
+      -- A reference removed on its own, while its manifest stays (none is today);
+      -- one cascading from its manifest finds no manifest, and was counted out before.
+      UPDATE repository_blobs SET refs = refs - 1
+      WHERE repository_id = (SELECT repository_id FROM manifests WHERE id = OLD.manifest_id) AND digest = OLD.digest;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER link_refs AFTER INSERT OR DELETE ON manifest_blobs FOR EACH ROW EXECUTE FUNCTION berth_count_link_refs();
+
+  -- BEFORE: a cascade removes the references after their manifest row, when
+  -- their repository can no longer be read from it.
+  CREATE FUNCTION berth_uncount_manifest_refs() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    PERFORM 1 FROM repository_blobs
+    WHERE repository_id = OLD.repository_id AND digest IN (SELECT digest FROM manifest_blobs WHERE manifest_id = OLD.id)
+    ORDER BY digest FOR NO KEY UPDATE;
+    UPDATE repository_blobs SET refs = refs - 1
+    WHERE repository_id = OLD.repository_id AND digest IN (SELECT digest FROM manifest_blobs WHERE manifest_id = OLD.id);
+    RETURN OLD;
+  END $fn$;
+  CREATE TRIGGER link_refs_manifest_removed BEFORE DELETE ON manifests FOR EACH ROW EXECUTE FUNCTION berth_uncount_manifest_refs();
+
+  -- fsck forgetting a blob whose bytes are gone removes its links, not the
+  -- references of the manifests naming it: a link made again later (the blob
+  -- uploaded again) must start from those. Such digests are marked here, and
+  -- only their new links pay for a count of the references.
+  CREATE TABLE links_to_recount (
+    digest  text COLLATE "C" PRIMARY KEY
+  );
+  CREATE FUNCTION berth_mark_forgotten_refs() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF EXISTS (SELECT 1 FROM manifest_blobs WHERE digest = OLD.digest) THEN
+      INSERT INTO links_to_recount (digest) VALUES (OLD.digest) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER link_refs_blob_forgotten AFTER DELETE ON blobs FOR EACH ROW EXECUTE FUNCTION berth_mark_forgotten_refs();
+  CREATE FUNCTION berth_recount_link_refs() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF EXISTS (SELECT 1 FROM links_to_recount WHERE digest = NEW.digest) THEN
+      UPDATE repository_blobs SET refs = (
+        SELECT count(*) FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
+        WHERE mb.digest = NEW.digest AND m.repository_id = NEW.repository_id)
+      WHERE repository_id = NEW.repository_id AND digest = NEW.digest;
+    END IF;
+    RETURN NULL;
+  END $fn$;
+  CREATE TRIGGER link_refs_relinked AFTER INSERT ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_recount_link_refs();
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -293,7 +293,7 @@ export const SQL = {
       SELECT 1 FROM manifest_children WHERE repository_id = $1 AND child_digest = $2) THEN NULL ELSE coalesce($9::bigint, ${DB_NOW}) END)
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
   insertManifestBlobs: `
-    INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) AS d ON CONFLICT DO NOTHING`,
+    INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) WITH ORDINALITY AS u(d, i) ORDER BY i ON CONFLICT DO NOTHING`,
   touchLinks: `UPDATE repository_blobs SET last_seen = coalesce($1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND digest = ANY($3::text[])`,
   insertManifestChildren: `
     INSERT INTO manifest_children (manifest_id, repository_id, child_digest) SELECT $1, $2, d FROM unnest($3::text[]) AS d
@@ -400,12 +400,14 @@ export const SQL = {
   queueEntryExists: `SELECT 1 FROM gc_blob_queue WHERE digest = $1`,
   lockBlobForGc: `SELECT digest, size, storage_key, state, last_seen FROM blobs WHERE digest = $1 FOR UPDATE SKIP LOCKED`,
   blobExists: `SELECT 1 FROM blobs WHERE digest = $1`,
+  // The link's own count of the manifests naming it (migration 11), through the
+  // partial index of unreferenced links: neither the manifests using the blob nor
+  // the links they keep are read. FOR UPDATE re-checks refs on the newest version
+  // of a link changed since the snapshot; one being changed now is skipped.
   deleteDanglingLinks: `
     DELETE FROM repository_blobs l USING (
       SELECT x.repository_id FROM repository_blobs x
-      WHERE x.digest = $1 AND x.last_seen <= $2 AND x.repository_id NOT IN (
-        SELECT m.repository_id FROM manifest_blobs mb JOIN manifests m ON m.id = mb.manifest_id
-        WHERE mb.digest = $1)
+      WHERE x.digest = $1 AND x.refs = 0 AND x.last_seen <= $2
       FOR UPDATE SKIP LOCKED) d
     WHERE l.repository_id = d.repository_id AND l.digest = $1`,
   blobReferences: `
@@ -848,7 +850,8 @@ export class PostgresMetadataStore implements MetadataStore {
       // PostgreSQL text cannot hold NUL, and no media type contains one.
       throw new RegistryError('MANIFEST_INVALID', 'artifactType is not a media type');
     }
-    const blobs = [...new Set(m.blobs)];
+    // Sorted: each reference locks its link (the link_refs trigger), in this order.
+    const blobs = [...new Set(m.blobs)].sort();
     const children = [...new Set(m.children)];
     await this.db.tx(async (x) => {
       const repoId = await ensureRepository(x, repository, now);
