@@ -1086,6 +1086,23 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
           }
         });
 
+        test('pushes and deletions of manifests sharing layers, racing claims on another node: every link count stays exact', async (a, more, fixture) => {
+          const b = await more();
+          const layers = await Promise.all(['l0', 'l1', 'l2', 'l3'].map((n) => pushBlob(a, 'r/app', n, T)));
+          const d = layers.map((x) => x.digest);
+          // Each manifest names the layers in an order of its own: the count's row locks must not deadlock.
+          const ms = Array.from({ length: 16 }, (_, i) => manifest(`race${i}`, i % 2 ? [...d].reverse() : [d[i % 4]!, ...d.filter((_, j) => j !== i % 4)]));
+          for (const m of ms.slice(0, 8)) await a.putManifest('r/app', m, undefined, T);
+          await Promise.all([
+            ...ms.slice(8).map((m, i) => (i % 2 ? a : b).putManifest('r/app', m, undefined, T + 1)),
+            ...ms.slice(0, 6).map((m, i) => (i % 2 ? b : a).deleteManifest('r/app', m.digest, T + 1)),
+            ...d.map((x) => b.claimBlobIfGarbage(x, T + 1000)),
+          ]);
+          // 8 pushed at first, 6 deleted, 8 pushed during: 10 manifests name each layer.
+          assert.deepEqual((await fixture.linkRefs()).map((line) => line.split(' ')[2]), ['10', '10', '10', '10']);
+          for (const x of d) assert.ok(await a.findBlob('r/app', x), 'no claim took a link the manifests need');
+        });
+
         test('a manifest deletion racing a claim of its blob: the blob is never forgotten by GC', async (a, more) => {
           const b = await more();
           const blobs = await Promise.all(Array.from({ length: 24 }, (_, i) => pushBlob(a, 'r/app', `q-${i}`, T)));
