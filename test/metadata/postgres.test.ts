@@ -136,26 +136,33 @@ if (unavailable && process.env.CI === 'true') {
       assert.doesNotMatch(redactUrl(withPassword.toString()), /hunter2/);
     });
 
-    it('version 10: a database at version 9 with runs gets exact totals per kind after migrating', async () => {
+    /** A database at schema `version`, as a node of that release left it, with `seed`'s rows. */
+    async function databaseAt(version: number, seed: (client: pg.Client) => Promise<void>): Promise<string> {
       const db = await createTestDatabase();
       databases.push(db);
       const client = new pg.Client(db.url);
       await client.connect();
       try {
-        // Version 9 as a node of that release left it, with a history of runs.
         await client.query('CREATE TABLE berth_schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)');
-        for (const m of MIGRATIONS.filter((m) => m.version <= 9)) {
+        for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
           await client.query(m.sql);
           await client.query('INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES ($1, $2, 0)', [m.version, m.description]);
         }
+        await seed(client);
+      } finally {
+        await client.end();
+      }
+      return db.url;
+    }
+
+    it('version 10: a database at version 9 with runs gets exact totals per kind after migrating', async () => {
+      const url = await databaseAt(9, async (client) => {
         await client.query(`
           INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems)
           SELECT CASE WHEN i % 4 = 0 THEN 'fsck' ELSE 'gc' END, 'background', 1000 + i, i, 1, 2, 3000000000 * i, 4, CASE WHEN i % 4 = 0 THEN 5 ELSE 0 END
           FROM generate_series(1, 1200) AS i`);
-      } finally {
-        await client.end();
-      }
-      const store = await PostgresMetadataStore.open(db.url, { poolSize: 2 });
+      });
+      const store = await PostgresMetadataStore.open(url, { poolSize: 2 });
       try {
         await expectMigratedRunHistory(store);
       } finally {
@@ -164,23 +171,12 @@ if (unavailable && process.env.CI === 'true') {
     });
 
     it('version 11: a database at version 10 with manifests gets exact counts per link after migrating', async () => {
-      const db = await createTestDatabase();
-      databases.push(db);
-      const client = new pg.Client(db.url);
-      await client.connect();
-      try {
-        await client.query('CREATE TABLE berth_schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)');
-        for (const m of MIGRATIONS.filter((m) => m.version <= 10)) {
-          await client.query(m.sql);
-          await client.query('INSERT INTO berth_schema_migrations (version, description, applied_at) VALUES ($1, $2, 0)', [m.version, m.description]);
-        }
+      const url = await databaseAt(10, async (client) => {
         for (const sql of LINK_REFS_V10_ROWS) await client.query(sql);
-      } finally {
-        await client.end();
-      }
-      const store = await PostgresMetadataStore.open(db.url, { poolSize: 2, clock: 'caller' });
+      });
+      const store = await PostgresMetadataStore.open(url, { poolSize: 2, clock: 'caller' });
       try {
-        await expectMigratedLinkRefs(store, () => linkRefs(db.url));
+        await expectMigratedLinkRefs(store, () => linkRefs(url));
       } finally {
         await store.close();
       }

@@ -52,54 +52,57 @@ describe('berth migrate (SQLite)', () => {
   });
 });
 
+/**
+ * A database file at schema `version`, as a node of that release left it,
+ * with `seed`'s rows; then opened by today's store (which migrates it) for `check`.
+ */
+async function migratedFrom(version: number, seed: (old: Database.Database) => void, check: (store: SqliteMetadataStore, file: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), `berth-migrate-from-${version}-`));
+  const file = join(dir, 'metadata.db');
+  const old = new Database(file);
+  try {
+    for (const sql of MIGRATIONS.slice(0, version)) old.exec(sql);
+    old.pragma(`user_version = ${version}`);
+    seed(old);
+  } finally {
+    old.close();
+  }
+  const store = new SqliteMetadataStore(file);
+  try {
+    assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    await check(store, file);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('SQLite migration 10: run totals kept apart from the history', () => {
   it('a database at version 9 with runs gets exact totals per kind after migrating', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-totals-'));
-    const file = join(dir, 'metadata.db');
-    const old = new Database(file);
-    try {
-      for (const sql of MIGRATIONS.slice(0, 9)) old.exec(sql);
-      old.pragma('user_version = 9');
-      const insert = old.prepare(`
-        INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems)
-        VALUES (?, 'background', ?, ?, ?, ?, ?, ?, ?)`);
-      old.transaction(() => {
-        for (let i = 1; i <= 1200; i++) insert.run(i % 4 === 0 ? 'fsck' : 'gc', 1000 + i, i, 1, 2, 3_000_000_000 * i, 4, i % 4 === 0 ? 5 : 0);
-      })();
-    } finally {
-      old.close();
-    }
-    const store = new SqliteMetadataStore(file);
-    try {
-      assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      await expectMigratedRunHistory(store);
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await migratedFrom(
+      9,
+      (old) => {
+        const insert = old.prepare(`
+          INSERT INTO lifecycle_runs (kind, trigger, started_at, duration_ms, manifests_deleted, blobs_deleted, bytes_reclaimed, uploads_purged, problems)
+          VALUES (?, 'background', ?, ?, ?, ?, ?, ?, ?)`);
+        old.transaction(() => {
+          for (let i = 1; i <= 1200; i++) insert.run(i % 4 === 0 ? 'fsck' : 'gc', 1000 + i, i, 1, 2, 3_000_000_000 * i, 4, i % 4 === 0 ? 5 : 0);
+        })();
+      },
+      (store) => expectMigratedRunHistory(store),
+    );
   });
 });
 
 describe('SQLite migration 11: links count the manifests naming them', () => {
   it('a database at version 10 with manifests gets exact counts per link after migrating', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'berth-migrate-refs-'));
-    const file = join(dir, 'metadata.db');
-    const old = new Database(file);
-    try {
-      for (const sql of MIGRATIONS.slice(0, 10)) old.exec(sql);
-      old.pragma('user_version = 10');
-      for (const sql of LINK_REFS_V10_ROWS) old.exec(sql);
-    } finally {
-      old.close();
-    }
-    const store = new SqliteMetadataStore(file);
-    try {
-      assert.equal(store.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      await expectMigratedLinkRefs(store, async () => linkRefs(file));
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await migratedFrom(
+      10,
+      (old) => {
+        for (const sql of LINK_REFS_V10_ROWS) old.exec(sql);
+      },
+      (store, file) => expectMigratedLinkRefs(store, async () => linkRefs(file)),
+    );
   });
 });
 
