@@ -45,6 +45,7 @@ const HELP = `usage: node bench/scale.mjs <load|measure|run> [options]
                             deleted for the steady-state GC figure (default 1000)
   --skip-gc                 no grace-0 GC passes (first pass, steady state): they look at
                             every loaded blob once, many minutes at 1M
+  --skip-first-dry-run      no dry run of the first grace-0 pass (the real one still runs)
   --json FILE               also write the JSON results to FILE
   -h, --help
 `;
@@ -64,6 +65,7 @@ const { values: opt, positionals } = parseArgs({
     duration: { type: 'string', default: '10' },
     'push-images': { type: 'string', default: '1000' },
     'skip-gc': { type: 'boolean', default: false },
+    'skip-first-dry-run': { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
