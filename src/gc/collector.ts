@@ -206,12 +206,16 @@ class Sweep {
 
   /**
    * Deletes every manifest that is garbage as of `cutoff` and that `wanted`
-   * selects, paging through the candidates once, each page starting after
-   * the last (keyset): a candidate kept or skipped is not listed again, so a
-   * pass costs what the candidates cost. Deleting an index releases its
-   * children, and a subject its referrers, as of the pass time: at a grace
-   * of 0 they sort after every older candidate and are reached by the same
-   * scan; otherwise they are not due yet and wait for a later pass.
+   * selects, paging through the candidates, each page starting after the
+   * last (keyset): a candidate kept or skipped is not listed again, so a
+   * scan costs what the candidates cost. Deleting an index releases its
+   * children, and a subject its referrers, as of the pass time: with a grace
+   * they are not due yet and wait for a later pass. At a grace of 0 they are
+   * due now, but one that shared a page with its parent or subject may
+   * already lie behind the scan: its check ran beside the deletion (a wave
+   * runs in parallel) and found it still held. So at grace 0 a scan that
+   * deleted something is followed by another, until one deletes nothing;
+   * each lists only what is still due, which is what was released or skipped.
    */
   private async eachManifestCandidate(
     cutoff: number,
@@ -219,19 +223,24 @@ class Sweep {
     wanted: (ref: ManifestCandidate) => boolean,
     deleted: (ref: ManifestCandidate) => void,
   ): Promise<void> {
-    let after: ManifestCandidate | undefined;
     for (;;) {
-      const page = await this.store.listManifestCandidates(cutoff, limit, after);
-      if (page.length === 0) return;
-      after = page.at(-1);
-      this.report.manifestsExamined += page.length;
-      await pausePoint('gc-after-manifest-candidates');
-      await inWaves(page.filter(wanted), async (ref) => {
-        if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
-        this.report.manifestsDeleted++;
-        this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
-        deleted(ref);
-      });
+      let deletedInScan = 0;
+      let after: ManifestCandidate | undefined;
+      for (;;) {
+        const page = await this.store.listManifestCandidates(cutoff, limit, after);
+        if (page.length === 0) break;
+        after = page.at(-1);
+        this.report.manifestsExamined += page.length;
+        await pausePoint('gc-after-manifest-candidates');
+        await inWaves(page.filter(wanted), async (ref) => {
+          if (!(await this.store.deleteManifestIfGarbage(ref, cutoff, this.now))) return;
+          deletedInScan++;
+          this.report.manifestsDeleted++;
+          this.report.manifests?.push(`${ref.repository}@${ref.digest}`);
+          deleted(ref);
+        });
+      }
+      if (deletedInScan === 0 || cutoff < this.now) return;
     }
   }
 
