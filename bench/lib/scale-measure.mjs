@@ -339,6 +339,10 @@ export function table(results) {
     ['push p99 per image (ms)', (r) => f1(r.push?.p99ms)],
     ['GC passes below: process wall s (the pass\'s own durationMs, s)', () => ''],
     ['GC first pass, default grace (s)', (r) => gcs(r.gc?.firstDefaultGrace)],
+    ['GC first pass, default grace: candidates examined (manifests + blobs)', (r) => examined(r.gc?.firstDefaultGrace)],
+    // The pass that examines the loaded blobs at every size (at 10k the grace-0
+    // pass after it finds the queue empty): the one to compare memory across sizes.
+    ['GC first pass, default grace: peak RSS (MiB)', (r) => f0(r.gc?.firstDefaultGrace?.peakRssMiB)],
     ['GC first pass, grace 0, dry run (s)', (r) => gcs(r.gc?.firstDryRun)],
     ['GC first pass, grace 0 (s)', (r) => gcs(r.gc?.first)],
     ['GC first pass, grace 0: candidates examined (manifests + blobs)', (r) => examined(r.gc?.first)],
