@@ -44,7 +44,7 @@ export function matchRoute(method: string, path: string): RouteMatch {
     if (!m) continue;
     if (!route.methods.includes(method)) return { kind: 'method-not-allowed', allowed: route.methods };
     try {
-      return { kind: 'route', route: route.name, repository: repositoryPart(m[1] ?? ''), reference: decodeURIComponent(m[2] ?? '') };
+      return { kind: 'route', route: route.name, repository: repositoryPart(m[1] ?? ''), reference: decoded(m[2] ?? '') };
     } catch {
       return { kind: 'not-found' };
     }
@@ -61,7 +61,13 @@ export function matchRoute(method: string, path: string): RouteMatch {
  * how form encoding writes "/", as Docker's client sends it.)
  */
 function repositoryPart(raw: string): string {
+  if (!raw.includes('%')) return raw;
   return /%2f/i.test(raw) ? raw : decodeURIComponent(raw);
+}
+
+/** Percent-decoded; most paths have nothing to decode, and they skip decodeURIComponent's copy. */
+function decoded(raw: string): string {
+  return raw.includes('%') ? decodeURIComponent(raw) : raw;
 }
 
 /**

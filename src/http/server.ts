@@ -107,7 +107,8 @@ export function buildServer({ registry, logger, extraRoutes, guard, serverFactor
 
   // Callback-style hooks: on the hot path they cost less than async ones.
   app.addHook('onRequest', (req, reply, done) => {
-    reply.header('X-Request-Id', req.id).header('X-Content-Type-Options', 'nosniff').header('Docker-Distribution-API-Version', 'registry/2.0');
+    // Lowercase names, as Fastify sends them: it then makes no lowercased copy of each per request.
+    reply.header('x-request-id', req.id).header('x-content-type-options', 'nosniff').header('docker-distribution-api-version', 'registry/2.0');
     done();
   });
 

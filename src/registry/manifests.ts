@@ -62,7 +62,11 @@ export class Manifests {
    * neither gets MANIFEST_UNKNOWN rather than a type it cannot read.
    */
   async get(repository: string, reference: ManifestReference, accept: string | undefined, ev?: EventContext): Promise<ManifestRecord & { cache?: CacheOutcome }> {
-    const found = await this.negotiate(repository, reference, accept);
+    const manifest = await this.find(repository, reference);
+    if (reference.kind === 'tag') this.ctx.tagPulls?.record(repository, reference.tag);
+    const accepted = acceptedTypes(accept);
+    // The common case (the client accepts what is stored) costs no further await.
+    const found = accepted === 'any' || accepted.has(manifest.mediaType) ? manifest : await this.platformImage(repository, reference, manifest, accepted);
     if (ev && this.ctx.pullEvents) {
       this.ctx.pullEvents({
         action: 'pull',
@@ -79,11 +83,13 @@ export class Manifests {
     return found;
   }
 
-  private async negotiate(repository: string, reference: ManifestReference, accept: string | undefined): Promise<ManifestRecord & { cache?: CacheOutcome }> {
-    const manifest = await this.find(repository, reference);
-    if (reference.kind === 'tag') this.ctx.tagPulls?.record(repository, reference.tag);
-    const accepted = acceptedTypes(accept);
-    if (accepted === 'any' || accepted.has(manifest.mediaType)) return manifest;
+  /** A stored manifest the client does not accept: the image an index names for linux/amd64, when the client accepts that. */
+  private async platformImage(
+    repository: string,
+    reference: ManifestReference,
+    manifest: ManifestRecord,
+    accepted: ReadonlySet<string>,
+  ): Promise<ManifestRecord & { cache?: CacheOutcome }> {
     if (reference.kind === 'tag' && manifestKind(manifest.mediaType) === 'index') {
       const child = defaultPlatformChild(manifest.body);
       if (child) {

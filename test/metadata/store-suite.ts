@@ -419,6 +419,27 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.deepEqual(refs(await s.listManifestCandidates(T + 10, 10)), []);
       });
 
+      test('a manifest another process deletes is unknown at once to a store that has served it (invariant 1)', async (s, more) => {
+        const b = await pushBlob(s, 'a/app', 'layer');
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, 'v1', T);
+        const expected = { digest: m.digest, mediaType: m.mediaType, size: m.size, body: m.body };
+        // Served by tag, by digest and by stat: whatever a store keeps of it in memory is now warm.
+        assert.deepEqual(await s.findManifestByTag('a/app', 'v1'), expected);
+        assert.deepEqual(await s.findManifestByDigest('a/app', m.digest), expected);
+        assert.deepEqual(await s.statManifest('a/app', m.digest, T + 1, 1000), expected);
+        const other = await more();
+        assert.equal(await other.deleteManifest('a/app', m.digest, T + 2), true);
+        assert.equal(await s.findManifestByTag('a/app', 'v1'), undefined);
+        assert.equal(await s.findManifestByDigest('a/app', m.digest), undefined);
+        assert.equal(await s.statManifest('a/app', m.digest, T + 3, 1000), undefined);
+        // The same bytes pushed elsewhere are served there, intact, and only there.
+        await pushBlob(other, 'b/app', 'layer');
+        await other.putManifest('b/app', m, 'v2', T + 4);
+        assert.deepEqual(await s.findManifestByTag('b/app', 'v2'), expected);
+        assert.equal(await s.findManifestByTag('a/app', 'v2'), undefined);
+      });
+
       test('an index needs its children in the repository (MANIFEST_BLOB_UNKNOWN) and holds them', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer');
         const child = manifest('child', [b.digest]);

@@ -10,12 +10,13 @@ async function fetchManifest(c: RequestContext, withBody: boolean): Promise<void
   // A GET or a HEAD is a pull, as the reference registry reports it.
   const ev = registry.ctx.pullEvents ? eventContext(c) : undefined;
   const manifest = await registry.manifests.get(repository, parseManifestReference(reference), req.headers.accept, ev);
-  reply.headers({
-    'Content-Type': manifest.mediaType,
-    'Content-Length': manifest.size,
-    'Docker-Content-Digest': manifest.digest,
-    ETag: `"${manifest.digest}"`,
-  });
+  // Lowercase names: Fastify lowercases every name it is given (and sends
+  // them so); one that already is costs it no new string per request.
+  reply
+    .header('content-type', manifest.mediaType)
+    .header('content-length', manifest.size)
+    .header('docker-content-digest', manifest.digest)
+    .header('etag', `"${manifest.digest}"`);
   if (withBody) registry.ctx.pulls?.record(repository, manifest.digest);
   if (manifest.cache) {
     reply.header(CACHE_HEADER, manifest.cache);

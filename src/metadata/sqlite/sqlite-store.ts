@@ -44,6 +44,7 @@ import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { ManifestBodies } from '../manifest-bodies.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
 import { snapshotInto } from './snapshot.js';
@@ -94,6 +95,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Undefined without endpoints: no outbox rows, and requests pay nothing. */
   private readonly outbox: SqliteOutbox | undefined;
+
+  /** Manifest bytes by digest, so that pulls need not copy the body out of SQLite each time (see withBody). */
+  private readonly bodies = new ManifestBodies();
 
   constructor(file: string | Buffer, options: SqliteStoreOptions = {}) {
     if (typeof file === 'string' && file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -264,23 +268,45 @@ export class SqliteMetadataStore implements MetadataStore {
   // Manifests and tags -------------------------------------------------------
 
   async findManifestByDigest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
-    return toManifest(this.read(() => this.stmt.findManifestByDigest.get(repository, digest)) as Row | undefined);
+    return this.read(() => this.withBody(this.stmt.findManifestByDigest.get(repository, digest) as Row | undefined));
   }
 
   async findManifestByTag(repository: string, tag: string): Promise<ManifestRecord | undefined> {
-    return toManifest(this.read(() => this.stmt.findManifestByTag.get(repository, tag)) as Row | undefined);
+    return this.read(() => this.withBody(this.stmt.findManifestByTag.get(repository, tag) as Row | undefined));
   }
 
   async statManifest(repository: string, digest: string, now: number, touchInterval: number): Promise<ManifestRecord | undefined> {
-    const read = this.read(() => this.stmt.manifestForStat.get(repository, digest)) as Row | undefined;
-    // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
-    if (!read || read.untagged_at === null || !renewalDue(read.untagged_at as number, now, touchInterval)) return toManifest(read);
+    const found = this.read(() => {
+      const row = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
+      // Held by a tag or an index, or renewed less than touchInterval ago (see statBlob): the read is the answer.
+      const answered = !row || row.untagged_at === null || !renewalDue(row.untagged_at as number, now, touchInterval);
+      return answered ? { manifest: this.withBody(row) } : undefined;
+    });
+    if (found) return found.manifest;
     await pausePoint('stat-after-read');
     return this.write(() => {
         const row = this.stmt.manifestForStat.get(repository, digest) as Row | undefined;
         if (row) this.stmt.renewManifest.run(now, row.id);
-        return toManifest(row);
+        return this.withBody(row);
       }, false);
+  }
+
+  /**
+   * A manifest row found by a pull-path read (id, digest, media_type, size)
+   * as a record with its body: from memory when this process has read it
+   * before, otherwise by its id. Called inside the read or write that found
+   * the row, so the body comes from the same snapshot; existence is always
+   * the row's, never the cache's (invariant 1).
+   */
+  private withBody(row: Row | undefined): ManifestRecord | undefined {
+    if (!row) return undefined;
+    const digest = row.digest as string;
+    let body = this.bodies.get(digest);
+    if (body === undefined) {
+      body = this.stmt.manifestBody.get(row.id) as Buffer;
+      this.bodies.set(digest, body);
+    }
+    return { digest, mediaType: row.media_type as string, size: row.size as number, body };
   }
 
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
@@ -980,13 +1006,15 @@ function prepareStatements(db: Database.Database) {
     manifestIdByName: p(`
       SELECT m.id, m.repository_id FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.digest = ?`),
+    // The pull path's reads leave out the body: withBody() adds it, from memory when it can.
     findManifestByDigest: p(`
-      SELECT m.digest, m.media_type, m.size, m.body FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      SELECT m.id, m.digest, m.media_type, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.digest = ?`),
     findManifestByTag: p(`
-      SELECT m.digest, m.media_type, m.size, m.body
+      SELECT m.id, m.digest, m.media_type, m.size
       FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
       WHERE r.name = ? AND t.name = ?`),
+    manifestBody: p(`SELECT body FROM manifests WHERE id = ?`).pluck(),
     insertManifest: p(`
       INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, body, created_at, untagged_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -995,7 +1023,7 @@ function prepareStatements(db: Database.Database) {
     hasParent: p(`SELECT 1 FROM manifest_children WHERE repository_id = ? AND child_digest = ? LIMIT 1`),
     parentCount: p(`SELECT count(*) FROM manifest_children WHERE repository_id = ? AND child_digest = ?`).pluck(),
     manifestForStat: p(`
-      SELECT m.id, m.digest, m.media_type, m.size, m.body, m.untagged_at FROM manifests m JOIN repositories r ON r.id = m.repository_id
+      SELECT m.id, m.digest, m.media_type, m.size, m.untagged_at FROM manifests m JOIN repositories r ON r.id = m.repository_id
       WHERE r.name = ? AND m.digest = ?`),
     renewManifest: p(`UPDATE manifests SET untagged_at = max(untagged_at, ?) WHERE id = ? AND untagged_at IS NOT NULL`),
     holdManifest: p(`UPDATE manifests SET untagged_at = NULL WHERE repository_id = ? AND digest = ?`),
