@@ -661,6 +661,26 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         assert.equal(claim.linksRemoved, 1);
       });
 
+      test('a manifest push does not renew its links: a deleted manifest frees its blobs on their own grace (invariants 5, 6)', async (s) => {
+        // The link counts the manifest (refs) while it exists; its grace comes from
+        // the upload, HEAD or mount that vouched for it, not from the push.
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T + 100);
+        assert.equal((await s.findBlob('a/app', b.digest))?.lastSeen, T, 'the push renewed nothing');
+        assert.deepEqual(await s.claimBlobIfGarbage(b.digest, T + 50), { linksRemoved: 0 }, 'referenced: kept whatever its age');
+        assert.ok(await s.deleteManifest('a/app', m.digest, T + 101));
+        const claim = await s.claimBlobIfGarbage(b.digest, T + 50);
+        assert.equal(claim.linksRemoved, 1, 'the link is as old as its upload');
+        assert.equal(claim.blob?.digest, b.digest);
+        // A HEAD (or mount) still renews the link, so a manifest pushed on its answer finds it.
+        const c = await pushBlob(s, 'a/app', 'config', T);
+        await s.putManifest('a/app', manifest('m2', [c.digest]), undefined, T + 100);
+        assert.ok(await s.statBlob('a/app', c.digest, T + 200, 1));
+        assert.ok(await s.deleteManifest('a/app', manifest('m2', [c.digest]).digest, T + 201));
+        assert.deepEqual(await s.claimBlobIfGarbage(c.digest, T + 150), { linksRemoved: 0 }, 'renewed by the HEAD');
+      });
+
       test('deleteManifestIfGarbage keeps manifests held by a tag, a parent or a live subject', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         const subject = manifest('subject', [b.digest]);

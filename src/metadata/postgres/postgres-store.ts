@@ -294,7 +294,6 @@ export const SQL = {
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
   insertManifestBlobs: `
     INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) WITH ORDINALITY AS u(d, i) ORDER BY i ON CONFLICT DO NOTHING`,
-  touchLinks: `UPDATE repository_blobs SET last_seen = coalesce($1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND digest = ANY($3::text[])`,
   insertManifestChildren: `
     INSERT INTO manifest_children (manifest_id, repository_id, child_digest) SELECT $1, $2, d FROM unnest($3::text[]) AS d
     ON CONFLICT DO NOTHING`,
@@ -504,7 +503,6 @@ const STAMPS: Partial<Record<Statement, number>> = {
   renewManifest: 2,
   renewManifestById: 0,
   insertManifest: 8,
-  touchLinks: 0,
   releaseIfOrphan: 0,
   releaseReferrers: 0,
   releaseIfOrphanById: 0,
@@ -889,10 +887,9 @@ export class PostgresMetadataStore implements MetadataStore {
           await x.q('insertManifest', [...manifestValues(repoId, m, now), tag !== undefined])
         ).rows[0]?.id as number | undefined;
         if (id === undefined) continue; // pushed concurrently: lock that one
-        if (blobs.length > 0) {
-          await x.q('insertManifestBlobs', [id, blobs]);
-          await x.q('touchLinks', [now, repoId, blobs]);
-        }
+        // Each reference counts itself in its link (refs, a trigger), which keeps the
+        // link while the manifest exists; the push does not also renew last_seen.
+        if (blobs.length > 0) await x.q('insertManifestBlobs', [id, blobs]);
         if (children.length > 0) {
           await x.q('insertManifestChildren', [id, repoId, children]);
           await x.q('holdManifests', [repoId, children]);

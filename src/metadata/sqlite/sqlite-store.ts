@@ -302,10 +302,10 @@ export class SqliteMetadataStore implements MetadataStore {
           id = Number(
             this.stmt.insertManifest.run(...manifestValues(repoId, m, now), held ? null : now).lastInsertRowid,
           );
-          for (const d of m.blobs) {
-            this.stmt.insertManifestBlob.run(id, d);
-            this.stmt.touchLink.run(now, repoId, d);
-          }
+          // Each reference counts itself in its link (refs, a trigger), which keeps
+          // the link while the manifest exists; the push does not renew the link's
+          // last_seen (a second update of every link): see docs/architecture.md.
+          for (const d of m.blobs) this.stmt.insertManifestBlob.run(id, d);
           for (const d of m.children) {
             this.stmt.insertManifestChild.run(id, repoId, d);
             this.stmt.holdManifest.run(repoId, d);
@@ -958,7 +958,6 @@ function prepareStatements(db: Database.Database) {
     linkBlob: p(`
       INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES (?, ?, ?)
       ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`),
-    touchLink: p(`UPDATE repository_blobs SET last_seen = ? WHERE repository_id = ? AND digest = ?`),
     unlinkBlob: p(`
       DELETE FROM repository_blobs
       WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?`),
