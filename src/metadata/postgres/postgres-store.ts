@@ -54,6 +54,7 @@
 import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { systemNow } from '../../clock.js';
+import { digestOfKey } from '../../storage/blob-store.js';
 import { pausePoint } from '../../pause-points.js';
 import { RegistryError } from '../../registry/errors.js';
 import type {
@@ -442,7 +443,13 @@ export const SQL = {
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
   listBlobs: `
     SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
-  storageKeyKnown: `SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
+  // A key that names its digest ($2) is the blob's own (primary key); any other is in
+  // blobs_by_foreign_key, whose predicate (migration 12) this repeats word for word.
+  storageKeyKnown: `
+    SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = $2 AND storage_key = $1)
+      OR EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1
+                 AND left(storage_key, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, strpos(digest, ':') + 1, 2) || '/') || '.')
+      OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
   recordCandidate: `
     INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES ($1, $2, $2)
     ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`,
@@ -1071,7 +1078,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
+    return ((await this.db.one('storageKeyKnown', [key, digestOfKey(key) ?? null])).rowCount ?? 0) > 0;
   }
 
   async recordOrphanCandidate(key: string, now: number): Promise<number> {

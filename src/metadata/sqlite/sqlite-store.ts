@@ -48,6 +48,7 @@ import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, t
 import { MIGRATIONS } from './schema.js';
 import { snapshotInto } from './snapshot.js';
 import { systemNow } from '../../clock.js';
+import { digestOfKey } from '../../storage/blob-store.js';
 import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
 import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
@@ -466,7 +467,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return this.stmt.storageKeyKnown.get(key, key) !== undefined;
+    return this.stmt.storageKeyKnown.get({ digest: digestOfKey(key) ?? null, key }) !== undefined;
   }
 
   async recordOrphanCandidate(key: string, now: number): Promise<number> {
@@ -1058,7 +1059,13 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyKnown: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = ?) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = ?)`),
+    // A key that names its digest is the blob's own (primary key); any other is in
+    // blobs_by_foreign_key, whose predicate (migration 12) this repeats word for word.
+    storageKeyKnown: p(`
+      SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = @digest AND storage_key = @key)
+        OR EXISTS (SELECT 1 FROM blobs WHERE storage_key = @key
+                   AND substr(storage_key, 1, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, instr(digest, ':') + 1, 2) || '/') || '.')
+        OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = @key)`),
     recordCandidate: p(`
       INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES (?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`),
