@@ -4,7 +4,8 @@
  * existing data directory (SQLite), pushes P small images through the API
  * (16 in flight, the scale bench's push workload), deletes them again, and
  * prints images/s with the server's CPU per image (user and system, from
- * /proc), and its reads and writes per image (/proc/<pid>/io). With
+ * /proc), its reads and writes per image (/proc/<pid>/io) and its peak
+ * resident set (VmHWM, /proc/<pid>/status, after the pushes). With
  * --cpu-prof DIR the server writes a V8 CPU profile there.
  *
  *   node bench/plans/push-profile.mjs <berth main.js> <data dir> [--images P] [--cpu-prof DIR]
@@ -34,6 +35,11 @@ const cpu = () => {
 };
 const io = () => Object.fromEntries(fs.readFileSync(`/proc/${child.pid}/io`, 'utf8').trim().split('\n').map((l) => l.split(': ')).map(([k, v]) => [k, Number(v)]));
 
+const peakRssMiB = () => {
+  const kib = Number(/^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
+  return Number((kib / 1024).toFixed(1));
+};
+
 const client = new RegistryClient(base);
 try {
   while (!(await fetch(`${base}/v2/`).then((r) => r.ok, () => false))) {
@@ -62,6 +68,7 @@ try {
     readSyscallsPerImage: Number(((io1.syscr - io0.syscr) / P).toFixed(1)),
     writeSyscallsPerImage: Number(((io1.syscw - io0.syscw) / P).toFixed(1)),
     bytesWrittenPerImage: Math.round((io1.write_bytes - io0.write_bytes) / P),
+    peakRssMiB: peakRssMiB(),
   }));
   await pool(P, 16, async (k) => {
     const r = await client.request('DELETE', `/v2/${images[k].repository}/manifests/${images[k].digest}`);

@@ -11,7 +11,7 @@ import { PostgresMetadataStore, redactUrl } from '../../src/metadata/postgres/po
 import { LATEST_VERSION, MIGRATIONS } from '../../src/metadata/postgres/migrations.js';
 import { berth } from '../helpers/berth-cli.js';
 import { createTestDatabase, postgresUnavailable, type TestDatabase } from '../helpers/postgres.js';
-import { LINK_REFS_V10_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
+import { LINK_REFS_V10_ROWS, STORAGE_KEYS_V11_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, expectMigratedStorageKeys, metadataStoreSuite } from './store-suite.js';
 
 const unavailable = await postgresUnavailable();
 
@@ -178,6 +178,27 @@ if (unavailable && process.env.CI === 'true') {
       try {
         await expectMigratedLinkRefs(store, () => linkRefs(url));
       } finally {
+        await store.close();
+      }
+    });
+
+    it('version 12: a database at version 11 knows every key after migrating, and indexes only the foreign ones', async () => {
+      const url = await databaseAt(11, async (client) => {
+        for (const sql of STORAGE_KEYS_V11_ROWS) await client.query(sql);
+      });
+      const store = await PostgresMetadataStore.open(url, { poolSize: 2, clock: 'caller' });
+      const client = new pg.Client(url);
+      await client.connect();
+      try {
+        await expectMigratedStorageKeys(store, async () => {
+          // The index's own predicate, read from the catalog: the keys it holds.
+          const def = (await client.query(`SELECT pg_get_expr(indpred, indrelid) AS pred FROM pg_index WHERE indexrelid = 'blobs_by_foreign_key'::regclass AND indisunique`)).rows[0]!.pred as string;
+          const unique = (await client.query(`SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'blobs'::regclass AND indisunique AND indpred IS NULL AND indkey::text = (SELECT attnum::text FROM pg_attribute WHERE attrelid = 'blobs'::regclass AND attname = 'storage_key')`)).rows[0]!.n as number;
+          assert.equal(unique, 0, 'no index of every key is left');
+          return (await client.query(`SELECT storage_key FROM blobs WHERE ${def} ORDER BY storage_key COLLATE "C"`)).rows.map((r) => r.storage_key as string);
+        });
+      } finally {
+        await client.end();
         await store.close();
       }
     });

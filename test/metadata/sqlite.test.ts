@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { MIGRATIONS } from '../../src/metadata/sqlite/schema.js';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { berth } from '../helpers/berth-cli.js';
-import { LINK_REFS_V10_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, metadataStoreSuite } from './store-suite.js';
+import { LINK_REFS_V10_ROWS, STORAGE_KEYS_V11_ROWS, expectMigratedLinkRefs, expectMigratedRunHistory, expectMigratedStorageKeys, metadataStoreSuite } from './store-suite.js';
 
 metadataStoreSuite('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-meta-'));
@@ -102,6 +102,29 @@ describe('SQLite migration 11: links count the manifests naming them', () => {
         for (const sql of LINK_REFS_V10_ROWS) old.exec(sql);
       },
       (store, file) => expectMigratedLinkRefs(store, async () => linkRefs(file)),
+    );
+  });
+});
+
+describe('SQLite migration 12: keys that name their digest leave the key index', () => {
+  it('a database at version 11 knows every key after migrating, and indexes only the foreign ones', async () => {
+    await migratedFrom(
+      11,
+      (old) => {
+        for (const sql of STORAGE_KEYS_V11_ROWS) old.exec(sql);
+      },
+      (store, file) => expectMigratedStorageKeys(store, async () => {
+        const db = new Database(file, { readonly: true });
+        try {
+          // INDEXED BY: the entries of the index itself (an error if it does not exist).
+          return db.prepare(`
+            SELECT storage_key FROM blobs INDEXED BY blobs_by_foreign_key WHERE storage_key >= ''
+              AND substr(storage_key, 1, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, instr(digest, ':') + 1, 2) || '/') || '.'
+            ORDER BY storage_key`).pluck().all() as string[];
+        } finally {
+          db.close();
+        }
+      }),
     );
   });
 });

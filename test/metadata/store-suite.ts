@@ -121,6 +121,34 @@ export async function expectMigratedLinkRefs(store: MetadataStore, linkRefs: () 
   assert.deepEqual(await linkRefs(), ['a/app sha256:own 0', 'a/app sha256:shared 1', 'b/app sha256:shared 1']);
 }
 
+/**
+ * A version-11 registry with blobs under both kinds of storage key: one that
+ * names its own digest (the filesystem's blobKey), one that names an upload
+ * (S3's), and one shaped for another digest than its row's (made by no code
+ * path, but a key all the same). As SQL both stores run.
+ */
+export const STORAGE_KEYS_V11_ROWS: string[] = [
+  `INSERT INTO blobs (digest, size, storage_key, last_seen) VALUES
+    ('sha256:aa11', 1, 'sha256/aa/aa11.u1', 0), ('sha256:bb22', 1, 'upload-bb', 0), ('sha256:cc33', 1, 'sha256/aa/aa11.u2', 0)`,
+];
+
+/**
+ * After migration 12 of STORAGE_KEYS_V11_ROWS: fsck still knows every key
+ * (invariants 7 and 9: a named object is never taken for an orphan) and no
+ * other, and the key index holds only the keys that do not name their digest.
+ */
+export async function expectMigratedStorageKeys(store: MetadataStore, indexedKeys: () => Promise<string[]>): Promise<void> {
+  for (const k of ['sha256/aa/aa11.u1', 'upload-bb', 'sha256/aa/aa11.u2']) assert.equal(await store.storageKeyKnown(k), true, k);
+  for (const k of ['sha256/aa/aa11.u3', 'sha256/cc/cc33.u2', 'upload-zz', 'sha256/bb/bb22.upload-bb']) assert.equal(await store.storageKeyKnown(k), false, k);
+  assert.deepEqual(await indexedKeys(), ['sha256/aa/aa11.u2', 'upload-bb']);
+  // A blob committed from here on under its own key adds nothing to the index, and is known.
+  const d = digestOf('after');
+  const k = key(d);
+  await store.commitBlob(undefined, 'a/app', { digest: d, size: 5, storageKey: k }, T);
+  assert.equal(await store.storageKeyKnown(k), true);
+  assert.deepEqual(await indexedKeys(), ['sha256/aa/aa11.u2', 'upload-bb']);
+}
+
 export function metadataStoreSuite(label: string, factory: FixtureFactory, options: { concurrency?: boolean } = {}): void {
   /** Runs a test against a fresh database; `more()` opens a second store (another node). */
   function test(name: string, fn: (s: MetadataStore, more: () => Promise<MetadataStore>, fixture: StoreFixture) => Promise<void>) {
@@ -680,6 +708,26 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
         const claim = await s.claimBlobIfGarbage(b.digest, T + 10);
         assert.equal(claim.blob?.digest, b.digest);
         assert.equal(claim.linksRemoved, 1);
+      });
+
+      test('a manifest push does not renew its links: a deleted manifest frees its blobs on their own grace (invariants 5, 6)', async (s) => {
+        // The link counts the manifest (refs) while it exists; its grace comes from
+        // the upload, HEAD or mount that vouched for it, not from the push.
+        const b = await pushBlob(s, 'a/app', 'layer', T);
+        const m = manifest('m', [b.digest]);
+        await s.putManifest('a/app', m, undefined, T + 100);
+        assert.equal((await s.findBlob('a/app', b.digest))?.lastSeen, T, 'the push renewed nothing');
+        assert.deepEqual(await s.claimBlobIfGarbage(b.digest, T + 50), { linksRemoved: 0 }, 'referenced: kept whatever its age');
+        assert.ok(await s.deleteManifest('a/app', m.digest, T + 101));
+        const claim = await s.claimBlobIfGarbage(b.digest, T + 50);
+        assert.equal(claim.linksRemoved, 1, 'the link is as old as its upload');
+        assert.equal(claim.blob?.digest, b.digest);
+        // A HEAD (or mount) still renews the link, so a manifest pushed on its answer finds it.
+        const c = await pushBlob(s, 'a/app', 'config', T);
+        await s.putManifest('a/app', manifest('m2', [c.digest]), undefined, T + 100);
+        assert.ok(await s.statBlob('a/app', c.digest, T + 200, 1));
+        assert.ok(await s.deleteManifest('a/app', manifest('m2', [c.digest]).digest, T + 201));
+        assert.deepEqual(await s.claimBlobIfGarbage(c.digest, T + 150), { linksRemoved: 0 }, 'renewed by the HEAD');
       });
 
       test('deleteManifestIfGarbage keeps manifests held by a tag, a parent or a live subject', async (s) => {

@@ -556,6 +556,21 @@ export const MIGRATIONS: Migration[] = [
   CREATE TRIGGER link_refs_relinked AFTER INSERT ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_recount_link_refs();
   `,
   },
+  {
+    version: 12,
+    description: 'blob storage keys that name their own digest are found by the digest, not indexed',
+    sql: `
+  -- fsck asks "is this object known?" by key. A key blobKey made names its own
+  -- digest (algorithm/xx/hex.upload), so the blob's primary key answers for it;
+  -- only other keys (S3's, which name the upload) need an index of their own.
+  -- The unique index of every key was a random-key insert per new blob, as
+  -- large as the blobs table (issue 18). storageKeyKnown states this predicate
+  -- word for word, so the planner can use the partial index.
+  ALTER TABLE blobs DROP CONSTRAINT blobs_storage_key_key;
+  CREATE UNIQUE INDEX blobs_by_foreign_key ON blobs(storage_key)
+  WHERE left(storage_key, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, strpos(digest, ':') + 1, 2) || '/') || '.';
+  `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;

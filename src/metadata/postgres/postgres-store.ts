@@ -54,6 +54,7 @@
 import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { systemNow } from '../../clock.js';
+import { digestOfKey } from '../../storage/blob-store.js';
 import { pausePoint } from '../../pause-points.js';
 import { RegistryError } from '../../registry/errors.js';
 import type {
@@ -294,7 +295,6 @@ export const SQL = {
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING id`,
   insertManifestBlobs: `
     INSERT INTO manifest_blobs (manifest_id, digest) SELECT $1, d FROM unnest($2::text[]) WITH ORDINALITY AS u(d, i) ORDER BY i ON CONFLICT DO NOTHING`,
-  touchLinks: `UPDATE repository_blobs SET last_seen = coalesce($1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND digest = ANY($3::text[])`,
   insertManifestChildren: `
     INSERT INTO manifest_children (manifest_id, repository_id, child_digest) SELECT $1, $2, d FROM unnest($3::text[]) AS d
     ON CONFLICT DO NOTHING`,
@@ -443,7 +443,13 @@ export const SQL = {
       AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`,
   listBlobs: `
     SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > $1 AND state = ${LIVE} ORDER BY digest LIMIT $2`,
-  storageKeyKnown: `SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
+  // A key that names its digest ($2) is the blob's own (primary key); any other is in
+  // blobs_by_foreign_key, whose predicate (migration 12) this repeats word for word.
+  storageKeyKnown: `
+    SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = $2 AND storage_key = $1)
+      OR EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1
+                 AND left(storage_key, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, strpos(digest, ':') + 1, 2) || '/') || '.')
+      OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = $1)`,
   recordCandidate: `
     INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES ($1, $2, $2)
     ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`,
@@ -504,7 +510,6 @@ const STAMPS: Partial<Record<Statement, number>> = {
   renewManifest: 2,
   renewManifestById: 0,
   insertManifest: 8,
-  touchLinks: 0,
   releaseIfOrphan: 0,
   releaseReferrers: 0,
   releaseIfOrphanById: 0,
@@ -889,10 +894,9 @@ export class PostgresMetadataStore implements MetadataStore {
           await x.q('insertManifest', [...manifestValues(repoId, m, now), tag !== undefined])
         ).rows[0]?.id as number | undefined;
         if (id === undefined) continue; // pushed concurrently: lock that one
-        if (blobs.length > 0) {
-          await x.q('insertManifestBlobs', [id, blobs]);
-          await x.q('touchLinks', [now, repoId, blobs]);
-        }
+        // Each reference counts itself in its link (refs, a trigger), which keeps the
+        // link while the manifest exists; the push does not also renew last_seen.
+        if (blobs.length > 0) await x.q('insertManifestBlobs', [id, blobs]);
         if (children.length > 0) {
           await x.q('insertManifestChildren', [id, repoId, children]);
           await x.q('holdManifests', [repoId, children]);
@@ -1074,7 +1078,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return ((await this.db.one('storageKeyKnown', [key])).rowCount ?? 0) > 0;
+    return ((await this.db.one('storageKeyKnown', [key, digestOfKey(key) ?? null])).rowCount ?? 0) > 0;
   }
 
   async recordOrphanCandidate(key: string, now: number): Promise<number> {

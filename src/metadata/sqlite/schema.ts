@@ -381,4 +381,15 @@ export const MIGRATIONS: string[] = [
     WHERE repository_id = NEW.repository_id AND digest = NEW.digest;
   END;
   `,
+  `
+  -- fsck asks "is this object known?" by key. A key blobKey made names its own
+  -- digest (algorithm/xx/hex.upload), so the blob's primary key answers for it;
+  -- only other keys (S3's, which name the upload) need an index of their own.
+  -- The unique index of every key was a random-key insert per new blob, as
+  -- large as the blobs table (issue 18). storageKeyKnown states this predicate
+  -- word for word, so the planner can use the partial index.
+  DROP INDEX blobs_by_storage_key;
+  CREATE UNIQUE INDEX blobs_by_foreign_key ON blobs(storage_key)
+  WHERE substr(storage_key, 1, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, instr(digest, ':') + 1, 2) || '/') || '.';
+  `,
 ];

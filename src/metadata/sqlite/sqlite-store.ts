@@ -49,6 +49,7 @@ import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, t
 import { MIGRATIONS } from './schema.js';
 import { snapshotInto } from './snapshot.js';
 import { systemNow } from '../../clock.js';
+import { digestOfKey } from '../../storage/blob-store.js';
 import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
 import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
@@ -328,10 +329,10 @@ export class SqliteMetadataStore implements MetadataStore {
           id = Number(
             this.stmt.insertManifest.run(...manifestValues(repoId, m, now), held ? null : now).lastInsertRowid,
           );
-          for (const d of m.blobs) {
-            this.stmt.insertManifestBlob.run(id, d);
-            this.stmt.touchLink.run(now, repoId, d);
-          }
+          // Each reference counts itself in its link (refs, a trigger), which keeps
+          // the link while the manifest exists; the push does not renew the link's
+          // last_seen (a second update of every link): see docs/architecture.md.
+          for (const d of m.blobs) this.stmt.insertManifestBlob.run(id, d);
           for (const d of m.children) {
             this.stmt.insertManifestChild.run(id, repoId, d);
             this.stmt.holdManifest.run(repoId, d);
@@ -492,7 +493,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async storageKeyKnown(key: string): Promise<boolean> {
-    return this.stmt.storageKeyKnown.get(key, key) !== undefined;
+    return this.stmt.storageKeyKnown.get({ digest: digestOfKey(key) ?? null, key }) !== undefined;
   }
 
   async recordOrphanCandidate(key: string, now: number): Promise<number> {
@@ -984,7 +985,6 @@ function prepareStatements(db: Database.Database) {
     linkBlob: p(`
       INSERT INTO repository_blobs (repository_id, digest, last_seen) VALUES (?, ?, ?)
       ON CONFLICT (repository_id, digest) DO UPDATE SET last_seen = excluded.last_seen`),
-    touchLink: p(`UPDATE repository_blobs SET last_seen = ? WHERE repository_id = ? AND digest = ?`),
     unlinkBlob: p(`
       DELETE FROM repository_blobs
       WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?`),
@@ -1087,7 +1087,13 @@ function prepareStatements(db: Database.Database) {
       DELETE FROM repositories AS r WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
         AND NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = r.id)`),
     listBlobs: p(`SELECT digest, size, storage_key, last_seen FROM blobs WHERE digest > ? AND state = ${LIVE} ORDER BY digest LIMIT ?`),
-    storageKeyKnown: p(`SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE storage_key = ?) OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = ?)`),
+    // A key that names its digest is the blob's own (primary key); any other is in
+    // blobs_by_foreign_key, whose predicate (migration 12) this repeats word for word.
+    storageKeyKnown: p(`
+      SELECT 1 WHERE EXISTS (SELECT 1 FROM blobs WHERE digest = @digest AND storage_key = @key)
+        OR EXISTS (SELECT 1 FROM blobs WHERE storage_key = @key
+                   AND substr(storage_key, 1, length(digest) + 4) <> replace(digest, ':', '/' || substr(digest, instr(digest, ':') + 1, 2) || '/') || '.')
+        OR EXISTS (SELECT 1 FROM uploads WHERE committing_key = @key)`),
     recordCandidate: p(`
       INSERT INTO fsck_candidates (key, first_seen, last_seen) VALUES (?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen RETURNING first_seen`),
