@@ -307,7 +307,8 @@ export class SqliteMetadataStore implements MetadataStore {
       body = this.stmt.manifestBody.get(row.id) as Buffer;
       this.bodies.set(digest, body);
     }
-    return { digest, mediaType: row.media_type as string, size: row.size as number, body };
+    row.body = body;
+    return toManifest(row);
   }
 
   async putManifest(repository: string, m: NewManifest, tag: string | undefined, now: number, ev?: EventContext, guard?: WriteGuard): Promise<void> {
