@@ -11,7 +11,7 @@
 import { crashPoint } from '../crash-points.js';
 import { pausePoint } from '../pause-points.js';
 import type { Logger } from '../log.js';
-import type { BlobCandidate, BlobRecord, ManifestCandidate, MetadataStore } from '../metadata/store.js';
+import type { BlobCandidate, BlobRecord, GcView, ManifestCandidate, MetadataStore } from '../metadata/store.js';
 import type { Policies } from '../policy/policies.js';
 import { decideRetention, type RetentionVerdict } from '../policy/retention.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -62,11 +62,8 @@ export interface GcReport {
   manifestsExamined: number;
   blobsExamined: number;
   durationMs: number;
-  /**
-   * Where the time went, ms per phase; `snapshot` is a dry run's copy of the
-   * metadata (the rest of durationMs).
-   */
-  phasesMs: Partial<Record<'snapshot' | 'retention' | GcPhase | 'repositories', number>>;
+  /** Where the time went, ms per phase. */
+  phasesMs: Partial<Record<'retention' | GcPhase | 'repositories', number>>;
   /** With verbose: what was (or would be) deleted. */
   manifests?: string[];
   blobs?: string[];
@@ -113,31 +110,30 @@ export async function collectGarbage(
     report.blobs = [];
   }
 
-  const run = (store: MetadataStore, deleteBytes: boolean) =>
-    new Sweep(store, storage, options, report, progress, storeNow, deleteBytes).run();
-  if (options.dryRun) await metadata.dryRun((view) => run(view, false));
-  else await run(metadata, true);
+  const sweep = (view: GcView, bytes: Bytes | undefined) => new Sweep(view, bytes, options, report, progress, storeNow).run();
+  if (options.dryRun) await metadata.dryRun((view) => sweep(view, undefined));
+  else await sweep(metadata, { metadata, storage });
 
   report.durationMs = now() - started;
-  if (options.dryRun) {
-    const swept = Object.values(report.phasesMs).reduce((a, b) => a + b, 0);
-    report.phasesMs = { snapshot: Math.max(0, report.durationMs - swept), ...report.phasesMs };
-  }
   logger.info({ gc: report.dryRun ? 'dry-run' : 'run', ...withoutLists(report) }, 'garbage collection finished');
   return report;
 }
 
-/** One pass over the garbage, against a store (the real one, or a dry run's copy). */
+/** Where a real pass deletes bytes; a dry run has none (its view's changes are discarded, the bytes are real). */
+interface Bytes {
+  metadata: MetadataStore;
+  storage: BlobStore;
+}
+
+/** One pass over the garbage, against the live store or a dry run's view of it. */
 class Sweep {
   constructor(
-    private readonly store: MetadataStore,
-    private readonly storage: BlobStore,
+    private readonly store: GcView,
+    private readonly bytes: Bytes | undefined,
     private readonly o: GcOptions,
     private readonly report: GcReport,
     private readonly progress: GcProgress,
     private readonly now: number,
-    /** False in a dry run: the store is a throwaway copy, the bytes are real. */
-    private readonly deleteBytes: boolean,
   ) {}
 
   async run(): Promise<void> {
@@ -247,7 +243,7 @@ class Sweep {
   private async blobs(): Promise<void> {
     const cutoff = this.now - this.o.blobGrace - (this.o.blobGrace > 0 ? this.o.touchInterval : 0);
     // Finish what a crashed collector marked but did not delete.
-    if (this.deleteBytes) await this.deleteMarked();
+    if (this.bytes) await this.deleteMarked(this.bytes);
     // One walk through the queue in its order, each page starting after the
     // last (keyset): a blob requeued for later moves past the cutoff, one a
     // claim skipped (held by another transaction) stays behind the walk for
@@ -263,28 +259,28 @@ class Sweep {
         const { blob, linksRemoved } = await this.store.claimBlobIfGarbage(digest, cutoff);
         this.report.linksRemoved += linksRemoved;
         if (!blob) return;
-        if (!this.deleteBytes) return this.counted(blob);
+        if (!this.bytes) return this.counted(blob);
         crashPoint('gc-after-mark');
         await pausePoint('gc-after-claim');
         // Delete now, by the key this claim marked; deleteMarked() is the
         // backstop for claims a crashed collector left behind.
-        await this.deleteClaimed(blob);
+        await this.deleteClaimed(this.bytes, blob);
       });
     }
   }
 
-  private async deleteMarked(): Promise<void> {
+  private async deleteMarked(bytes: Bytes): Promise<void> {
     for (;;) {
-      const marked = await this.store.listDeletingBlobs(BATCH);
+      const marked = await bytes.metadata.listDeletingBlobs(BATCH);
       if (marked.length === 0) return;
-      await inWaves(marked, (blob) => this.deleteClaimed(blob));
+      await inWaves(marked, (blob) => this.deleteClaimed(bytes, blob));
     }
   }
 
-  private async deleteClaimed(blob: BlobRecord): Promise<void> {
-    await this.storage.deleteBlob(blob.storageKey);
+  private async deleteClaimed(bytes: Bytes, blob: BlobRecord): Promise<void> {
+    await bytes.storage.deleteBlob(blob.storageKey);
     crashPoint('gc-after-delete-bytes');
-    await this.store.finishBlobDeletion(blob.digest, blob.storageKey);
+    await bytes.metadata.finishBlobDeletion(blob.digest, blob.storageKey);
     this.counted(blob);
   }
 
@@ -299,7 +295,7 @@ class Sweep {
     const cutoff = this.now - this.o.uploadTimeout;
     for (;;) {
       const ids = await this.store.expireUploads(cutoff, BATCH);
-      if (this.deleteBytes) for (const id of ids) await this.storage.deleteUpload(id);
+      if (this.bytes) for (const id of ids) await this.bytes.storage.deleteUpload(id);
       this.report.uploadsPurged += ids.length;
       this.progress('uploads', this.report.uploadsPurged);
       if (ids.length < BATCH) return;

@@ -381,10 +381,12 @@ export interface MetadataStore {
   runTotals(): Promise<LifecycleTotals[]>;
 
   /**
-   * Runs `fn` against a view of the store whose changes are all discarded
-   * at the end: how `gc --dry-run` computes exactly what a real run would do.
+   * Runs `fn` against a view of the store, as one consistent state, whose
+   * changes are all discarded at the end: how `gc --dry-run` computes
+   * exactly what a real run would do. The view answers GC's questions and
+   * takes its decisions (GcView); it never stalls the live store's writers.
    */
-  dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T>;
+  dryRun<T>(fn: (view: GcView) => Promise<T>): Promise<T>;
 
   /**
    * The store's clock, ms since the epoch: the database server's for a store
@@ -413,6 +415,20 @@ export interface MetadataStore {
 
   close(): Promise<void>;
 }
+
+/** What one GC pass reads and decides with: the live store, or a dry run's view of it (dryRun). */
+export type GcView = Pick<
+  MetadataStore,
+  | 'listRepositories'
+  | 'listRetentionTags'
+  | 'deleteTagIfUnchanged'
+  | 'listManifestCandidates'
+  | 'deleteManifestIfGarbage'
+  | 'listBlobCandidates'
+  | 'claimBlobIfGarbage'
+  | 'expireUploads'
+  | 'deleteEmptyRepositories'
+>;
 
 export interface ManifestRef {
   repository: string;

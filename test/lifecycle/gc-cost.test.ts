@@ -136,11 +136,11 @@ function suite(label: string, open: () => Promise<{ store: MetadataStore; close:
         assert.equal(counts.claims, 600);
         assert.equal(report.blobsExamined, 600);
         assert.deepEqual([...new Set(counts.listed.values())], [1], 'each queued blob is listed once');
-        // A dry run reports its copy of the metadata as a phase of its own.
+        // A dry run's time goes to the same phases as a run's: it has no copy of the metadata to make.
         const dry = await collectGarbage(store, countingStorage(), { ...options, dryRun: true }, silent);
         assert.equal(dry.blobsDeleted, 550);
         assert.equal(dry.blobsExamined, 550);
-        assert.equal(Object.keys(dry.phasesMs)[0], 'snapshot');
+        assert.deepEqual(Object.keys(dry.phasesMs), Object.keys(report.phasesMs));
         // The next pass finds the held ones again (they stayed queued).
         const again = await collectGarbage(store, countingStorage(), options, silent);
         assert.equal(again.blobsDeleted, 550);

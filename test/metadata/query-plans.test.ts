@@ -13,7 +13,11 @@
  * disabled, so what remains is what no index can serve.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import type Database from 'better-sqlite3';
 import pg from 'pg';
 import { SqliteMetadataStore } from '../../src/metadata/sqlite/sqlite-store.js';
 import { SqliteOutbox } from '../../src/metadata/sqlite/outbox.js';
@@ -116,6 +120,28 @@ describe('query plans: SQLite statements read through indexes', () => {
       }
     } finally {
       store.db.close();
+    }
+  });
+});
+
+describe('query plans: the SQLite dry run view reads through indexes', () => {
+  it("asks GC's questions of the live database as the store does, with its own changes beside them", async () => {
+    // The view reads the live database in place (src/metadata/sqlite/dry-run-view.ts):
+    // a statement that scanned would make the dry run cost the registry's size.
+    const dir = mkdtempSync(join(tmpdir(), 'berth-plans-'));
+    const store = new SqliteMetadataStore(join(dir, 'metadata.db'));
+    try {
+      const found = await store.dryRun(async (view) => {
+        const internals = view as unknown as { s: object; db: Database.Database };
+        const plans = new Map<string, string[]>();
+        for (const [name, st] of Object.entries(internals.s)) plans.set(`dryRun.${name}`, sqliteCostly(sqlitePlan(internals.db, (st as { source: string }).source)));
+        return plans;
+      });
+      assert.ok(found.size > 25, 'every statement examined');
+      assert.deepEqual(offenders(found, { 'dryRun.goneEmptyRepositories': SMALL.gc }), []);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -905,29 +905,43 @@ export function metadataStoreSuite(label: string, factory: FixtureFactory, optio
       test('dryRun: the view sees its own changes, a failing operation alone is undone, all is discarded', async (s) => {
         const b = await pushBlob(s, 'a/app', 'layer', T);
         const m = manifest('m', [b.digest]);
-        await s.putManifest('a/app', m, undefined, T);
+        await s.putManifest('a/app', m, 'v1', T);
         await s.createUpload('stale', 'a/app', T - 1000);
+        const refused = new RegistryError('DENIED', 'immutable tag');
         const result = await s.dryRun(async (view) => {
-          assert.ok(await view.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
-          assert.equal(await view.findManifestByDigest('a/app', m.digest), undefined);
-          await assert.rejects(view.putManifest('a/app', manifest('bad', [digestOf('missing')]), 'x', T), isError('MANIFEST_BLOB_UNKNOWN'));
+          const [tag] = await view.listRetentionTags('a/app');
+          await assert.rejects(view.deleteTagIfUnchanged('a/app', tag!, T + 1, { refuseTagChange: () => refused }), (e) => e === refused);
+          assert.equal((await view.listRetentionTags('a/app')).length, 1, 'the refused deletion is undone');
+          assert.ok(await view.deleteTagIfUnchanged('a/app', tag!, T + 1));
+          assert.deepEqual(await view.listRetentionTags('a/app'), []);
+          // Untagged at T + 1: a candidate from then on.
+          assert.deepEqual(refs(await view.listManifestCandidates(T, 10)), []);
+          assert.deepEqual(refs(await view.listManifestCandidates(T + 1, 10)), [{ repository: 'a/app', digest: m.digest }]);
+          assert.ok(await view.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 1, T + 2));
+          assert.equal(await view.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 1, T + 2), undefined);
+          assert.deepEqual(refs(await view.listManifestCandidates(T + 10, 10)), []);
+          // Queued again by the deletion, at T + 2.
+          assert.deepEqual(digests(await view.listBlobCandidates(T + 1, 10)), []);
           assert.deepEqual(digests(await view.listBlobCandidates(T + 10, 10)), [b.digest]);
           const claim = await Promise.all([view.claimBlobIfGarbage(b.digest, T + 10), view.expireUploads(T, 10)]);
           assert.equal(claim[0].blob?.digest, b.digest);
+          assert.equal(claim[0].linksRemoved, 1);
           assert.deepEqual(claim[1], ['stale']);
+          assert.deepEqual(digests(await view.listBlobCandidates(T + 10, 10)), []);
+          assert.deepEqual(await view.expireUploads(T, 10), []);
           assert.equal(await view.deleteEmptyRepositories(), 1);
-          await view.recordRun({ kind: 'gc', trigger: 'cli', startedAt: T, durationMs: 1, manifestsDeleted: 1, blobsDeleted: 1, bytesReclaimed: 1, uploadsPurged: 1, problems: 0 });
+          assert.deepEqual((await view.listRepositories(undefined, 10)).items, []);
           return 'done';
         });
         assert.equal(result, 'done');
-        assert.ok(await s.findManifestByDigest('a/app', m.digest));
+        assert.ok(await s.findManifestByTag('a/app', 'v1'));
         assert.ok(await s.findBlob('a/app', b.digest));
         assert.equal(await s.uploadExists('stale'), true);
         assert.deepEqual(await s.listDeletingBlobs(10), []);
-        assert.deepEqual(await s.runTotals(), []);
         assert.equal(await s.repositoryExists('a/app'), true);
         // The store still works normally afterwards.
-        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T, T + 1));
+        assert.ok(await s.deleteTag('a/app', 'v1', T + 1));
+        assert.ok(await s.deleteManifestIfGarbage({ repository: 'a/app', digest: m.digest }, T + 1, T + 2));
       });
     });
 

@@ -67,6 +67,7 @@ import type {
   ManifestRef,
   ManifestCandidate,
   BlobCandidate,
+  GcView,
   MetadataStore,
   NewManifest,
   Page,
@@ -1188,7 +1189,7 @@ export class PostgresMetadataStore implements MetadataStore {
    * the locked rows. The view itself skips rows live requests hold, like a
    * real run. A dry run is as long as a real run, so keep it for operators.
    */
-  async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
+  async dryRun<T>(fn: (view: GcView) => Promise<T>): Promise<T> {
     if (!this.pool) return fn(this); // already a view: its changes are discarded anyway
     const client = await this.pool.connect();
     let broken: Error | undefined;

@@ -7,8 +7,7 @@
  * Concurrent writes share one transaction and one fsync (group commit).
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, rmSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pausePoint } from '../../pause-points.js';
@@ -30,6 +29,7 @@ import type {
   UploadOwner,
   UploadRecord,
   EventContext,
+  GcView,
   EventClaim,
   EndpointEventStats,
   OutboxEvent,
@@ -47,7 +47,7 @@ import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBl
 import { ManifestBodies } from '../manifest-bodies.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
-import { snapshotInto } from './snapshot.js';
+import { withDryRunView } from './dry-run-view.js';
 import { systemNow } from '../../clock.js';
 import { digestOfKey } from '../../storage/blob-store.js';
 import { prepareConsoleQueries } from './console-queries.js';
@@ -59,7 +59,7 @@ const LIVE = 0;
 export interface SqliteStoreOptions {
   /** Endpoints events are written for (src/events/); none: no event rows at all. */
   outbox?: OutboxOptions;
-  /** A throwaway copy (a dry run's): commits are never synced to disk. */
+  /** A throwaway database (a benchmark's scratch file): commits are never synced to disk. */
   scratch?: boolean;
 }
 
@@ -123,7 +123,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // at 91 instead of 111 MiB, at the same images/s (interleaved A/B).
     this.db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     this.file = typeof file === 'string' && file !== ':memory:' ? file : undefined;
-    // A scratch copy's commits need no sync: there is no walFile to sync.
+    // A scratch database's commits need no sync: there is no walFile to sync.
     this.walFile = this.file !== undefined && !options.scratch ? `${file}-wal` : undefined;
     if (options.scratch) this.db.pragma('synchronous = OFF');
     this.db.pragma('foreign_keys = ON');
@@ -628,37 +628,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
   private adminOutbox: SqliteOutbox | undefined;
 
-  async dryRun<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
-    // A copy of a consistent snapshot, thrown away at the end: the dry run
-    // takes no write lock, so it never stalls the server. A database on
-    // disk is copied to a file beside it (memory stays flat however large
-    // the registry; see snapshot.ts); an in-memory one, in memory.
-    if (this.file === undefined) return this.dryRunInMemory(fn);
-    const copy = `${this.file}.dry-run-${process.pid}-${randomUUID().slice(0, 8)}`;
-    try {
-      await snapshotInto(this.file, copy);
-      const view = new SqliteMetadataStore(copy, { scratch: true });
-      try {
-        return await fn(view);
-      } finally {
-        await view.close();
-      }
-    } finally {
-      for (const f of [copy, `${copy}-wal`, `${copy}-shm`]) rmSync(f, { force: true });
-    }
-  }
-
-  private async dryRunInMemory<T>(fn: (store: MetadataStore) => Promise<T>): Promise<T> {
-    const image = this.db.serialize();
-    // Header bytes 18-19 say "WAL"; an in-memory database must read as rollback-journal.
-    image[18] = 1;
-    image[19] = 1;
-    const view = new SqliteMetadataStore(image);
-    try {
-      return await fn(view);
-    } finally {
-      view.db.close();
-    }
+  async dryRun<T>(fn: (view: GcView) => Promise<T>): Promise<T> {
+    // A view of the live file on a connection of its own (see dry-run-view.ts):
+    // no copy, whatever the registry's size, and no write lock.
+    if (this.file === undefined) throw new Error('a GC dry run needs the SQLite database in a file');
+    return withDryRunView(this.file, fn);
   }
 
   async now(): Promise<number> {
