@@ -11,13 +11,14 @@
  * lists, and leave the live store as it found it; the real run must then have
  * deleted exactly what it reported.
  *
- * The dry run is an implementation of its own (SQLite: a copy of the database
- * file; PostgreSQL: a transaction rolled back), which is why it is held to the
- * real run here, on many shapes of registry rather than a few written by hand.
+ * The dry run is an implementation of its own (SQLite: a view of the live
+ * database with the pass's changes kept in TEMP tables, dry-run-view.ts;
+ * PostgreSQL: a transaction rolled back, its operations one after another
+ * where the run's waves go in parallel), which is why it is held to the real
+ * run here, on many shapes of registry rather than a few written by hand.
  *
  * SQLite on a database file always; PostgreSQL too with
- * BERTH_TEST_METADATA=postgres, as TODO for now (see its suite below).
- * BERTH_TEST_SEED=<n> replays one seed.
+ * BERTH_TEST_METADATA=postgres. BERTH_TEST_SEED=<n> replays one seed.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -343,11 +344,11 @@ function seeds(count: number): number[] {
   return REPLAY !== undefined ? [REPLAY] : Array.from({ length: count }, (_, i) => i + 1);
 }
 
-function suite(label: string, count: number, open: (seed: number) => Promise<{ store: MetadataStore; close: () => Promise<void> }>, todo?: string) {
+function suite(label: string, count: number, open: (seed: number) => Promise<{ store: MetadataStore; close: () => Promise<void> }>) {
   describe(`a GC dry run reports exactly what the run then does (${label})`, () => {
     const coverage: Coverage = { manifests: 0, blobs: 0, links: 0, uploads: 0, repositories: 0, retentionTags: 0, retentionUntagged: 0, cascades: 0, notDue: 0 };
     for (const seed of seeds(count)) {
-      it(`seed ${seed}`, { todo }, async (t) => {
+      it(`seed ${seed}`, async (t) => {
         const { store, close } = await open(seed);
         try {
           await runSeed(store, seed, coverage);
@@ -360,7 +361,7 @@ function suite(label: string, count: number, open: (seed: number) => Promise<{ s
         }
       });
     }
-    if (REPLAY === undefined && !todo) {
+    if (REPLAY === undefined) {
       it('the seeds produced every kind of garbage, cascades and garbage not yet due (so the checks above could fail)', () => {
         for (const [kind, n] of Object.entries(coverage)) assert.ok(n > 0, `no seed produced any ${kind}: ${JSON.stringify(coverage)}`);
       });
@@ -387,18 +388,7 @@ if (process.env.BERTH_TEST_METADATA === 'postgres') {
       // The caller's clock: the generator stamps its operations with times before now().
       const store = await PostgresMetadataStore.open(db.url, { poolSize: 4, clock: 'caller' });
       return { store, close: () => store.close() };
-    },
-    // Known divergence (seed 4 always, 12 at times, when written): PostgreSQL's dry run runs every
-    // operation on one connection, one after another, where the real run's
-    // waves run in parallel on the pool. A referrer listed in the same wave
-    // as its subject is, in the run, checked beside the subject's deletion,
-    // found held, and released as of the pass time (not due with a grace);
-    // in the dry run the subject is already gone when it is checked, and it
-    // keeps its old candidate time (releaseReferrers' coalesce), so the dry
-    // run reports one manifest more. Which one wins in the run depends on
-    // timing, so no dry run can match it exactly as things stand. Reported,
-    // not hidden: these run and show as TODO until the two agree.
-    'PostgreSQL dry run serializes what the run does in parallel waves');
+    });
   } else if (process.env.CI === 'true') {
     it('PostgreSQL is reachable (required under CI=true)', () => assert.fail(unavailable));
   } else {

@@ -306,7 +306,9 @@ export const SQL = {
     WHERE m.repository_id = $2 AND m.digest = ANY($3::text[]) AND m.untagged_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
       AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`,
-  releaseReferrers: `UPDATE manifests SET untagged_at = coalesce(untagged_at, $1::bigint, ${DB_NOW}) WHERE repository_id = $2 AND subject = $3`,
+  // As of the subject's deletion, candidate before or not: the verdict must not depend on
+  // whether GC looked at the referrer before its subject (a wave runs them in parallel).
+  releaseReferrers: `UPDATE manifests SET untagged_at = greatest(untagged_at, coalesce($1::bigint, ${DB_NOW})) WHERE repository_id = $2 AND subject = $3`,
   lockTag: `SELECT manifest_id FROM tags WHERE repository_id = $1 AND name = $2 FOR UPDATE`,
   updateTag: `UPDATE tags SET manifest_id = $3, updated_at = $4 WHERE repository_id = $1 AND name = $2`,
   insertTag: `

@@ -280,7 +280,7 @@ function prepare(db: Database.Database) {
       ON CONFLICT (id) DO UPDATE SET untagged_at = excluded.untagged_at`),
     releaseReferrers: p(`
       INSERT INTO temp.manifest_untagged (id, untagged_at)
-      SELECT m.id, coalesce(${UNTAGGED_AT}, @now) FROM main.manifests m LEFT JOIN temp.manifest_untagged o ON o.id = m.id
+      SELECT m.id, max(coalesce(${UNTAGGED_AT}, @now), @now) FROM main.manifests m LEFT JOIN temp.manifest_untagged o ON o.id = m.id
       WHERE m.repository_id = @repoId AND m.subject = @subject AND ${MANIFEST_KEPT}
       ON CONFLICT (id) DO UPDATE SET untagged_at = excluded.untagged_at`),
     manifestBlobs: p(`SELECT digest FROM main.manifest_blobs WHERE manifest_id = ?`).pluck(),

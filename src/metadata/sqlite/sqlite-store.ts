@@ -878,7 +878,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const child = this.stmt.manifestId.get(repoId, c.child_digest) as Row | undefined;
       if (child) this.releaseIfOrphan(child.id as number, now);
     }
-    this.stmt.releaseReferrers.run(now, repoId, digest);
+    this.stmt.releaseReferrers.run({ now, repoId, subject: digest });
   }
 
   /** Marks a manifest as a GC candidate if it has no tag and no parent left. Inside a transaction. */
@@ -1008,7 +1008,10 @@ function prepareStatements(db: Database.Database) {
         AND NOT EXISTS (SELECT 1 FROM tags WHERE manifest_id = ?)
         AND NOT EXISTS (SELECT 1 FROM manifest_children c JOIN manifests m ON m.id = ?
                         WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest)`),
-    releaseReferrers: p(`UPDATE manifests SET untagged_at = coalesce(untagged_at, ?) WHERE repository_id = ? AND subject = ?`),
+    // A referrer is a candidate as of its subject's deletion, whether or not it
+    // was one before: GC's verdict must not depend on which of the two it
+    // happened to look at first (in a wave they run side by side).
+    releaseReferrers: p(`UPDATE manifests SET untagged_at = max(coalesce(untagged_at, @now), @now) WHERE repository_id = @repoId AND subject = @subject`),
     manifestBlobs: p(`SELECT digest FROM manifest_blobs WHERE manifest_id = ?`),
     manifestChildren: p(`SELECT child_digest FROM manifest_children WHERE manifest_id = ?`),
     deleteManifest: p(`DELETE FROM manifests WHERE id = ?`),
