@@ -32,7 +32,7 @@ import { blobRecheckAt, manifestDue } from '../decisions.js';
 import { page, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toRetentionTag, type Row } from '../records.js';
 
 const LIVE = 0;
-/** The view's page cache, KiB: for the snapshot's pages and the TEMP tables alike. */
+/** The view's page caches, KiB: one for the snapshot's pages, one for the TEMP tables. */
 const PAGE_CACHE_KIB = 2000;
 
 const OVERLAY = `
@@ -55,8 +55,11 @@ export async function withDryRunView<T>(file: string, fn: (view: GcView) => Prom
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
     db.pragma('busy_timeout = 10000');
+    // Each schema has a cache of its own, 16 MB by default in better-sqlite3's
+    // build: the TEMP tables' would have added that to a first pass's peak.
+    db.pragma('temp_store = FILE'); // first: changing it drops the TEMP schema
     db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
-    db.pragma('temp_store = FILE');
+    db.pragma(`temp.cache_size = -${PAGE_CACHE_KIB}`);
     db.exec(OVERLAY);
     db.exec('BEGIN');
     // The first read of the main database takes the snapshot every decision reads.
