@@ -5,6 +5,7 @@
  * Where and how the reads and writes happen stays in each store.
  */
 import { RegistryError } from '../registry/errors.js';
+import type { RetentionTag } from './store.js';
 
 /** How many digests an error's detail names at the most. */
 const DETAIL_DIGESTS = 20;
@@ -72,4 +73,13 @@ export function stillReferencedError(what: 'manifest' | 'blob', digest: string, 
     `${what} is referenced by ${referencedBy} ${by}${referencedBy === 1 ? '' : what === 'manifest' ? 'es' : 's'} of the repository; delete ${referencedBy === 1 ? 'it' : 'them'} (or untag and let GC collect ${referencedBy === 1 ? 'it' : 'them'}) first`,
     { status: 409, detail: { digest, referencedBy } },
   );
+}
+
+/**
+ * Retention (deleteTagIfUnchanged): whether the tag is still exactly as the
+ * decision saw it, same manifest and neither pushed nor pulled since, so a
+ * decision taken before a concurrent push or pull never removes its work.
+ */
+export function tagUnchanged(current: RetentionTag, seen: RetentionTag): boolean {
+  return current.digest === seen.digest && current.pushedAt === seen.pushedAt && (current.pulledAt ?? 0) <= (seen.pulledAt ?? 0);
 }

@@ -88,7 +88,7 @@ import type {
 import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import * as outbox from './outbox.js';
-import { blobRecheckAt, manifestDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { blobRecheckAt, manifestDue, stillReferencedError, tagUnchanged, unknownBlobsError, unknownChildrenError } from '../decisions.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { migrate, schemaStatus, SchemaTooNewError, LATEST_VERSION } from './migrations.js';
 import { redactUrl } from './url.js';
@@ -1144,8 +1144,7 @@ export class PostgresMetadataStore implements MetadataStore {
       // Locked as a push moving the tag locks it (upsertTag): one of the two sees the other's commit.
       const row = (await x.q('lockRetentionTag', [repository, seen.tag])).rows[0];
       if (!row) return false;
-      const current = toRetentionTag(row);
-      if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+      if (!tagUnchanged(toRetentionTag(row), seen)) return false;
       const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
       if (refusal) throw refusal;
       await x.q('deleteTagById', [row.repository_id, seen.tag]);

@@ -28,10 +28,10 @@
  */
 import Database from 'better-sqlite3';
 import type { BlobCandidate, BlobRecord, GcView, ManifestCandidate, ManifestRecord, ManifestRef, Page, RetentionTag, WriteGuard } from '../store.js';
-import { blobRecheckAt, manifestDue } from '../decisions.js';
+import { claimBlob, collectManifest } from './gc-verdicts.js';
+import { tagUnchanged } from '../decisions.js';
 import { page, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toRetentionTag, type Row } from '../records.js';
 
-const LIVE = 0;
 /** The view's page caches, KiB: one for the snapshot's pages, one for the TEMP tables. */
 const PAGE_CACHE_KIB = 2000;
 
@@ -98,8 +98,7 @@ class SqliteDryRunView implements GcView {
     return this.change(() => {
       const row = this.s.retentionTag.get(repository, seen.tag) as Row | undefined;
       if (!row) return false;
-      const current = toRetentionTag(row);
-      if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+      if (!tagUnchanged(toRetentionTag(row), seen)) return false;
       const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
       if (refusal) throw refusal;
       this.s.goneTag.run(row.repository_id, seen.tag);
@@ -123,34 +122,17 @@ class SqliteDryRunView implements GcView {
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
     return this.change(() => {
-      const row = this.s.manifestForGc.get(ref.repository, ref.digest) as Row | undefined;
-      if (!row || !manifestDue(row.untagged_at, cutoff)) return undefined;
-      const id = row.id as number;
-      const repoId = row.repository_id as number;
-      const held =
-        this.s.isTagged.get(id) !== undefined ||
-        this.s.hasParent.get(repoId, ref.digest) !== undefined ||
-        (row.subject !== null && this.s.manifestId.get(repoId, row.subject) !== undefined);
-      if (held) {
-        this.s.setUntagged.run(id, null);
-        return undefined;
-      }
-      // As deleteManifestRow: the manifest goes (with its references and its
-      // rows as a parent), its blobs are queued, its children and referrers
-      // become candidates.
-      const blobs = this.s.manifestBlobs.all(id) as string[];
-      const children = this.s.manifestChildren.all(id) as string[];
-      this.s.goneManifest.run(id);
-      for (const digest of blobs) {
-        this.s.dropReference.run({ repoId, digest });
-        // As the store's enqueueBlob: a time in the queue never moves back.
-        this.s.setQueued.run(digest, Math.max(this.queuedSince(digest) ?? now, now));
-      }
-      for (const child of children) {
-        const childId = this.s.manifestId.get(repoId, child) as number | undefined;
-        if (childId !== undefined) this.releaseIfOrphan(childId, now);
-      }
-      this.s.releaseReferrers.run({ now, repoId, subject: ref.digest });
+      const row = collectManifest(
+        {
+          row: () => this.s.manifestForGc.get(ref.repository, ref.digest) as Row | undefined,
+          tagged: (id) => this.s.isTagged.get(id) !== undefined,
+          hasParent: (repoId) => this.s.hasParent.get(repoId, ref.digest) !== undefined,
+          holds: (repoId, digest) => this.s.manifestId.get(repoId, digest) !== undefined,
+          hold: (id) => this.s.setUntagged.run(id, null),
+          delete: (id, repoId) => this.deleteManifestRow(id, repoId, ref.digest, now),
+        },
+        cutoff,
+      );
       return toManifest(row);
     });
   }
@@ -163,24 +145,24 @@ class SqliteDryRunView implements GcView {
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
     return this.change(() => {
-      const dangling = this.s.danglingLinks.all({ digest, cutoff }) as number[];
-      for (const repoId of dangling) this.s.goneLink.run(repoId, digest);
-      const linksRemoved = dangling.length;
-      const row = this.s.blobForGc.get(digest) as Row | undefined;
-      if (!row || row.state !== LIVE || this.s.isReferenced.get(digest) !== undefined) {
-        this.s.setQueued.run(digest, null);
-        return { linksRemoved };
-      }
-      const newestLink = this.s.newestLink.get(digest) as number | null;
-      const recheckAt = blobRecheckAt(newestLink, row.last_seen as number, cutoff);
-      if (recheckAt !== undefined) {
-        // As the store's UPDATE: only a blob still in the queue moves.
-        if (this.queuedSince(digest) !== undefined) this.s.setQueued.run(digest, recheckAt);
-        return { linksRemoved };
-      }
-      this.s.markDeleting.run(digest);
-      this.s.setQueued.run(digest, null);
-      return { blob: toBlob(row), linksRemoved };
+      const { row, linksRemoved } = claimBlob(
+        {
+          removeDanglingLinks: () => {
+            const dangling = this.s.danglingLinks.all({ digest, cutoff }) as number[];
+            for (const repoId of dangling) this.s.goneLink.run(repoId, digest);
+            return dangling.length;
+          },
+          row: () => this.s.blobForGc.get(digest) as Row | undefined,
+          referenced: () => this.s.isReferenced.get(digest) !== undefined,
+          newestLink: () => this.s.newestLink.get(digest) as number | null,
+          dequeue: () => this.s.setQueued.run(digest, null),
+          // As the store's UPDATE: only a blob still in the queue moves.
+          requeue: (at) => this.queuedSince(digest) !== undefined && this.s.setQueued.run(digest, at),
+          markDeleting: () => this.s.markDeleting.run(digest),
+        },
+        cutoff,
+      );
+      return row ? { blob: toBlob(row), linksRemoved } : { linksRemoved };
     });
   }
 
@@ -194,6 +176,27 @@ class SqliteDryRunView implements GcView {
 
   async deleteEmptyRepositories(): Promise<number> {
     return this.change(() => this.s.goneEmptyRepositories.run().changes);
+  }
+
+  /**
+   * As the store's deleteManifestRow: the manifest goes (with its references
+   * and its rows as a parent), its blobs are queued, its children and
+   * referrers become candidates.
+   */
+  private deleteManifestRow(id: number, repoId: number, digest: string, now: number): void {
+    const blobs = this.s.manifestBlobs.all(id) as string[];
+    const children = this.s.manifestChildren.all(id) as string[];
+    this.s.goneManifest.run(id);
+    for (const blob of blobs) {
+      this.s.dropReference.run({ repoId, digest: blob });
+      // As the store's enqueueBlob: a time in the queue never moves back.
+      this.s.setQueued.run(blob, Math.max(this.queuedSince(blob) ?? now, now));
+    }
+    for (const child of children) {
+      const childId = this.s.manifestId.get(repoId, child) as number | undefined;
+      if (childId !== undefined) this.releaseIfOrphan(childId, now);
+    }
+    this.s.releaseReferrers.run({ now, repoId, subject: digest });
   }
 
   /** One operation's would-be changes, all or none (as the store's savepoint per write). */

@@ -43,7 +43,8 @@ import type {
 import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
-import { blobRecheckAt, manifestDue, renewalDue, stillReferencedError, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { renewalDue, stillReferencedError, tagUnchanged, unknownBlobsError, unknownChildrenError } from '../decisions.js';
+import { claimBlob, collectManifest, LIVE } from './gc-verdicts.js';
 import { ManifestBodies } from '../manifest-bodies.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
 import { MIGRATIONS } from './schema.js';
@@ -54,7 +55,6 @@ import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
 import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
 
-const LIVE = 0;
 
 export interface SqliteStoreOptions {
   /** Endpoints events are written for (src/events/); none: no event rows at all. */
@@ -422,23 +422,21 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async deleteManifestIfGarbage(ref: ManifestRef, cutoff: number, now: number): Promise<ManifestRecord | undefined> {
     return this.write(() => {
-        const row = this.stmt.manifestForGc.get(ref.repository, ref.digest) as Row | undefined;
-        if (!row || !manifestDue(row.untagged_at, cutoff)) return undefined;
-        const id = row.id as number;
-        const repoId = row.repository_id as number;
-        const held =
-          this.stmt.isTagged.get(id) !== undefined ||
-          this.stmt.hasParent.get(repoId, ref.digest) !== undefined ||
-          (row.subject !== null && this.stmt.manifestId.get(repoId, row.subject) !== undefined);
-        if (held) {
-          // Live through a tag, a parent or its subject: no longer a candidate until that changes.
-          this.stmt.holdManifestById.run(id);
-          return undefined;
-        }
-        this.deleteManifestRow(id, repoId, ref.digest, now);
-        this.outbox?.insert({ action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: row.size as number }, now);
-        return toManifest(row);
-      });
+      const row = collectManifest(
+        {
+          row: () => this.stmt.manifestForGc.get(ref.repository, ref.digest) as Row | undefined,
+          tagged: (id) => this.stmt.isTagged.get(id) !== undefined,
+          hasParent: (repoId) => this.stmt.hasParent.get(repoId, ref.digest) !== undefined,
+          holds: (repoId, digest) => this.stmt.manifestId.get(repoId, digest) !== undefined,
+          hold: (id) => this.stmt.holdManifestById.run(id),
+          delete: (id, repoId) => this.deleteManifestRow(id, repoId, ref.digest, now),
+        },
+        cutoff,
+      );
+      if (!row) return undefined;
+      this.outbox?.insert({ action: 'gc.delete', kind: 'manifest', repository: ref.repository, digest: ref.digest, mediaType: row.media_type as string, size: row.size as number }, now);
+      return toManifest(row);
+    });
   }
 
   async listBlobCandidates(cutoff: number, limit: number, after?: BlobCandidate): Promise<BlobCandidate[]> {
@@ -448,25 +446,22 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async claimBlobIfGarbage(digest: string, cutoff: number): Promise<{ blob?: BlobRecord; linksRemoved: number }> {
     return this.write(() => {
-        const linksRemoved = this.stmt.deleteDanglingLinks.run({ digest, cutoff }).changes;
-        const row = this.stmt.blobForGc.get(digest) as Row | undefined;
-        if (!row || row.state !== LIVE || this.stmt.isReferenced.get(digest) !== undefined) {
-          // Gone, already being deleted, or referenced: a manifest deletion re-queues it.
-          this.stmt.dequeueBlob.run(digest);
-          return { linksRemoved };
-        }
-        const newestLink = (this.stmt.newestLink.get(digest) as Row).newest as number | null;
-        const recheckAt = blobRecheckAt(newestLink, row.last_seen as number, cutoff);
-        if (recheckAt !== undefined) {
-          // Recently linked, uploaded or said to exist: look again once that is old enough.
-          this.stmt.requeueBlob.run(recheckAt, digest);
-          return { linksRemoved };
-        }
-        this.stmt.markDeleting.run(digest);
-        this.stmt.dequeueBlob.run(digest);
-        this.outbox?.insert({ action: 'gc.delete', kind: 'blob', repository: '', digest, size: row.size as number }, systemNow());
-        return { blob: toBlob(row), linksRemoved };
-      });
+      const { row, linksRemoved } = claimBlob(
+        {
+          removeDanglingLinks: () => this.stmt.deleteDanglingLinks.run({ digest, cutoff }).changes,
+          row: () => this.stmt.blobForGc.get(digest) as Row | undefined,
+          referenced: () => this.stmt.isReferenced.get(digest) !== undefined,
+          newestLink: () => (this.stmt.newestLink.get(digest) as Row).newest as number | null,
+          dequeue: () => this.stmt.dequeueBlob.run(digest),
+          requeue: (at) => this.stmt.requeueBlob.run(at, digest),
+          markDeleting: () => this.stmt.markDeleting.run(digest),
+        },
+        cutoff,
+      );
+      if (!row) return { linksRemoved };
+      this.outbox?.insert({ action: 'gc.delete', kind: 'blob', repository: '', digest, size: row.size as number }, systemNow());
+      return { blob: toBlob(row), linksRemoved };
+    });
   }
 
   async listDeletingBlobs(limit: number): Promise<BlobRecord[]> {
@@ -551,8 +546,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
         const row = this.stmt.retentionTag.get(repository, seen.tag) as Row | undefined;
         if (!row) return false;
-        const current = toRetentionTag(row);
-        if (current.digest !== seen.digest || current.pushedAt !== seen.pushedAt || (current.pulledAt ?? 0) > (seen.pulledAt ?? 0)) return false;
+        if (!tagUnchanged(toRetentionTag(row), seen)) return false;
         const refusal = guard?.refuseTagChange?.(seen.tag, 'delete');
         if (refusal) throw refusal;
         this.stmt.deleteTag.run(row.repository_id, seen.tag);
