@@ -32,8 +32,6 @@ import { claimBlob, collectManifest } from './gc-verdicts.js';
 import { tagUnchanged } from '../decisions.js';
 import { page, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toRetentionTag, type Row } from '../records.js';
 
-/** The view's page caches, KiB: one for the snapshot's pages, one for the TEMP tables. */
-const PAGE_CACHE_KIB = 2000;
 
 const OVERLAY = `
   CREATE TEMP TABLE gone_manifests (id INTEGER PRIMARY KEY);
@@ -49,8 +47,12 @@ const OVERLAY = `
   CREATE TEMP TABLE gone_repositories (id INTEGER PRIMARY KEY);
 `;
 
-/** Runs `fn` against a dry-run view of the SQLite database in `file`; nothing it does reaches the file. */
-export async function withDryRunView<T>(file: string, fn: (view: GcView) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` against a dry-run view of the SQLite database in `file`; nothing
+ * it does reaches the file. `cacheKib`: the store's page cache, given to the
+ * snapshot's pages and to the TEMP tables each.
+ */
+export async function withDryRunView<T>(file: string, cacheKib: number, fn: (view: GcView) => Promise<T>): Promise<T> {
   // Read-only: whatever this code does, it cannot write the registry's data.
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
@@ -58,8 +60,8 @@ export async function withDryRunView<T>(file: string, fn: (view: GcView) => Prom
     // Each schema has a cache of its own, 16 MB by default in better-sqlite3's
     // build: the TEMP tables' would have added that to a first pass's peak.
     db.pragma('temp_store = FILE'); // first: changing it drops the TEMP schema
-    db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
-    db.pragma(`temp.cache_size = -${PAGE_CACHE_KIB}`);
+    db.pragma(`cache_size = -${cacheKib}`);
+    db.pragma(`temp.cache_size = -${cacheKib}`);
     db.exec(OVERLAY);
     db.exec('BEGIN');
     // The first read of the main database takes the snapshot every decision reads.

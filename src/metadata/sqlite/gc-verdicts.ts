@@ -7,8 +7,7 @@
  */
 import { blobRecheckAt, manifestDue } from '../decisions.js';
 import type { Row } from '../records.js';
-
-export const LIVE = 0;
+import { LIVE } from './schema.js';
 
 export interface ManifestSteps {
   /** The manifest's row (id, repository_id, subject, untagged_at and what the caller returns), if it exists. */

@@ -3,6 +3,9 @@
  * `PRAGMA user_version`. A database newer than this code is refused, so an
  * old binary never writes to a schema it does not understand.
  */
+/** blobs.state of a live blob (1: being deleted by GC, absent to every reader). */
+export const LIVE = 0;
+
 export const MIGRATIONS: string[] = [
   `
   CREATE TABLE repositories (

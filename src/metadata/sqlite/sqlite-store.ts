@@ -44,17 +44,16 @@ import { KEPT_RUNS } from '../store.js';
 import { manifestReferences, type OutboxOptions } from '../outbox.js';
 import { SqliteOutbox } from './outbox.js';
 import { renewalDue, stillReferencedError, tagUnchanged, unknownBlobsError, unknownChildrenError } from '../decisions.js';
-import { claimBlob, collectManifest, LIVE } from './gc-verdicts.js';
+import { claimBlob, collectManifest } from './gc-verdicts.js';
 import { ManifestBodies } from '../manifest-bodies.js';
 import { manifestValues, page, runValues, toBlob, toBlobCandidate, toManifest, toManifestCandidate, toReferrers, toRunTotals, toRetentionTag, toUpload, type Row } from '../records.js';
-import { MIGRATIONS } from './schema.js';
+import { LIVE, MIGRATIONS } from './schema.js';
 import { withDryRunView } from './dry-run-view.js';
 import { systemNow } from '../../clock.js';
 import { digestOfKey } from '../../storage/blob-store.js';
 import { prepareConsoleQueries } from './console-queries.js';
 import { toPullCount, toRepositorySummary, toRun, toStorageTotals, toTagDetail } from '../records.js';
 import type { LifecycleRunRecord, ManifestUsage, PullCount, RepositorySummary, StorageTotals, TagDetail } from '../store.js';
-
 
 export interface SqliteStoreOptions {
   /** Endpoints events are written for (src/events/); none: no event rows at all. */
@@ -626,7 +625,7 @@ export class SqliteMetadataStore implements MetadataStore {
     // A view of the live file on a connection of its own (see dry-run-view.ts):
     // no copy, whatever the registry's size, and no write lock.
     if (this.file === undefined) throw new Error('a GC dry run needs the SQLite database in a file');
-    return withDryRunView(this.file, fn);
+    return withDryRunView(this.file, PAGE_CACHE_KIB, fn);
   }
 
   async now(): Promise<number> {
